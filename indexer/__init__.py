@@ -1,0 +1,1 @@
+"""vmdex ingest: everything that touches a dump file or a vmlinux."""

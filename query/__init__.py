@@ -1,0 +1,1 @@
+"""vmdex answers: read the index only, never a dump or a vmlinux."""

@@ -1,0 +1,238 @@
+"""One pass over a dump: open it, learn the kernel, walk every task and mm, store the rows.
+
+The walk happens entirely before the database is touched; the rows of one dump are then
+written in a single transaction, so a failed or interrupted ingest leaves no trace and a
+re-ingested name is replaced only when the new copy is complete.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from indexer.errors import KernelError, MemoryReadError, VmdexError, WalkError
+from indexer.kernel.vmcoreinfo import VmcoreInfo
+from indexer.walk.kernel import Kernel
+from indexer.walk.mm import Mm, crash_rss, read_mm
+from indexer.walk.pages import PageRuns, build_runs
+from indexer.walk.paths import PathResolver, swap_devices
+from indexer.walk.tasks import Task, cpu_count, walk_tasks
+from indexer.x86_64 import KernelMemory, Paging, walk_user_tables
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class DumpImage:
+    """Everything the walk found in one dump, ready to be stored."""
+
+    name: str
+    source_path: str
+    format: str
+    compression: str
+    release: str
+    build_id: str
+    paging: Paging
+    kaslr_offset: int
+    cpus: int
+    paddr_prlen: int
+    default_task: int
+    init_mm: int | None
+    swap: tuple[int, dict[int, str]] | None
+    has_expand_upwards: bool
+    has_pmd_huge_pte: bool
+    tasks: list[Task]
+    rss: dict[int, int]                       # task addr -> crash RSS pages
+    mms: dict[int, Mm]
+    runs: dict[int, PageRuns]                 # mm addr -> page runs
+    faults: list[tuple[int, object]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def _paging(k_mem_phys, info: VmcoreInfo, read_sym) -> Paging:
+    levels = 5 if (info.number("pgtable_l5_enabled") or 0) == 1 else 4
+    phys_base = info.number("phys_base")
+    if phys_base is None:
+        raise KernelError("VMCOREINFO lacks NUMBER(phys_base): cannot place the kernel image")
+    sme = info.number("sme_mask") or 0
+    paging = Paging(levels=levels, page_offset=0, phys_base=phys_base, sme_mask=sme)
+    return paging
+
+
+def _check_vmlinux(info: VmcoreInfo, vmlinux_build_id: str | None, vmlinux_path: Path,
+                   stext: int | None) -> int:
+    """Refuse a vmlinux that does not belong to the dump; return the KASLR offset."""
+    dump_bid = (info.build_id or "").lower()
+    if dump_bid and vmlinux_build_id and not vmlinux_build_id.lower().startswith(dump_bid[:40]):
+        raise KernelError(f"{vmlinux_path}: build id {vmlinux_build_id} does not match the "
+                          f"dump's {dump_bid} (kernel {info.osrelease}): wrong vmlinux")
+    offset = info.kerneloffset or 0
+    dump_stext = info.symbol("_stext")
+    if stext is not None and dump_stext is not None:
+        derived = dump_stext - stext
+        if derived != offset or derived & 0xFFF:
+            raise KernelError(f"{vmlinux_path}: _stext does not line up with the dump's "
+                              f"(kernel {info.osrelease}): wrong vmlinux")
+    return offset
+
+
+def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
+              vmlinux_build_id: str | None, name: str, progress: Progress = _noop) -> DumpImage:
+    errors: list[str] = []
+    kaslr = _check_vmlinux(info, vmlinux_build_id, vmlinux_path, symbol_address("_stext"))
+    paging = _paging(phys, info, symbol_address)
+    mem = KernelMemory(phys, paging)
+    k = Kernel(mem, types, symbol_address, kaslr)
+    # page_offset_base lives in the kernel image, which translates without it.
+    pob = k.sym("page_offset_base")
+    paging.page_offset = k.ptr(pob) if pob else (0xFF11000000000000 if paging.levels == 5
+                                                 else 0xFFFF888000000000)
+    swapper = info.symbol("swapper_pg_dir") or k.sym("init_top_pgt")
+    if swapper:
+        mem.kernel_pgd_pa = paging.kvtop_linear(swapper)
+    paging.l1tf = k.sym("l1tf_mitigation") is not None or _version(info.osrelease) >= (4, 18, 1)
+    _check_banner(k, info, vmlinux_path)
+
+    tasks = walk_tasks(k, errors)
+    progress("tasks", len(tasks), len(tasks))
+    paths = PathResolver(k)
+    mms: dict[int, Mm] = {}
+    mm_addrs = [t.mm for t in tasks if t.mm]
+    for i, a in enumerate(dict.fromkeys(mm_addrs)):
+        try:
+            mms[a] = read_mm(k, a, paths, errors)
+        except (MemoryReadError, WalkError) as exc:
+            errors.append(f"mm {a:x}: {exc}")
+        progress("mm", i + 1, len(set(mm_addrs)))
+
+    # Per-thread RSS caches are summed over every task of the tgid, as crash does.
+    caches: dict[int, list[list[int]]] = {}
+    for t in tasks:
+        caches.setdefault(t.tgid, []).append(t.rss_cache)
+    rss = {}
+    for t in tasks:
+        mm = mms.get(t.mm)
+        rss[t.addr] = crash_rss(k, mm.counters, caches[t.tgid]) if mm else 0
+
+    user_top = 1 << (56 if paging.levels == 5 else 47)
+    runs: dict[int, PageRuns] = {}
+    faults = []
+    for i, (a, mm) in enumerate(mms.items()):
+        ranges = [(v.start, v.end) for v in mm.vmas]
+        top = mm.pgd - paging.page_offset
+        batch, mm_faults = walk_user_tables(phys, paging, top, user_top, ranges)
+        runs[a] = build_runs(batch, ranges, paging)
+        faults += [(a, f) for f in mm_faults]
+        progress("page tables", i + 1, len(mms))
+
+    swap_info = swap_devices(k, paths, errors)
+    return DumpImage(
+        name=name, source_path=str(phys.path), format=phys.format,
+        compression=phys.compression, release=info.osrelease or "",
+        build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
+        cpus=cpu_count(k), paddr_prlen=_paddr_prlen(k), default_task=_default_task(tasks),
+        init_mm=k.sym("init_mm"), swap=swap_info,
+        has_expand_upwards=k.sym("expand_upwards") is not None,
+        has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
+        tasks=tasks, rss=rss, mms=mms, runs=runs, faults=faults, errors=errors)
+
+
+def _version(release: str) -> tuple[int, ...]:
+    nums = []
+    for part in release.split("-")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        nums.append(int(digits) if digits else 0)
+    return tuple(nums)
+
+
+def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path) -> None:
+    """linux_banner in the dump's memory must name the release VMCOREINFO names: a vmlinux
+    whose symbols point elsewhere (another build of the same release) fails here."""
+    sym = k.sym("linux_banner")
+    if sym is None or not info.osrelease:
+        return
+    try:
+        banner = k.mem.cstring(sym, 512).decode("latin-1")
+    except (MemoryReadError, WalkError, VmdexError):
+        banner = ""
+    if not banner.startswith(f"Linux version {info.osrelease} "):
+        raise KernelError(f"{vmlinux_path}: does not belong to the dump (dump kernel "
+                          f"{info.osrelease}; linux_banner there reads {banner[:40]!r}): "
+                          "wrong vmlinux")
+
+
+def _paddr_prlen(k: Kernel) -> int:
+    """crash's PHYSICAL width: hex digits of present RAM (Σ node_present_pages × 4 KiB)."""
+    total = 0
+    nd = k.sym("node_data")
+    nodes = []
+    if nd is not None:
+        n = k.types.variable_array_length("node_data") or 1
+        raw = k.mem.read(nd, 8 * n)
+        nodes = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, 8 * n, 8)]
+    elif k.sym("contig_page_data") is not None:
+        nodes = [k.sym("contig_page_data")]
+    for node in nodes:
+        if not node:
+            continue
+        present = k.mem.u64(node + k.off("pglist_data", "node_present_pages"))
+        if present == 0:
+            present = k.mem.u64(node + k.off("pglist_data", "node_spanned_pages"))
+        total += present * 4096
+    return len(f"{total:x}") if total else 8
+
+
+def _default_task(tasks: list[Task]) -> int:
+    """crash's startup context on a dump without a panic: the idle task of CPU 0."""
+    for t in tasks:
+        if t.is_idle and t.cpu == 0:
+            return t.addr
+    return tasks[0].addr if tasks else 0
+
+
+def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
+           progress: Progress = _noop) -> tuple[DumpImage, float]:
+    """Read a dump once and store it under `name`; returns what was stored and the time."""
+    from indexer import store
+    from indexer.db import upgrade
+    from indexer.dumpfile import open_dump
+    from indexer.errors import DumpError
+    from indexer.kernel.symtab import Symtab, build_id
+    from indexer.kernel.types import KernelTypes, load_kernel_types
+
+    t0 = time.perf_counter()
+    dump_path, vmlinux_path = Path(dump_path), Path(vmlinux_path)
+    if not vmlinux_path.is_file():
+        raise KernelError(f"{vmlinux_path}: no such vmlinux")
+    upgrade(engine)
+    with open_dump(dump_path) as phys:
+        if not phys.vmcoreinfo:
+            raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
+        info = VmcoreInfo.parse(phys.vmcoreinfo)
+        bid = build_id(vmlinux_path)
+        if bid is None:
+            raise KernelError(f"{vmlinux_path}: no build id note: not a kernel vmlinux?")
+        dump_bid = (info.build_id or "").lower()
+        if dump_bid and not bid.lower().startswith(dump_bid):
+            raise KernelError(f"{vmlinux_path}: build id {bid} is not the dump's {dump_bid} "
+                              f"(dump kernel {info.osrelease}): wrong vmlinux")
+        cached = store.cached_kernel(engine, bid)
+        if cached:
+            types, symtab = KernelTypes.from_json(cached[0]), Symtab.from_bytes(cached[1])
+        else:
+            types, symtab = load_kernel_types(vmlinux_path)
+        progress("types", 1, 1)
+        img = walk_dump(phys, info, types, symtab.address, vmlinux_path, bid,
+                        name or dump_path.name, progress)
+        kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
+                                       cached[0] if cached else types.to_json(),
+                                       cached[1] if cached else symtab.to_bytes())
+        seconds = time.perf_counter() - t0
+        store.store_dump(engine, img, kernel_id, seconds)
+    return img, time.perf_counter() - t0

@@ -1,0 +1,16 @@
+"""Where the index is: `--db` path or SQLAlchemy URL, else $VMDEX_DB, else ./vmdex.db."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_location() -> str:
+    return os.environ.get("VMDEX_DB") or "vmdex.db"
+
+
+def url_for(location: str | None) -> str:
+    loc = location or default_location()
+    if "://" in loc:
+        return loc
+    return "sqlite:///" + str(Path(loc).expanduser().absolute())

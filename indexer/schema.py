@@ -1,0 +1,152 @@
+"""The index schema: vmdex's public interface (documented in docs/schema.md).
+
+64-bit kernel values (pointers, PTEs, vm_flags) are stored as the signed two's-complement
+int64 of the unsigned value, so they fit SQLite and PostgreSQL BIGINT alike; SQLite's
+printf('%x', v) and PostgreSQL's to_hex(v) print them as the kernel would.
+Every row belongs to one dump (dump_id); a dump becomes visible in one transaction.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, SmallInteger, String, Table, Text)
+
+metadata = MetaData()
+I64 = BigInteger().with_variant(Integer, "sqlite")  # INTEGER in SQLite is already 64-bit
+
+kernels = Table(
+    "kernels", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", String(80), nullable=False, unique=True),
+    Column("release", String(200), nullable=False),
+    Column("types_json", Text, nullable=False),   # layouts + render trees from DWARF
+    Column("symtab", LargeBinary, nullable=False),  # packed .symtab (indexer.kernel.symtab)
+)
+
+dumps = Table(
+    "dumps", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("kernel_id", Integer, ForeignKey("kernels.id"), nullable=False),
+    Column("source_path", Text, nullable=False),
+    Column("format", String(40), nullable=False),
+    Column("compression", String(40), nullable=False),
+    Column("release", String(200), nullable=False),
+    Column("ingested_at", String(40), nullable=False),
+    Column("ingest_seconds", Integer),
+    Column("kaslr_offset", I64, nullable=False),
+    Column("phys_base", I64, nullable=False),
+    Column("page_offset", I64, nullable=False),
+    Column("paging_levels", SmallInteger, nullable=False),
+    Column("cpus", Integer, nullable=False),
+    Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
+    Column("default_task", I64, nullable=False),           # crash's startup context
+    Column("init_mm", I64),
+    Column("swap_lines", Boolean, nullable=False),         # nr_swapfiles + swap_info exist
+    Column("swap_info_len", Integer, nullable=False),
+    Column("has_expand_upwards", Boolean, nullable=False),  # crash -f: 0x200 name
+    Column("has_pmd_huge_pte", Boolean, nullable=False),    # crash -f: 0x1000000 name
+    Column("task_count", Integer, nullable=False),
+    Column("vma_count", Integer, nullable=False),
+    Column("page_run_count", Integer, nullable=False),
+    Column("error_count", Integer, nullable=False),
+)
+
+tasks = Table(
+    "tasks", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),                 # crash's order (foreach)
+    Column("task", I64, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("ppid", Integer, nullable=False),
+    Column("tgid", Integer, nullable=False),
+    Column("cpu", Integer, nullable=False),
+    Column("comm", String(64), nullable=False),
+    Column("state", I64, nullable=False),
+    Column("exit_state", I64, nullable=False),
+    Column("st", String(4), nullable=False),
+    Column("flags", I64, nullable=False),
+    Column("is_idle", Boolean, nullable=False),
+    Column("is_active", Boolean, nullable=False),          # running on a CPU at dump time
+    Column("mm", I64),                                      # NULL: kernel thread / idle
+    Column("rss_pages", I64, nullable=False),               # crash's RSS for this task
+    Index("ix_tasks_pk", "dump_id", "seq", unique=True),
+    Index("ix_tasks_pid", "dump_id", "pid"),
+    Index("ix_tasks_task", "dump_id", "task"),
+    Index("ix_tasks_mm", "dump_id", "mm"),
+)
+
+mms = Table(
+    "mms", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("mm", I64, nullable=False),
+    Column("pgd", I64, nullable=False),
+    Column("total_vm", I64, nullable=False),                # pages
+    Column("map_count", Integer, nullable=False),
+    Column("mm_count", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),             # mm_struct bytes for vm -m
+    Index("ix_mms_pk", "dump_id", "mm", unique=True),
+    Index("ix_mms_pgd", "dump_id", "pgd"),
+)
+
+vmas = Table(
+    "vmas", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("mm", I64, nullable=False),
+    Column("seq", Integer, nullable=False),                 # address order within the mm
+    Column("vma", I64, nullable=False),
+    Column("vm_start", I64, nullable=False),
+    Column("vm_end", I64, nullable=False),
+    Column("vm_flags", I64, nullable=False),
+    Column("vm_pgoff", I64, nullable=False),
+    Column("file_path", Text),                              # crash's path; NULL: anonymous
+    Column("raw", LargeBinary, nullable=False),             # vm_area_struct bytes for vm -v
+    Index("ix_vmas_pk", "dump_id", "mm", "seq", unique=True),
+    Index("ix_vmas_vma", "dump_id", "vma"),
+    Index("ix_vmas_flags", "dump_id", "vm_flags"),
+)
+
+page_runs = Table(
+    "page_runs", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("mm", I64, nullable=False),
+    Column("vma_seq", Integer, nullable=False),
+    Column("va", I64, nullable=False),                      # first virtual page
+    Column("npages", Integer, nullable=False),              # ≤ 512 (one 2 MiB stretch)
+    Column("level", SmallInteger, nullable=False),          # 1 PTE, 2 PMD, 3 PUD leaf
+    Column("kind", SmallInteger, nullable=False),           # 0 present, 1 swap/non-present
+    Column("pa", I64),                                      # present: crash's PHYSICAL of va
+    Column("swap_type", Integer),
+    Column("swap_offset", I64),
+    Column("pte", I64, nullable=False),                     # raw entry of the first page
+    Index("ix_page_runs_va", "dump_id", "mm", "va"),
+    Index("ix_page_runs_pa", "dump_id", "pa"),
+    Index("ix_page_runs_swap", "dump_id", "swap_offset"),
+)
+
+page_table_faults = Table(
+    "page_table_faults", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("mm", I64, nullable=False),
+    Column("va_start", I64, nullable=False),
+    Column("va_end", I64, nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("pa", I64, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_pt_faults", "dump_id", "mm", "va_start"),
+)
+
+swap_devices = Table(
+    "swap_devices", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("type", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Index("ix_swap_devices_pk", "dump_id", "type", unique=True),
+)
+
+ingest_errors = Table(
+    "ingest_errors", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices, ingest_errors)

@@ -1,0 +1,133 @@
+"""Write one walked dump into the index: a single transaction, bulk executemany, no ORM.
+
+The old dump of the same name (if any) is deleted in the same transaction, so readers see
+either the old copy or the complete new one, never a mix and never a half-written dump.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from indexer import schema as S
+from indexer.ingest import DumpImage
+from indexer.x86_64 import to_signed
+
+BATCH = 20000
+
+
+def _i64(a: np.ndarray) -> list[int]:
+    """uint64 array → Python ints of the two's-complement int64 (the stored form)."""
+    return a.astype(np.uint64).view(np.int64).tolist()
+
+
+def kernel_row(conn: Connection, build_id: str):
+    return conn.execute(select(S.kernels.c.id, S.kernels.c.types_json)
+                        .where(S.kernels.c.build_id == build_id)).first()
+
+
+def cached_kernel(engine: Engine, build_id: str):
+    """(types_json, symtab bytes) cached for this build id, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(S.kernels.c.types_json, S.kernels.c.symtab)
+                           .where(S.kernels.c.build_id == build_id)).first()
+    return (row[0], bytes(row[1])) if row else None
+
+
+def store_kernel(engine: Engine, build_id: str, release: str, types_json: str,
+                 symtab: bytes) -> int:
+    """Cache a kernel's layouts and symbols under its build id (once per kernel)."""
+    with engine.begin() as conn:
+        row = kernel_row(conn, build_id)
+        if row:
+            return row.id
+        try:
+            with conn.begin_nested():
+                return conn.execute(insert(S.kernels).values(
+                    build_id=build_id, release=release, types_json=types_json,
+                    symtab=symtab)).inserted_primary_key[0]
+        except IntegrityError:   # another ingest cached the same kernel first
+            return kernel_row(conn, build_id).id
+
+
+def _delete_dump(conn: Connection, dump_id: int) -> None:
+    for t in S.BULK_TABLES:
+        conn.execute(delete(t).where(t.c.dump_id == dump_id))
+    conn.execute(delete(S.dumps).where(S.dumps.c.id == dump_id))
+
+
+def remove_dump(engine: Engine, name: str) -> bool:
+    with engine.begin() as conn:
+        old = conn.execute(select(S.dumps.c.id).where(S.dumps.c.name == name)).scalar()
+        if old is None:
+            return False
+        _delete_dump(conn, old)
+        return True
+
+
+def _bulk(conn: Connection, table, rows) -> None:
+    rows = list(rows)
+    for i in range(0, len(rows), BATCH):
+        conn.execute(insert(table), rows[i:i + BATCH])
+
+
+def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -> int:
+    run_count = sum(len(r) for r in img.runs.values())
+    vma_count = sum(len(m.vmas) for m in img.mms.values())
+    with engine.begin() as conn:
+        old = conn.execute(select(S.dumps.c.id).where(S.dumps.c.name == img.name)).scalar()
+        if old is not None:
+            _delete_dump(conn, old)
+        p = img.paging
+        dump_id = conn.execute(insert(S.dumps).values(
+            name=img.name, kernel_id=kernel_id, source_path=img.source_path, format=img.format,
+            compression=img.compression, release=img.release,
+            ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            ingest_seconds=round(seconds), kaslr_offset=to_signed(img.kaslr_offset),
+            phys_base=p.phys_base, page_offset=to_signed(p.page_offset),
+            paging_levels=p.levels, cpus=img.cpus, paddr_prlen=img.paddr_prlen,
+            default_task=to_signed(img.default_task),
+            init_mm=to_signed(img.init_mm) if img.init_mm else None,
+            swap_lines=img.swap is not None, swap_info_len=img.swap[0] if img.swap else 0,
+            has_expand_upwards=img.has_expand_upwards, has_pmd_huge_pte=img.has_pmd_huge_pte,
+            task_count=len(img.tasks), vma_count=vma_count, page_run_count=run_count,
+            error_count=len(img.errors))).inserted_primary_key[0]
+
+        _bulk(conn, S.tasks, (dict(
+            dump_id=dump_id, seq=i, task=to_signed(t.addr), pid=t.pid, ppid=t.ppid, tgid=t.tgid,
+            cpu=t.cpu, comm=t.comm, state=t.state, exit_state=t.exit_state, st=t.st,
+            flags=t.flags, is_idle=t.is_idle, is_active=t.is_active, mm=to_signed(t.mm) if t.mm else None,
+            rss_pages=img.rss.get(t.addr, 0)) for i, t in enumerate(img.tasks)))
+        _bulk(conn, S.mms, (dict(
+            dump_id=dump_id, mm=to_signed(m.addr), pgd=to_signed(m.pgd), total_vm=m.total_vm,
+            map_count=m.map_count, mm_count=m.mm_count, raw=m.raw) for m in img.mms.values()))
+        _bulk(conn, S.vmas, (dict(
+            dump_id=dump_id, mm=to_signed(m.addr), seq=i, vma=to_signed(v.addr),
+            vm_start=to_signed(v.start), vm_end=to_signed(v.end), vm_flags=to_signed(v.flags),
+            vm_pgoff=to_signed(v.pgoff), file_path=v.path, raw=v.raw)
+            for m in img.mms.values() for i, v in enumerate(m.vmas)))
+        for mm, r in img.runs.items():
+            if not len(r):
+                continue
+            present = (r.kind == 0).tolist()
+            cols = zip(r.vma_index.tolist(), _i64(r.va), r.npages.tolist(), r.level.tolist(),
+                       r.kind.tolist(), _i64(r.pa), r.swap_type.tolist(), r.swap_offset.tolist(),
+                       _i64(r.pte), present)
+            mm_s = to_signed(mm)
+            _bulk(conn, S.page_runs, (dict(
+                dump_id=dump_id, mm=mm_s, vma_seq=vi, va=va, npages=n, level=lv, kind=kd,
+                pa=pa if pr else None, swap_type=None if pr else st,
+                swap_offset=None if pr else so, pte=pte)
+                for vi, va, n, lv, kd, pa, st, so, pte, pr in cols))
+        _bulk(conn, S.page_table_faults, (dict(
+            dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),
+            va_end=to_signed(f.va_end), level=f.level, pa=f.pa, reason=f.reason)
+            for mm, f in img.faults))
+        if img.swap:
+            _bulk(conn, S.swap_devices, (dict(dump_id=dump_id, type=t, path=p)
+                                         for t, p in img.swap[1].items()))
+        _bulk(conn, S.ingest_errors, (dict(dump_id=dump_id, message=e) for e in img.errors))
+    return dump_id

@@ -1,0 +1,104 @@
+"""mm_struct and its VMAs: what `vm` prints in the MM and VMA lines, plus raw bytes for -m/-v."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from indexer.errors import MemoryReadError, WalkError
+from indexer.walk.kernel import Kernel
+from indexer.walk.paths import PathResolver
+from indexer.walk.vmas import vma_addresses
+
+
+@dataclass
+class Vma:
+    addr: int
+    start: int
+    end: int
+    flags: int
+    pgoff: int
+    file: int
+    path: str | None
+    raw: bytes
+
+
+@dataclass
+class Mm:
+    addr: int
+    pgd: int
+    total_vm: int
+    map_count: int
+    mm_count: int
+    counters: list[int]          # mm-wide rss counters, signed, indexed by MM_* enum
+    raw: bytes
+    vmas: list[Vma] = field(default_factory=list)
+
+
+def rss_counter_indexes(k: Kernel) -> list[int]:
+    """Which rss counters crash adds: FILE, ANON and (when it exists) SHMEM. Never SWAPENTS."""
+    idx = [k.enum("MM_FILEPAGES", 0), k.enum("MM_ANONPAGES", 1)]
+    shmem = k.enum("MM_SHMEMPAGES")
+    if shmem is not None:
+        idx.append(shmem)
+    return idx
+
+
+def _counters(k: Kernel, mm) -> list[int]:
+    """The mm-wide counters: atomic_long_t count[] (< 6.2) or percpu_counter[] (≥ 6.2)."""
+    if k.has("mm_struct", "rss_stat.count"):
+        n = k.types.array_length("mm_struct", "rss_stat.count") or 0
+        off = k.off("mm_struct", "rss_stat.count")
+        return [int.from_bytes(mm.raw[off + 8 * i:off + 8 * i + 8], "little", signed=True)
+                for i in range(n)]
+    if k.has("mm_struct", "rss_stat"):
+        # Per-CPU counters: count + Σ per-cpu deltas, clamped at 0 per counter (as crash does).
+        from indexer.walk.tasks import cpu_count
+        n = k.types.array_length("mm_struct", "rss_stat") or 0
+        size = k.sizeof("percpu_counter")
+        base = k.off("mm_struct", "rss_stat")
+        c_off = k.off("percpu_counter", "count")
+        has_pcpu = k.has("percpu_counter", "counters")
+        p_off = k.off("percpu_counter", "counters") if has_pcpu else 0
+        ncpu = cpu_count(k)
+        out = []
+        for i in range(n):
+            o = base + i * size
+            v = int.from_bytes(mm.raw[o + c_off:o + c_off + 8], "little", signed=True)
+            if has_pcpu:
+                pcpu = int.from_bytes(mm.raw[o + p_off:o + p_off + 8], "little")
+                for cpu in range(ncpu):
+                    v += k.mem.sint(k.percpu(pcpu, cpu), 4)
+            out.append(max(v, 0))
+        return out
+    return []
+
+
+def read_mm(k: Kernel, addr: int, paths: PathResolver, errors: list[str]) -> Mm:
+    v = k.view("mm_struct", addr)
+    mm_count_path = "mm_count.counter" if v.has("mm_count.counter") else "mm_count"
+    mm = Mm(addr=addr, pgd=v.ptr("pgd"), total_vm=v.u("total_vm"), map_count=v.s("map_count", 4),
+            mm_count=v.s(mm_count_path, 4), counters=_counters(k, v), raw=v.raw)
+    vsize = k.sizeof("vm_area_struct")
+    for va in vma_addresses(k, addr, errors):
+        try:
+            mm.vmas.append(_read_vma(k, va, vsize, paths))
+        except (MemoryReadError, WalkError) as exc:
+            errors.append(f"mm {addr:x}: VMA {va:x}: {exc}")
+    return mm
+
+
+def _read_vma(k: Kernel, addr: int, size: int, paths: PathResolver) -> Vma:
+    v = k.view("vm_area_struct", addr)
+    flags_path = "vm_flags" if v.has("vm_flags") else "__vm_flags"
+    f = v.ptr("vm_file")
+    return Vma(addr=addr, start=v.ptr("vm_start"), end=v.ptr("vm_end"), flags=v.u(flags_path),
+               pgoff=v.u("vm_pgoff"), file=f, path=paths.file_path(f) if f else None, raw=v.raw)
+
+
+def crash_rss(k: Kernel, counters: list[int], thread_caches: list[list[int]]) -> int:
+    """RSS in pages as crash computes it: FILE+ANON+SHMEM, each only if positive, plus the
+    per-thread rss_stat caches (CONFIG_SPLIT_RSS_COUNTING, < 6.2) of the tgid's tasks."""
+    idx = rss_counter_indexes(k)
+    rss = sum(counters[i] for i in idx if i < len(counters) and counters[i] > 0)
+    for cache in thread_caches:
+        rss += sum(cache[i] for i in idx if i < len(cache) and cache[i] > 0)
+    return rss

@@ -1,0 +1,250 @@
+"""x86_64 address translation: kernel virtual → physical, and user page-table decoding.
+
+Everything that depends on the machine's paging mode lives here: KASLR/phys_base arithmetic,
+the direct map, 4- or 5-level walks, huge leaves, and the swap-entry encoding.
+Bit values are the architecture's (Intel SDM), not the kernel's build: they cannot vary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.errors import MemoryReadError, WalkError
+
+START_KERNEL_MAP = 0xFFFFFFFF80000000  # fixed by the x86_64 ABI, KASLR moves only phys_base
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+ENTRIES = 512
+
+_P = 0x1          # present
+_PSE = 0x80       # huge leaf at PMD/PUD level
+_PROTNONE = 0x100  # _PAGE_GLOBAL reused for PROT_NONE / NUMA-hinting entries when P is clear
+U64 = (1 << 64) - 1
+
+# Leaf levels as stored in the index.
+LEVEL_PTE, LEVEL_PMD, LEVEL_PUD = 1, 2, 3
+KIND_PRESENT, KIND_SWAP = 0, 1
+
+
+def to_signed(v: int) -> int:
+    """u64 → the two's-complement int64 the database stores."""
+    v &= U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def to_unsigned(v: int) -> int:
+    return v & U64
+
+
+@dataclass
+class Paging:
+    """The paging facts of one dump, all taken from VMCOREINFO and kernel memory."""
+
+    levels: int               # 4 or 5
+    page_offset: int          # direct-map base (page_offset_base)
+    phys_base: int            # signed: where the kernel image sits physically
+    sme_mask: int = 0         # AMD memory-encryption bit, stripped from table addresses
+    l1tf: bool = True         # swap offsets stored inverted (kernels with the L1TF fix)
+
+    @property
+    def phys_mask(self) -> int:
+        # crash masks table/leaf addresses to 46 bits (4-level) or 52 bits (5-level).
+        bits = 52 if self.levels == 5 else 46
+        return ((1 << bits) - 1) & ~(PAGE_SIZE - 1)
+
+    def kvtop_linear(self, va: int) -> int | None:
+        """Translate kernel image or direct-map addresses without a page-table walk."""
+        if va >= START_KERNEL_MAP:
+            return (va - START_KERNEL_MAP + self.phys_base) & U64
+        if va >= self.page_offset:
+            pa = va - self.page_offset
+            if pa < (1 << 52):
+                return pa
+        return None
+
+    def swap_type_offset(self, pte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decode swap type and offset from non-present PTE values (uint64 array)."""
+        if self.l1tf:
+            # Type in bits 59-63, offset in bits 9-58 stored inverted (L1TF mitigation).
+            typ = pte >> np.uint64(59)
+            off = ((~pte) << np.uint64(5)) >> np.uint64(14)
+        else:
+            typ = (pte >> np.uint64(9)) & np.uint64(0x1F)
+            off = pte >> np.uint64(14)
+        return typ, off
+
+
+class KernelMemory:
+    """Reads kernel virtual memory of a dump: linear maps first, else swapper_pg_dir walk."""
+
+    def __init__(self, phys, paging: Paging, kernel_pgd_pa: int | None = None):
+        self.phys = phys
+        self.paging = paging
+        self.kernel_pgd_pa = kernel_pgd_pa
+
+    def vtop(self, va: int) -> int:
+        pa = self.paging.kvtop_linear(va)
+        if pa is not None:
+            return pa
+        if self.kernel_pgd_pa is None:
+            raise WalkError(f"cannot translate kernel address {va:x}")
+        pa = translate(self.phys, self.paging, self.kernel_pgd_pa, va)
+        if pa is None:
+            raise WalkError(f"kernel address {va:x} is not mapped")
+        return pa
+
+    def read(self, va: int, size: int) -> bytes:
+        out = bytearray()
+        while size > 0:
+            n = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+            out += self.phys.read(self.vtop(va), n)
+            va += n
+            size -= n
+        return bytes(out)
+
+    def u64(self, va: int) -> int:
+        return int.from_bytes(self.read(va, 8), "little")
+
+    def u32(self, va: int) -> int:
+        return int.from_bytes(self.read(va, 4), "little")
+
+    def uint(self, va: int, size: int) -> int:
+        return int.from_bytes(self.read(va, size), "little")
+
+    def sint(self, va: int, size: int) -> int:
+        return int.from_bytes(self.read(va, size), "little", signed=True)
+
+    def cstring(self, va: int, limit: int = 4096) -> bytes:
+        """NUL-terminated bytes at va, reading page by page up to limit."""
+        out = bytearray()
+        while len(out) < limit:
+            n = min(limit - len(out), PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+            chunk = self.read(va, n)
+            z = chunk.find(b"\0")
+            if z >= 0:
+                return bytes(out + chunk[:z])
+            out += chunk
+            va += n
+        return bytes(out)
+
+
+def _shifts(levels: int) -> list[int]:
+    return [48, 39, 30, 21, 12] if levels == 5 else [39, 30, 21, 12]
+
+
+def translate(phys, paging: Paging, top_pa: int, va: int) -> int | None:
+    """Walk one address through the tables rooted at top_pa, as crash's uvtop does."""
+    mask = paging.phys_mask
+    table = top_pa
+    shifts = _shifts(paging.levels)
+    for depth, shift in enumerate(shifts):
+        e = int.from_bytes(phys.read(table + 8 * ((va >> shift) & 511), 8), "little")
+        e &= ~paging.sme_mask & U64
+        level = len(shifts) - depth  # 1 = PTE
+        if level <= LEVEL_PMD:
+            if not e & (_P | _PROTNONE):
+                return None
+        elif not e & _P:
+            return None
+        if level in (LEVEL_PMD, LEVEL_PUD) and e & _PSE or level == LEVEL_PTE:
+            size = 1 << shift
+            return (e & mask & ~(PAGE_SIZE - 1)) + (va & (size - 1))
+        table = e & mask
+    return None
+
+
+@dataclass
+class LeafBatch:
+    """Non-empty leaf entries of one address space, one element per 4 KiB-or-larger leaf."""
+
+    va: np.ndarray       # uint64 virtual address of the leaf
+    npages: np.ndarray   # int64 number of 4 KiB pages the leaf covers
+    level: np.ndarray    # int8 LEVEL_*
+    kind: np.ndarray     # int8 KIND_*
+    value: np.ndarray    # uint64: crash's physical address (present) or raw PTE (swap)
+
+
+@dataclass
+class TableFault:
+    """A page-table page the dump does not hold: everything below it is unknown."""
+
+    va_start: int
+    va_end: int
+    level: int
+    pa: int
+    reason: str
+
+
+def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
+                     ranges: list[tuple[int, int]] | None = None):
+    """Every non-empty leaf below user_top, and the table pages that could not be read.
+
+    `ranges` (sorted, non-overlapping [start, end) VMAs) prunes subtrees no VMA touches:
+    crash only ever looks up addresses inside VMAs, so entries elsewhere are never shown.
+    """
+    mask = np.uint64(paging.phys_mask)
+    sme_keep = np.uint64(~paging.sme_mask & U64)
+    shifts = _shifts(paging.levels)
+    chunks: list[tuple] = []
+    faults: list[TableFault] = []
+    starts = np.array([r[0] for r in ranges] if ranges else [], dtype=np.uint64)
+    ends = np.array([r[1] for r in ranges] if ranges else [], dtype=np.uint64)
+
+    def overlaps(lo: int, hi: int) -> bool:
+        if ranges is None:
+            return True
+        i = int(np.searchsorted(ends, np.uint64(lo), side="right"))
+        return i < len(starts) and int(starts[i]) < hi
+
+    idx = np.arange(ENTRIES, dtype=np.uint64)
+
+    def visit(table_pa: int, base: int, depth: int):
+        shift = shifts[depth]
+        level = len(shifts) - depth
+        span = 1 << shift
+        try:
+            raw = phys.read(table_pa, PAGE_SIZE)
+        except MemoryReadError as exc:
+            faults.append(TableFault(base, base + span * ENTRIES, level, table_pa, str(exc)))
+            return
+        e = np.frombuffer(raw, dtype="<u8") & sme_keep
+        vas = np.uint64(base) + idx * np.uint64(span)
+        nz = e != 0
+        if depth == 0:
+            nz &= vas < np.uint64(user_top)
+        if not nz.any():
+            return
+        present = (e & np.uint64(_P)) != 0
+        if level <= LEVEL_PMD:
+            present |= (e & np.uint64(_PROTNONE)) != 0
+        if level == LEVEL_PTE:
+            sel = nz
+            pres = present[sel]
+            val = np.where(pres, e[sel] & mask, e[sel])
+            n = int(sel.sum())
+            chunks.append((vas[sel], np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
+                           np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8), val))
+            return
+        huge = nz & present & ((e & np.uint64(_PSE)) != 0) if level in (LEVEL_PMD, LEVEL_PUD) \
+            else np.zeros(ENTRIES, bool)
+        if huge.any():
+            n = int(huge.sum())
+            chunks.append((vas[huge], np.full(n, span // PAGE_SIZE, np.int64),
+                           np.full(n, level, np.int8), np.full(n, KIND_PRESENT, np.int8),
+                           e[huge] & mask))
+        # Non-present entries above the PTE level are "not mapped" for crash.
+        down = np.nonzero(nz & present & ~huge)[0]
+        for i in down:
+            va = base + int(i) * span
+            if overlaps(va, va + span):
+                visit(int(e[i] & mask), va, depth + 1)
+
+    visit(top_pa, 0, 0)
+    if not chunks:
+        empty = np.zeros(0, np.uint64)
+        return LeafBatch(empty, np.zeros(0, np.int64), np.zeros(0, np.int8),
+                         np.zeros(0, np.int8), empty), faults
+    cols = list(zip(*chunks))
+    batch = LeafBatch(*(np.concatenate(c) for c in cols))
+    return batch, faults

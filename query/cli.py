@@ -1,0 +1,126 @@
+"""The `vmdex` command line: a thin skin over the ingest and the index.
+
+    vmdex [--db URL_OR_PATH] ingest --vmlinux VMLINUX [--name NAME] DUMP...
+    vmdex [--db ...] [--dump NAME] vm ARGS...
+    vmdex [--db ...] [--dump NAME] foreach FOREACH-ARGS... vm ARGS...
+
+Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
+Imports are lazy: answering `vm` must not pay for the ingest machinery.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from indexer.errors import VmdexError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Index Linux crash dumps once; answer crash's `vm` from the index.")
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
+                "help_option_names": []}
+
+
+class State:
+    db: Optional[str] = None
+    dump: Optional[str] = None
+    fmt: str = "text"
+
+
+@app.callback()
+def main_options(
+    db: Optional[str] = typer.Option(None, "--db", help="Index: SQLite path or SQLAlchemy URL "
+                                     "(default $VMDEX_DB or ./vmdex.db)."),
+    dump: Optional[str] = typer.Option(None, "--dump", help="Dump name (needed when the index "
+                                       "holds several)."),
+    fmt: str = typer.Option("text", "--format", help="text (crash's output), json or csv."),
+):
+    State.db, State.dump, State.fmt = db, dump, fmt
+
+
+@app.command()
+def ingest(
+    dumps: List[str] = typer.Argument(..., help="Dump file(s): ELF, kdump-compressed or flattened."),
+    vmlinux: str = typer.Option(..., "--vmlinux", help="The kernel's vmlinux with DWARF."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name in the index (default: the "
+                                       "dump's file name)."),
+):
+    """Read a dump once and index every task's address space."""
+    from query.ingest_cli import run_ingest
+
+    if name and len(dumps) > 1:
+        raise VmdexError("--name applies to a single dump")
+    for d in dumps:
+        run_ingest(State.db, d, vmlinux, name)
+
+
+def _answer(runner, argv: list[str]) -> None:
+    from query.conn import connect
+    from query.index import DumpIndex
+    from query.vm import Out
+
+    out = Out(sys.stdout, sys.stderr)
+    conns = []
+
+    def open_index():
+        conn = connect(State.db)
+        conns.append(conn)
+        return DumpIndex(conn, State.dump)
+
+    try:
+        code = runner(open_index, argv, out)
+    finally:
+        out.flush()
+        for c in conns:
+            c.close()
+    raise typer.Exit(code)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def vm(ctx: typer.Context):
+    """crash's `vm` with crash's own arguments, answered from the index."""
+    from query.vm import run_vm
+
+    _answer(run_vm, list(ctx.args))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def foreach(ctx: typer.Context):
+    """crash's `foreach [tasks...] vm [args]`."""
+    from query.foreach import run_foreach
+
+    _answer(run_foreach, list(ctx.args))
+
+
+def main() -> None:
+    import os
+
+    try:
+        app(standalone_mode=False)
+    except VmdexError as exc:
+        sys.stderr.write(f"vmdex: {exc}\n")
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("vmdex: interrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except Exception as exc:
+        show = getattr(exc, "show", None)  # usage errors from the command-line parser
+        if show is not None and hasattr(exc, "exit_code"):
+            show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("VMDEX_DEBUG"):
+            raise
+        sys.stderr.write(f"vmdex: internal error: {type(exc).__name__}: {exc} "
+                         "(set VMDEX_DEBUG=1 for a traceback)\n")
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

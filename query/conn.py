@@ -1,0 +1,70 @@
+"""A read-only DBAPI connection to the index, without SQLAlchemy on the query path.
+
+Answering a `vm` command must start fast; importing SQLAlchemy alone costs ~0.2 s, so
+queries use the driver directly (sqlite3, or psycopg for PostgreSQL URLs). SQL is written
+with `?` placeholders and adapted to the driver's style here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from indexer.errors import VmdexError
+
+HEAD = "0001"  # must equal indexer.db.HEAD (checked by a test)
+
+
+class Conn:
+    def __init__(self, dbapi, pyformat: bool):
+        self.dbapi = dbapi
+        self.pyformat = pyformat
+
+    def all(self, sql: str, params=()) -> list[tuple]:
+        cur = self.dbapi.cursor()
+        cur.execute(sql.replace("?", "%s") if self.pyformat else sql, tuple(params))
+        rows = cur.fetchall()
+        cur.close()
+        return rows
+
+    def one(self, sql: str, params=()):
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        self.dbapi.close()
+
+
+def connect(location: str | None) -> Conn:
+    from indexer.location import url_for
+
+    url = url_for(location)
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        path = url.split("///", 1)[1]
+        if not Path(path).exists():
+            raise VmdexError(f"no index at {path} (run `vmdex ingest` first)")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)
+        db.execute("PRAGMA query_only=ON")
+        conn = Conn(db, False)
+    elif url.startswith(("postgresql", "postgres")):
+        import psycopg
+
+        dsn = url.split("://", 1)[1]
+        dsn = "postgresql://" + dsn
+        db = psycopg.connect(dsn, autocommit=False)
+        db.read_only = True
+        conn = Conn(db, True)
+    else:
+        raise VmdexError(f"unsupported index URL: {url}")
+    _ensure_schema(conn, location)
+    return conn
+
+
+def _ensure_schema(conn: Conn, location: str | None) -> None:
+    try:
+        row = conn.one("SELECT version_num FROM alembic_version")
+    except Exception:
+        row = None
+    if row is None or row[0] != HEAD:
+        raise VmdexError("the index has no vmdex schema (or an older one): run `vmdex ingest` "
+                         "to create or upgrade it")

@@ -1,0 +1,98 @@
+"""crash's `foreach [selectors...] vm [options]`: vm over a filtered task list, in pid order."""
+from __future__ import annotations
+
+import re
+
+from query.index import DumpIndex, Task
+from query.render import crashfmt as F
+from query.vm import Out, RefSearch, VmCommand, resolve_task
+from query.words import Fatal, VmArgs, getopt, is_decimal, is_hexadecimal
+
+PF_KTHREAD = 0x00200000
+KEYWORDS = ("user", "kernel", "gleader", "active")
+
+
+def parse_foreach_vm(words: list[str]) -> VmArgs:
+    """The options crash's foreach accepts for vm: -p -m -v -x -d -R ref."""
+    events, rest = getopt("foreach", words, "pmvxdR:")
+    a = VmArgs(words=rest)
+    for ev in events:
+        if ev.opt == "?":
+            raise Fatal(ev.complaint)
+        if ev.opt in "pmv":
+            a.mode.add(ev.opt)
+        elif ev.opt == "R":
+            a.ref = ev.arg
+        elif ev.opt == "x":
+            if a.radix == 10:
+                raise Fatal("foreach: -x and -d options are mutually exclusive\n")
+            a.radix = 16
+        elif ev.opt == "d":
+            if a.radix == 16:
+                raise Fatal("foreach: -x and -d options are mutually exclusive\n")
+            a.radix = 10
+    if len(a.mode) > 1:
+        raise Fatal("foreach: vm command accepts only one of -p, -m or -v flags\n")
+    if a.ref is not None and "m" in a.mode:
+        raise Fatal("foreach: -m is not applicable to the -R option\n")
+    if a.ref is not None and "v" in a.mode:
+        raise Fatal("foreach: -v is not applicable to the -R option\n")
+    if a.ref is not None:
+        a.mode = {"p"}
+    return a
+
+
+def select_tasks(idx: DumpIndex, selectors: list[str]) -> list[Task]:
+    """Tasks named by pid, task address, command name or 'regex', then keyword filters."""
+    tasks = idx.tasks()
+    keywords = [s for s in selectors if s in KEYWORDS]
+    picks = [s for s in selectors if s not in KEYWORDS]
+    if picks:
+        chosen: set[int] = set()
+        for s in picks:
+            if len(s) > 1 and s[0] == s[-1] == "'":
+                rx = re.compile(s[1:-1])
+                chosen |= {t.task for t in tasks if rx.search(t.comm)}
+            elif is_decimal(s) or is_hexadecimal(s):
+                found = resolve_task(idx, s)
+                if found is None:
+                    raise Fatal(f"foreach: invalid task or pid value: {s}\n")
+                chosen |= {t.task for t in found}
+            else:
+                named = {t.task for t in tasks if t.comm == s}
+                if not named:
+                    raise Fatal(f"foreach: no such command: {s}\n")
+                chosen |= named
+        tasks = [t for t in tasks if t.task in chosen]
+    for k in keywords:
+        if k == "user":
+            tasks = [t for t in tasks if not t.flags & PF_KTHREAD and not t.is_idle]
+        elif k == "kernel":
+            tasks = [t for t in tasks if t.flags & PF_KTHREAD or t.is_idle]
+        elif k == "gleader":
+            tasks = [t for t in tasks if t.pid == t.tgid]
+        elif k == "active":
+            tasks = [t for t in tasks if idx.is_active(t.task)]
+    return tasks
+
+
+def run_foreach(open_index, argv: list[str], out: Out) -> int:
+    try:
+        if "vm" not in argv:
+            raise Fatal("foreach: vmdex answers only `foreach ... vm ...`\n")
+        cut = argv.index("vm")
+        a = parse_foreach_vm(argv[cut + 1:])
+        if a.words:
+            raise Fatal(f"foreach: unexpected argument to vm: {a.words[0]}\n")
+        idx = open_index()
+        tasks = select_tasks(idx, argv[:cut])
+        cmd = VmCommand(idx, out, a)
+        search = RefSearch(idx, a.ref) if a.ref is not None else None
+        for i, t in enumerate(tasks):
+            if search is None:
+                cmd.header(t, i > 0)
+            cmd.dump_task(t, search)
+        return 1 if out.failed else 0
+    except Fatal as exc:
+        out.write(str(exc))
+        return 1

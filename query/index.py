@@ -1,0 +1,257 @@
+"""Read one dump's rows from the index: tasks, mms, VMAs, page runs. SQL only, no dump file.
+
+Stored 64-bit values are two's-complement int64; they are turned back into unsigned
+Python ints here, so everything above this module sees kernel values as the kernel does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexer.errors import VmdexError
+from query.conn import Conn
+
+U64 = (1 << 64) - 1
+PAGE = 4096
+MAX_RUN_PAGES = 512  # indexer.walk.pages.MAX_RUN_PAGES: bounds the range scans below
+
+
+def u(v):
+    return None if v is None else v & U64
+
+
+def s64(v: int) -> int:
+    v &= U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+@dataclass
+class Task:
+    seq: int
+    task: int
+    pid: int
+    ppid: int
+    tgid: int
+    cpu: int
+    comm: str
+    st: str
+    flags: int
+    is_idle: bool
+    mm: int            # 0 when the task has no mm
+    rss_pages: int
+
+
+@dataclass
+class Mm:
+    mm: int
+    pgd: int
+    total_vm: int
+    mm_count: int
+    raw: bytes | None = None
+
+
+@dataclass
+class Vma:
+    seq: int
+    vma: int
+    start: int
+    end: int
+    flags: int
+    pgoff: int
+    path: str | None
+    raw: bytes | None = None
+
+
+@dataclass
+class Run:
+    va: int
+    npages: int
+    kind: int          # 0 present, 1 swap
+    pa: int | None
+    swap_type: int | None
+    swap_offset: int | None
+
+
+_TASK_COLS = "seq, task, pid, ppid, tgid, cpu, comm, st, flags, is_idle, mm, rss_pages"
+
+
+def _task(r) -> Task:
+    return Task(r[0], u(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], u(r[8]), bool(r[9]),
+                u(r[10]) or 0, r[11])
+
+
+class DumpIndex:
+    def __init__(self, conn: Conn, name: str | None):
+        self.c = conn
+        rows = conn.all("SELECT id, name FROM dumps ORDER BY name")
+        if name is None:
+            if len(rows) == 1:
+                name = rows[0][1]
+            elif not rows:
+                raise VmdexError("the index holds no dumps (run `vmdex ingest` first)")
+            else:
+                raise VmdexError("the index holds several dumps; choose one with --dump: "
+                                 + ", ".join(r[1] for r in rows))
+        row = conn.one(
+            "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
+            "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm "
+            "FROM dumps WHERE name = ?", (name,))
+        if row is None:
+            raise VmdexError(f"no dump named {name!r} in the index (have: "
+                             + ", ".join(r[1] for r in rows) + ")")
+        (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
+         self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm) = row
+        self.default_task = u(default_task)
+        self.kaslr_offset = u(kaslr)
+        self.init_mm = u(init_mm) or 0
+        self.has_expand_upwards = bool(self.has_expand_upwards)
+        self.has_pmd_huge_pte = bool(self.has_pmd_huge_pte)
+        self._swapdev: dict[int, str] | None = None
+        self._tasks: list[Task] | None = None
+
+    # --- tasks ---------------------------------------------------------------------
+    def tasks(self) -> list[Task]:
+        if self._tasks is None:
+            self._tasks = [_task(r) for r in self.c.all(
+                f"SELECT {_TASK_COLS} FROM tasks WHERE dump_id = ? ORDER BY seq", (self.id,))]
+        return self._tasks
+
+    def tasks_by_pid(self, pid: int) -> list[Task]:
+        if not 0 <= pid < 1 << 31:  # pid_t range; anything else cannot be a pid
+            return []
+        return [_task(r) for r in self.c.all(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE dump_id = ? AND pid = ? ORDER BY seq",
+            (self.id, pid))]
+
+    def is_active(self, addr: int) -> bool:
+        r = self.c.one("SELECT is_active FROM tasks WHERE dump_id = ? AND task = ?",
+                       (self.id, s64(addr)))
+        return bool(r and r[0])
+
+    def task_at(self, addr: int) -> Task | None:
+        r = self.c.one(f"SELECT {_TASK_COLS} FROM tasks WHERE dump_id = ? AND task = ?",
+                       (self.id, s64(addr)))
+        return _task(r) if r else None
+
+    # --- mm / vma ------------------------------------------------------------------
+    def mm(self, addr: int, raw: bool = False) -> Mm | None:
+        r = self.c.one(f"SELECT mm, pgd, total_vm, mm_count{', raw' if raw else ''} FROM mms "
+                       "WHERE dump_id = ? AND mm = ?", (self.id, s64(addr)))
+        if r is None:
+            return None
+        return Mm(u(r[0]), u(r[1]), r[2], r[3], bytes(r[4]) if raw else None)
+
+    def vmas(self, mm: int, raw: bool = False) -> list[Vma]:
+        rows = self.c.all(
+            "SELECT seq, vma, vm_start, vm_end, vm_flags, vm_pgoff, file_path"
+            f"{', raw' if raw else ''} FROM vmas WHERE dump_id = ? AND mm = ? ORDER BY seq",
+            (self.id, s64(mm)))
+        return [Vma(r[0], u(r[1]), u(r[2]), u(r[3]), u(r[4]), u(r[5]), r[6],
+                    bytes(r[7]) if raw else None) for r in rows]
+
+    def runs(self, mm: int, vma_seq: int) -> list[Run]:
+        rows = self.c.all(
+            "SELECT va, npages, kind, pa, swap_type, swap_offset FROM page_runs "
+            "WHERE dump_id = ? AND mm = ? AND vma_seq = ? ORDER BY va",
+            (self.id, s64(mm), vma_seq))
+        return [Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5]) for r in rows]
+
+    def run_at(self, mm: int, va: int) -> tuple[Run, int] | None:
+        """The run holding page va of mm, and the page's index within it."""
+        r = self.c.one(
+            "SELECT va, npages, kind, pa, swap_type, swap_offset FROM page_runs "
+            "WHERE dump_id = ? AND mm = ? AND va <= ? AND va > ? ORDER BY va DESC LIMIT 1",
+            (self.id, s64(mm), s64(va), s64(va - MAX_RUN_PAGES * PAGE)))
+        if r is None:
+            return None
+        run = Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5])
+        i = (va - run.va) // PAGE
+        return (run, i) if i < run.npages else None
+
+    def swapdev(self, typ: int | None) -> str:
+        if self._swapdev is None:
+            self._swapdev = dict(self.c.all(
+                "SELECT type, path FROM swap_devices WHERE dump_id = ?", (self.id,)))
+        if typ is None or typ >= self.swap_info_len or typ not in self._swapdev:
+            return "(unknown swap location)"
+        return self._swapdev[typ]
+
+    # --- reverse lookups for -R ----------------------------------------------------
+    def pages_with_pa(self, pa: int) -> list[tuple[int, int, int]]:
+        """(mm, vma_seq, va) of every present page whose crash PHYSICAL equals pa."""
+        rows = self.c.all(
+            "SELECT mm, vma_seq, va, pa, npages FROM page_runs WHERE dump_id = ? AND kind = 0 "
+            "AND pa <= ? AND pa > ?", (self.id, s64(pa), s64(pa - MAX_RUN_PAGES * PAGE)))
+        out = []
+        for mm, seq, va, rpa, n in rows:
+            d = pa - (rpa & U64)
+            if d % PAGE == 0 and d // PAGE < n:
+                out.append((u(mm), seq, u(va) + d))
+        return out
+
+    def pages_with_swap_offset(self, off: int) -> list[tuple[int, int, int]]:
+        rows = self.c.all(
+            "SELECT mm, vma_seq, va, swap_offset, npages FROM page_runs WHERE dump_id = ? "
+            "AND kind = 1 AND swap_offset <= ? AND swap_offset > ?",
+            (self.id, off, off - MAX_RUN_PAGES))
+        return [(u(mm), seq, u(va) + (off - so) * PAGE)
+                for mm, seq, va, so, n in rows if off - so < n]
+
+    def swap_runs_of_types(self, types: list[int]) -> list[tuple[int, int, int, int]]:
+        """(mm, vma_seq, va, npages) of swap runs whose type is one of `types`."""
+        if not types:
+            return []
+        marks = ",".join("?" * len(types))
+        rows = self.c.all(
+            f"SELECT mm, vma_seq, va, npages FROM page_runs WHERE dump_id = ? AND kind = 1 "
+            f"AND swap_type IN ({marks})", (self.id, *types))
+        return [(u(mm), seq, u(va), n) for mm, seq, va, n in rows]
+
+    def swap_types_in_use(self) -> list[int]:
+        return [r[0] for r in self.c.all(
+            "SELECT DISTINCT swap_type FROM page_runs WHERE dump_id = ? AND kind = 1", (self.id,))]
+
+    def vmas_matching(self, hexval: int | None, ref: str) -> list[tuple[int, int]]:
+        """(mm, seq) of VMAs whose address or flags equal hexval or whose path matches ref."""
+        out = []
+        if hexval is not None:
+            out += self.c.all("SELECT mm, seq FROM vmas WHERE dump_id = ? AND (vma = ? OR "
+                              "vm_flags = ?)", (self.id, s64(hexval), s64(hexval)))
+        if ref == "/":
+            out += self.c.all("SELECT mm, seq FROM vmas WHERE dump_id = ? AND file_path = '/'",
+                              (self.id,))
+        elif ref:
+            # Substring test on the path (crash's strstr); instr/strpos avoid LIKE wildcards.
+            fn = "strpos(file_path, ?)" if self.c.pyformat else "instr(file_path, ?)"
+            out += self.c.all(f"SELECT mm, seq FROM vmas WHERE dump_id = ? AND {fn} > 0",
+                              (self.id, ref))
+        return [(u(m), s) for m, s in out]
+
+    def file_pages_at_offset(self, off: int) -> list[tuple[int, int, int]]:
+        """(mm, vma_seq, va) where a file VMA would print `OFFSET: off` (if no entry there)."""
+        if off % PAGE:
+            return []
+        pg = off // PAGE
+        rows = self.c.all(
+            "SELECT mm, seq, vm_start, vm_end, vm_pgoff FROM vmas WHERE dump_id = ? "
+            "AND file_path IS NOT NULL AND file_path <> '' AND vm_pgoff <= ? "
+            "AND vm_pgoff + (vm_end - vm_start) / 4096 > ?", (self.id, pg, pg))
+        return [(u(m), seq, u(st) + (pg - u(po)) * PAGE) for m, seq, st, en, po in rows]
+
+    def vma_containing(self, va: int) -> list[tuple[int, int]]:
+        return [(u(m), s) for m, s in self.c.all(
+            "SELECT mm, seq FROM vmas WHERE dump_id = ? AND vm_start <= ? AND vm_end > ?",
+            (self.id, s64(va), s64(va)))]
+
+    # --- symbols (for -m / -v) -----------------------------------------------------
+    def types_json(self) -> str:
+        return self.c.one("SELECT types_json FROM kernels WHERE id = ?", (self.kernel_id,))[0]
+
+    def symbol_at(self, addr: int) -> tuple[str, int, int, str] | None:
+        """The symbol at or below runtime address addr: (name, start, size, kind)."""
+        r = self.c.one(
+            "SELECT name, address, size, kind FROM kernel_symbols WHERE kernel_id = ? AND "
+            "address <= ? ORDER BY address DESC LIMIT 1",
+            (self.kernel_id, s64(addr - self.kaslr_offset)))
+        if r is None:
+            return None
+        return r[0], (u(r[1]) + self.kaslr_offset) & U64, r[2], r[3]

@@ -1,0 +1,354 @@
+"""crash's `vm` and `foreach ... vm`, answered from the index.
+
+Follows crash 9.0.2's cmd_vm / vm_area_dump / handle_each_vm_area control flow; the
+per-page output is generated from stored page runs, and pages without an entry are derived
+from their VMA (never stored). `-R` is answered by indexed reverse lookups, not page walks.
+"""
+from __future__ import annotations
+
+from query.index import PAGE, DumpIndex, Run, Task, Vma
+from query.render import crashfmt as F
+from query.render.vmflags import vm_flags_line
+from query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
+
+PF_EXITING = 0x4
+
+
+class Out:
+    """stdout/stderr of one command, streamed in chunks (foreach vm -p is large)."""
+
+    def __init__(self, stdout, stderr, fmt_sink=None):
+        self.stdout, self.stderr = stdout, stderr
+        self.buf: list[str] = []
+        self.size = 0
+        self.failed = False
+
+    def write(self, s: str) -> None:
+        self.buf.append(s)
+        self.size += len(s)
+        if self.size > 1 << 20:
+            self.flush()
+
+    def lines(self, it) -> None:
+        for s in it:
+            self.write(s)
+
+    def err(self, s: str) -> None:
+        self.flush()
+        self.stderr.write(s)
+        self.stderr.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.stdout.write("".join(self.buf))
+            self.buf, self.size = [], 0
+        self.stdout.flush()
+
+
+def name_match(path: str | None, ref: str) -> bool:
+    """crash's FILENAME_COMPONENT: '/' matches only '/', else a substring test."""
+    if not path:
+        return False
+    return path == "/" if ref == "/" else ref in path
+
+
+class VmCommand:
+    def __init__(self, idx: DumpIndex, out: Out, args: VmArgs):
+        self.idx, self.out, self.a = idx, out, args
+        self.pwidth = max(idx.paddr_prlen, 8)
+        self._mm_cache: dict[int, object] = {}
+        self._vma_cache: dict[int, list[Vma]] = {}
+
+    # --- shared pieces ---------------------------------------------------------------
+    def header(self, t: Task, newline: bool) -> None:
+        self.out.write(("\n" if newline else "") + F.task_header(t.pid, t.task, t.cpu, t.comm))
+
+    def mm_row(self, addr: int):
+        if addr not in self._mm_cache:
+            self._mm_cache[addr] = self.idx.mm(addr)
+        return self._mm_cache[addr]
+
+    def vmas(self, mm: int) -> list[Vma]:
+        if mm not in self._vma_cache:
+            self._vma_cache[mm] = self.idx.vmas(mm)
+        return self._vma_cache[mm]
+
+    def mm_lines(self, t: Task) -> None:
+        """The MM/PGD/RSS/TOTAL_VM block; zeros for a task with no (usable) mm."""
+        mm = self.mm_row(t.mm) if t.mm else None
+        self.out.write(F.MM_HEADER)
+        if mm is None or t.st == "ZO":
+            self.out.write(F.mm_line(0, 0, 0, 0))
+        elif t.flags & PF_EXITING and mm.mm_count <= 0:
+            self.out.write(F.mm_line(mm.mm, 0, 0, 0))
+        else:
+            self.out.write(F.mm_line(mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4))
+
+    def page_lines(self, mm: int, v: Vma, only=None) -> None:
+        """Every 4 KiB page of v (or just those in `only`), classified as crash does."""
+        runs = self.idx.runs(mm, v.seq)
+        w = self.out
+        if only is not None:
+            for va in only:
+                w.write(self.page_line(v, va, _find(runs, va)))
+            return
+        va = v.start
+        for r in runs:
+            if r.va > va:
+                w.lines(self.empty_lines(v, va, r.va))
+            w.lines(self.run_lines(v, r))
+            va = r.va + r.npages * PAGE
+        if va < v.end:
+            w.lines(self.empty_lines(v, va, v.end))
+
+    def empty_lines(self, v: Vma, lo: int, hi: int):
+        if v.path:
+            base = v.start - v.pgoff * PAGE
+            return (f"{va:<10x}  FILE: {v.path}  OFFSET: {va - base:x}\n"
+                    for va in range(lo, hi, PAGE))
+        return (f"{va:<10x}  (not mapped)\n" for va in range(lo, hi, PAGE))
+
+    def run_lines(self, v: Vma, r: Run):
+        end = r.va + r.npages * PAGE
+        if r.kind == 0:
+            pw, delta = self.pwidth, r.pa - r.va
+            return (f"{va:<10x}  {va + delta:>{pw}x}\n" for va in range(r.va, end, PAGE))
+        if not self.idx.swap_lines:
+            return self.empty_lines(v, r.va, end)
+        dev = self.idx.swapdev(r.swap_type)
+        first = r.swap_offset - r.va // PAGE
+        return (f"{va:<10x}  SWAP: {dev}  OFFSET: {first + va // PAGE}\n"
+                for va in range(r.va, end, PAGE))
+
+    def page_line(self, v: Vma, va: int, hit) -> str:
+        if hit is None:
+            return next(iter(self.empty_lines(v, va, va + PAGE)))
+        r, i = hit
+        return next(iter(self.run_lines(v, Run(va, 1, r.kind,
+                                               None if r.pa is None else r.pa + i * PAGE,
+                                               r.swap_type,
+                                               None if r.swap_offset is None else r.swap_offset + i))))
+
+    def vma_line(self, v: Vma) -> str:
+        return F.vma_line(v.vma, v.start, v.end, v.flags, v.path)
+
+    # --- vm_area_dump ----------------------------------------------------------------
+    def dump_task(self, t: Task, search=None) -> None:
+        a = self.a
+        if search is not None:
+            search.task(self, t)
+            return
+        if "m" in a.mode:
+            if t.mm:
+                self.struct_dump("mm_struct", [self.idx.mm(t.mm, raw=True).raw])
+            return
+        mm = t.mm
+        if "P" in a.mode:
+            if not mm:
+                return
+            for v in self.vmas(mm):
+                if v.vma == a.single_vma:
+                    self.out.write(F.VMA_HEADER + self.vma_line(v) + F.page_header(self.pwidth))
+                    self.page_lines(mm, v)
+                    return
+            self.out.write("(not found)\n")
+            return
+        if "v" in a.mode:
+            if mm:
+                self.struct_dump("vm_area_struct", [v.raw for v in self.idx.vmas(mm, raw=True)])
+            return
+        self.mm_lines(t)
+        if not mm or t.st == "ZO":
+            if a.mm is None:
+                return
+            if self.idx.mm(a.mm) is None:
+                self.out.write(f"vm: invalid mm_struct address: {a.mm_arg}\n")
+                self.out.failed = True
+                return
+            mm = a.mm
+        vmas = self.vmas(mm)
+        if "p" not in a.mode:
+            self.out.write(F.VMA_HEADER)
+            self.out.lines(self.vma_line(v) for v in vmas)
+            return
+        for v in vmas:
+            self.out.write(F.VMA_HEADER + self.vma_line(v) + F.page_header(self.pwidth))
+            self.page_lines(mm, v)
+
+    def struct_dump(self, struct: str, raws: list[bytes]) -> None:
+        from query.structs import render_structs  # lazy: only -m / -v need the type trees
+
+        self.out.write(render_structs(self.idx, struct, raws, self.a.radix or 10))
+
+
+def _find(runs: list[Run], va: int):
+    for r in runs:
+        if r.va <= va < r.va + r.npages * PAGE:
+            return r, (va - r.va) // PAGE
+    return None
+
+
+class RefSearch:
+    """`-R reference`: crash's matching rules, answered from reverse indexes in one go."""
+
+    def __init__(self, idx: DumpIndex, ref: str):
+        self.idx, self.ref = idx, ref
+        num = is_number(ref)
+        self.hexval = htol(ref) if num and _hex_ok(ref) else (0 if num else None)
+        self.decval = int(ref) if num and is_decimal(ref) else (0 if num else None)
+        self.vma_hits = set(idx.vmas_matching(self.hexval, ref))
+        cand: dict[tuple[int, int], set[int]] = {}
+
+        def add(rows):
+            for mm, seq, va in rows:
+                cand.setdefault((mm, seq), set()).add(va)
+
+        if self.hexval is not None:
+            add(idx.pages_with_pa(self.hexval))
+            add(idx.file_pages_at_offset(self.hexval))
+            if self.hexval % PAGE == 0:
+                add((mm, seq, self.hexval) for mm, seq in idx.vma_containing(self.hexval))
+        if idx.swap_lines:
+            if self.decval is not None:
+                add(idx.pages_with_swap_offset(self.decval))
+            types = [t for t in idx.swap_types_in_use() if name_match(idx.swapdev(t), ref)]
+            for mm, seq, va, n in idx.swap_runs_of_types(types):
+                add((mm, seq, va + i * PAGE) for i in range(n))
+        self.candidates = cand
+        self.mms = {mm for mm, _ in cand} | {mm for mm, _ in self.vma_hits}
+
+    def page_matches(self, v: Vma, va: int, hit) -> bool:
+        if va == self.hexval:
+            return True
+        if hit is None:
+            return bool(v.path) and self.hexval is not None and \
+                ((va - v.start) // PAGE + v.pgoff) * PAGE == self.hexval
+        r, i = hit
+        if r.kind == 0:
+            return r.pa + i * PAGE == self.hexval
+        if not self.idx.swap_lines:
+            return bool(v.path) and self.hexval is not None and \
+                ((va - v.start) // PAGE + v.pgoff) * PAGE == self.hexval
+        return (self.decval is not None and r.swap_offset + i == self.decval) or \
+            name_match(self.idx.swapdev(r.swap_type), self.ref)
+
+    def task(self, cmd: VmCommand, t: Task) -> None:
+        out = cmd.out
+        mm = cmd.mm_row(t.mm) if t.mm else None
+        if self.hexval is not None and self.hexval in (t.mm, mm.pgd if mm else 0):
+            cmd.header(t, False)
+            cmd.mm_lines(t)
+            out.write("\n")
+            return
+        if not t.mm or t.mm not in self.mms:
+            return
+        header = vma_printed = page_flag = False
+        last_vma = None
+        for v in cmd.vmas(t.mm):
+            if (t.mm, v.seq) in self.vma_hits:
+                if not header:
+                    cmd.header(t, False)
+                    cmd.mm_lines(t)
+                    header = True
+                if not vma_printed or page_flag:
+                    out.write(F.VMA_HEADER)
+                vma_printed, page_flag, last_vma = True, False, v.vma
+                out.write(cmd.vma_line(v))
+            cands = self.candidates.get((t.mm, v.seq))
+            if not cands:
+                continue
+            runs = cmd.idx.runs(t.mm, v.seq)
+            hits = sorted(va for va in cands if v.start <= va < v.end
+                          and self.page_matches(v, va, _find(runs, va)))
+            if not hits:
+                continue
+            page_flag = True
+            if not header:
+                cmd.header(t, False)
+                cmd.mm_lines(t)
+                header = True
+            if not vma_printed or last_vma != v.vma:
+                out.write(F.VMA_HEADER + cmd.vma_line(v))
+                vma_printed, last_vma = True, v.vma
+            out.write(F.page_header(cmd.pwidth))
+            for va in hits:
+                out.write(cmd.page_line(v, va, _find(runs, va)))
+        if header:
+            out.write("\n")
+
+
+def _hex_ok(s: str) -> bool:
+    try:
+        htol(s)
+        return True
+    except Fatal:
+        return False
+
+
+# --- task arguments ---------------------------------------------------------------------
+def resolve_task(idx: DumpIndex, word: str) -> list[Task] | None:
+    """crash's str_to_context: a word may be a decimal pid, a hex pid or a task address."""
+    hits = []
+    if is_decimal(word):
+        v = int(word)
+        if idx.tasks_by_pid(v):
+            hits.append(("dpid", v))
+        if idx.task_at(v):
+            hits.append(("task", v))
+    body = word[2:] if word[:2].lower() == "0x" else word
+    if is_hexadecimal(word) and len(body) <= 16 and all(c not in "xX" for c in body):
+        h = int(body, 16)
+        if idx.tasks_by_pid(h) and ("dpid", h) not in hits:
+            hits.append(("hpid", h))
+        if idx.task_at(h) and ("task", h) not in hits:
+            hits.append(("task", h))
+    kinds = [k for k, _ in hits]
+    if len(hits) == 2 and "dpid" in kinds and "hpid" in kinds:
+        hits = [h for h in hits if h[0] == "dpid"]
+    if len(hits) != 1:
+        return None
+    kind, v = hits[0]
+    return [idx.task_at(v)] if kind == "task" else idx.tasks_by_pid(v)
+
+
+def run_vm(open_index, argv: list[str], out: Out) -> int:
+    """`vm ARGS`: returns the exit status (non-zero when crash reported an error)."""
+    try:
+        a = parse_vm(argv)
+        for c in a.complaints:
+            out.err(c)
+        for m in a.messages:
+            out.write(m)
+        if a.flags_value is not None:
+            idx = open_index()
+            out.write(vm_flags_line(a.flags_value, idx.has_expand_upwards, idx.has_pmd_huge_pte))
+            return 1 if a.usage else 0
+        if a.usage:
+            out.write(F.USAGE)
+            return 1
+        idx = open_index()
+        cmd = VmCommand(idx, out, a)
+        search = RefSearch(idx, a.ref) if a.ref is not None else None
+        if not a.words:
+            t = idx.task_at(idx.default_task)
+            if search is None:
+                cmd.header(t, False)
+            cmd.dump_task(t, search)
+            return 1 if out.failed else 0
+        subsequent = 0
+        for w in a.words:
+            tasks = resolve_task(idx, w)
+            if tasks is None:
+                out.write(f"{'' if not subsequent else chr(10)}vm: invalid task or pid value: {w}\n")
+                subsequent += 1
+                out.failed = True
+                continue
+            for t in tasks:
+                if search is None:
+                    cmd.header(t, subsequent > 0)
+                subsequent += 1
+                cmd.dump_task(t, search)
+        return 1 if out.failed else 0
+    except Fatal as exc:
+        out.write(str(exc))
+        return 1

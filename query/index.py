@@ -246,12 +246,5 @@ class DumpIndex:
     def types_json(self) -> str:
         return self.c.one("SELECT types_json FROM kernels WHERE id = ?", (self.kernel_id,))[0]
 
-    def symbol_at(self, addr: int) -> tuple[str, int, int, str] | None:
-        """The symbol at or below runtime address addr: (name, start, size, kind)."""
-        r = self.c.one(
-            "SELECT name, address, size, kind FROM kernel_symbols WHERE kernel_id = ? AND "
-            "address <= ? ORDER BY address DESC LIMIT 1",
-            (self.kernel_id, s64(addr - self.kaslr_offset)))
-        if r is None:
-            return None
-        return r[0], (u(r[1]) + self.kaslr_offset) & U64, r[2], r[3]
+    def symtab_bytes(self) -> bytes:
+        return bytes(self.c.one("SELECT symtab FROM kernels WHERE id = ?", (self.kernel_id,))[0])

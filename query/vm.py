@@ -140,7 +140,7 @@ class VmCommand:
             return
         if "m" in a.mode:
             if t.mm:
-                self.struct_dump("mm_struct", [self.idx.mm(t.mm, raw=True).raw])
+                self.struct_dump("mm_struct", [(self.idx.mm(t.mm, raw=True).raw, t.mm)])
             return
         mm = t.mm
         if "P" in a.mode:
@@ -155,7 +155,8 @@ class VmCommand:
             return
         if "v" in a.mode:
             if mm:
-                self.struct_dump("vm_area_struct", [v.raw for v in self.idx.vmas(mm, raw=True)])
+                self.struct_dump("vm_area_struct",
+                                 [(v.raw, v.vma) for v in self.idx.vmas(mm, raw=True)])
             return
         self.mm_lines(t)
         if not mm or t.st == "ZO":
@@ -175,10 +176,10 @@ class VmCommand:
             self.out.write(F.VMA_HEADER + self.vma_line(v) + F.page_header(self.pwidth))
             self.page_lines(mm, v)
 
-    def struct_dump(self, struct: str, raws: list[bytes]) -> None:
+    def struct_dump(self, struct: str, objects: list[tuple[bytes, int]]) -> None:
         from query.structs import render_structs  # lazy: only -m / -v need the type trees
 
-        self.out.write(render_structs(self.idx, struct, raws, self.a.radix or 10))
+        self.out.write(render_structs(self.idx, struct, objects, self.a.radix or 10))
 
 
 def _find(runs: list[Run], va: int):

@@ -68,7 +68,8 @@ WANTED_STRUCTS: dict[str, tuple[str, ...]] = {
     "vfsmount": ("d_path", "mntput"),
     "swap_info_struct": ("get_swap_device", "swap_info_get", "si_swapinfo"),
     "rq": ("scheduler_tick", "sched_tick", "schedule"),
-    "pglist_data": ("__alloc_pages", "__alloc_pages_nodemask", "get_page_from_freelist"),
+    "pglist_data": ("__alloc_pages", "__alloc_pages_noprof", "__alloc_pages_nodemask",
+                    "get_page_from_freelist"),
 }
 # Structs the renderer prints whole; they (like every wanted struct) are expanded fully.
 RENDER_STRUCTS = ("mm_struct", "vm_area_struct")

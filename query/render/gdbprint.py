@@ -28,9 +28,12 @@ def render_struct(types, struct_name: str, raw: bytes, addr_to_symbol=None,
                   radix: int = 10, addr: int | None = None) -> str:
     """`struct <name> {...}\\n` exactly as crash prints it for `vm -m`/`vm -v`.
 
-    types: the KernelTypes JSON dict (or its render_subset); raw: the object's bytes;
+    types: the KernelTypes JSON (dict or text, or its render_subset); raw: the bytes;
     addr_to_symbol(int) -> str|None gives the text inside `<...>`; addr: the object's
     kernel address (only needed for flexible array members, printed as addresses)."""
+    if isinstance(types, (str, bytes)):
+        import json
+        types = json.loads(types)
     p = _Printer(types, addr_to_symbol, radix == 16)
     tid = None
     for kw in ("struct ", "union "):

@@ -86,7 +86,8 @@ def _read_task(k: Kernel, addr: int, is_idle: bool) -> Task:
     cpu = t.u("cpu", 4) if t.has("cpu") else t.u("thread_info.cpu", 4)
     parent = t.ptr("real_parent") if t.has("real_parent") else t.ptr("parent")
     ppid = 0
-    if parent and parent != addr:
+    # crash shows PPID 0 for every idle task, though secondary CPUs' idle tasks are forked.
+    if parent and parent != addr and not is_idle:
         try:
             ppid = k.mem.sint(parent + k.off("task_struct", "pid"), 4)
         except (MemoryReadError, WalkError):

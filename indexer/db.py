@@ -10,7 +10,7 @@ from indexer.errors import VmdexError
 from indexer.location import url_for
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-HEAD = "0001"  # newest migration id; checked cheaply before Alembic is imported (query/conn.py too)
+HEAD = "0002"  # newest migration id; checked cheaply before Alembic is imported (query/conn.py too)
 
 
 def make_engine(location: str | None = None, readonly: bool = False) -> Engine:
@@ -61,5 +61,9 @@ def upgrade(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        # Concurrent ingests on a fresh index: one migrates, the others wait and then find
+        # the schema current (SQLite: BEGIN IMMEDIATE already serialises this transaction).
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7236981)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -149,4 +149,10 @@ ingest_errors = Table(
     Column("message", Text, nullable=False),
 )
 
+# 0..511, written once by migration 0002: v_pages joins it to expand a run into its pages.
+page_numbers = Table(
+    "page_numbers", metadata,
+    Column("n", Integer, primary_key=True, autoincrement=False),
+)
+
 BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices, ingest_errors)

@@ -69,9 +69,29 @@ def remove_dump(engine: Engine, name: str) -> bool:
 
 
 def _bulk(conn: Connection, table, rows) -> None:
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy(conn, table, rows)
+        return
     rows = list(rows)
     for i in range(0, len(rows), BATCH):
         conn.execute(insert(table), rows[i:i + BATCH])
+
+
+def _copy(conn: Connection, table, rows) -> None:
+    """PostgreSQL: stream the rows with COPY ... FROM STDIN on the transaction's own
+    connection (psycopg's cursor.copy), several times faster than executemany."""
+    it = iter(rows)
+    first = next(it, None)
+    if first is None:
+        return
+    cols = list(first)
+    dbapi = conn.connection.driver_connection
+    names = ", ".join(f'"{c}"' for c in cols)
+    with dbapi.cursor() as cur:
+        with cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as cp:
+            cp.write_row([first[c] for c in cols])
+            for r in it:
+                cp.write_row([r[c] for c in cols])
 
 
 def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -> int:

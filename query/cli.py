@@ -45,14 +45,50 @@ def ingest(
     vmlinux: str = typer.Option(..., "--vmlinux", help="The kernel's vmlinux with DWARF."),
     name: Optional[str] = typer.Option(None, "--name", help="Name in the index (default: the "
                                        "dump's file name)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Ingest up to N dumps at once, "
+                             "one process per dump."),
 ):
     """Read a dump once and index every task's address space."""
     from query.ingest_cli import run_ingest
 
     if name and len(dumps) > 1:
         raise VmdexError("--name applies to a single dump")
+    if jobs > 1 and len(dumps) > 1:
+        from query.ingest_cli import run_ingest_many
+
+        run_ingest_many(State.db, dumps, vmlinux, jobs)
+        return
     for d in dumps:
         run_ingest(State.db, d, vmlinux, name)
+
+
+@app.command()
+def sql(
+    statement: str = typer.Argument(..., help="One read-only SQL statement (SELECT ...)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="table (default), csv or json."),
+):
+    """Run one read-only SQL query on the index (tables and v_* views: docs/schema.md)."""
+    from query.sql import run_sql
+
+    run_sql(State.db, statement, fmt or State.fmt)
+
+
+@app.command()
+def dumps(
+    fmt: Optional[str] = typer.Option(None, "--format", help="table (default), csv or json."),
+):
+    """List the dumps in the index."""
+    from query.manage import run_dumps
+
+    run_dumps(State.db, fmt or State.fmt)
+
+
+@app.command()
+def rm(name: str = typer.Argument(..., help="Name of the dump to remove.")):
+    """Remove one dump from the index."""
+    from query.manage import run_rm
+
+    run_rm(State.db, name)
 
 
 def _answer(runner, argv: list[str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from indexer.errors import VmdexError
 
-HEAD = "0001"  # must equal indexer.db.HEAD (checked by a test)
+HEAD = "0002"  # must equal indexer.db.HEAD (checked by a test)
 
 
 class Conn:
@@ -49,9 +49,17 @@ def connect(location: str | None) -> Conn:
     elif url.startswith(("postgresql", "postgres")):
         import psycopg
 
-        dsn = url.split("://", 1)[1]
-        dsn = "postgresql://" + dsn
-        db = psycopg.connect(dsn, autocommit=False)
+        # postgresql+psycopg://user@host/db → libpq's postgresql://user@host/db
+        dsn = "postgresql://" + url.split("://", 1)[1]
+        try:
+            # Every transaction of this session is READ ONLY (BEGIN READ ONLY by psycopg,
+            # and the session default should a statement end that transaction).
+            db = psycopg.connect(dsn, autocommit=False,
+                                 options="-c default_transaction_read_only=on")
+        except psycopg.OperationalError as exc:
+            msg = str(exc).strip().splitlines()
+            raise VmdexError(f"cannot connect to {_safe(url)}: "
+                             f"{msg[-1] if msg else exc}") from None
         db.read_only = True
         conn = Conn(db, True)
     else:
@@ -60,11 +68,29 @@ def connect(location: str | None) -> Conn:
     return conn
 
 
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.partition("://")
+    if "@" in tail.split("/", 1)[0]:
+        cred, host = tail.split("@", 1)
+        tail = cred.split(":", 1)[0] + "@" + host
+    return head + sep + tail
+
+
 def _ensure_schema(conn: Conn, location: str | None) -> None:
     try:
         row = conn.one("SELECT version_num FROM alembic_version")
     except Exception:
         row = None
-    if row is None or row[0] != HEAD:
-        raise VmdexError("the index has no vmdex schema (or an older one): run `vmdex ingest` "
-                         "to create or upgrade it")
+    if row is None:
+        raise VmdexError(f"{location or 'the index'} is not a vmdex index (no schema version)")
+    if row[0] != HEAD:
+        # An index written by an older vmdex: bring it up to date once (rare, so the
+        # SQLAlchemy/Alembic import is paid only here).
+        from indexer.db import make_engine, upgrade
+
+        engine = make_engine(location)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()

@@ -104,8 +104,10 @@ def _answer(runner, argv: list[str]) -> None:
         conns.append(conn)
         return DumpIndex(conn, State.dump)
 
+    if State.fmt not in ("text", "json", "csv"):
+        raise VmdexError(f"--format must be text, json or csv, not {State.fmt!r}")
     try:
-        code = runner(open_index, argv, out)
+        code = runner(open_index, argv, out, State.fmt)
     finally:
         out.flush()
         for c in conns:
@@ -133,7 +135,8 @@ def main() -> None:
     import os
 
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the code of a typer.Exit raised inside
+        sys.exit(rc if isinstance(rc, int) else 0)
     except VmdexError as exc:
         sys.stderr.write(f"vmdex: {exc}\n")
         sys.exit(2)

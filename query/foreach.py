@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 from query.index import DumpIndex, Task
-from query.render import crashfmt as F
 from query.vm import Out, RefSearch, VmCommand, resolve_task
 from query.words import Fatal, VmArgs, getopt, is_decimal, is_hexadecimal
 
@@ -76,7 +75,8 @@ def select_tasks(idx: DumpIndex, selectors: list[str]) -> list[Task]:
     return tasks
 
 
-def run_foreach(open_index, argv: list[str], out: Out) -> int:
+def run_foreach(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
+    cmd = None
     try:
         if "vm" not in argv:
             raise Fatal("foreach: vmdex answers only `foreach ... vm ...`\n")
@@ -86,7 +86,7 @@ def run_foreach(open_index, argv: list[str], out: Out) -> int:
             raise Fatal(f"foreach: unexpected argument to vm: {a.words[0]}\n")
         idx = open_index()
         tasks = select_tasks(idx, argv[:cut])
-        cmd = VmCommand(idx, out, a)
+        cmd = VmCommand(idx, out, a, fmt)
         search = RefSearch(idx, a.ref) if a.ref is not None else None
         for i, t in enumerate(tasks):
             if search is None:
@@ -94,5 +94,8 @@ def run_foreach(open_index, argv: list[str], out: Out) -> int:
             cmd.dump_task(t, search)
         return 1 if out.failed else 0
     except Fatal as exc:
-        out.write(str(exc))
+        (cmd.sink.text if cmd else out.write)(str(exc))
         return 1
+    finally:
+        if cmd is not None:
+            cmd.sink.close()

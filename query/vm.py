@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from query.index import PAGE, DumpIndex, Run, Task, Vma
 from query.render import crashfmt as F
-from query.render.vmflags import vm_flags_line
+from query.render.vmflags import flag_names
 from query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
 
 PF_EXITING = 0x4
@@ -53,15 +53,17 @@ def name_match(path: str | None, ref: str) -> bool:
 
 
 class VmCommand:
-    def __init__(self, idx: DumpIndex, out: Out, args: VmArgs):
+    def __init__(self, idx: DumpIndex, out: Out, args: VmArgs, fmt: str = "text"):
+        from query.render.sinks import SINKS
+
         self.idx, self.out, self.a = idx, out, args
-        self.pwidth = max(idx.paddr_prlen, 8)
+        self.sink = SINKS[fmt](out, max(idx.paddr_prlen, 8), idx.swapdev)
         self._mm_cache: dict[int, object] = {}
         self._vma_cache: dict[int, list[Vma]] = {}
 
     # --- shared pieces ---------------------------------------------------------------
     def header(self, t: Task, newline: bool) -> None:
-        self.out.write(("\n" if newline else "") + F.task_header(t.pid, t.task, t.cpu, t.comm))
+        self.sink.header(t, newline)
 
     def mm_row(self, addr: int):
         if addr not in self._mm_cache:
@@ -76,61 +78,46 @@ class VmCommand:
     def mm_lines(self, t: Task) -> None:
         """The MM/PGD/RSS/TOTAL_VM block; zeros for a task with no (usable) mm."""
         mm = self.mm_row(t.mm) if t.mm else None
-        self.out.write(F.MM_HEADER)
         if mm is None or t.st == "ZO":
-            self.out.write(F.mm_line(0, 0, 0, 0))
+            self.sink.mm(t, 0, 0, 0, 0)
         elif t.flags & PF_EXITING and mm.mm_count <= 0:
-            self.out.write(F.mm_line(mm.mm, 0, 0, 0))
+            self.sink.mm(t, mm.mm, 0, 0, 0)
         else:
-            self.out.write(F.mm_line(mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4))
+            self.sink.mm(t, mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4)
+
+    def vma_block(self, v: Vma, header: bool = True) -> None:
+        if header:
+            self.sink.vma_header()
+        self.sink.vma(v)
 
     def page_lines(self, mm: int, v: Vma, only=None) -> None:
         """Every 4 KiB page of v (or just those in `only`), classified as crash does."""
         runs = self.idx.runs(mm, v.seq)
-        w = self.out
         if only is not None:
             for va in only:
-                w.write(self.page_line(v, va, _find(runs, va)))
+                self.page_range(v, va, va + PAGE, _find(runs, va))
             return
         va = v.start
         for r in runs:
             if r.va > va:
-                w.lines(self.empty_lines(v, va, r.va))
-            w.lines(self.run_lines(v, r))
+                self.sink.empty_pages(v, va, r.va)
+            self.page_range(v, r.va, r.va + r.npages * PAGE, (r, 0))
             va = r.va + r.npages * PAGE
         if va < v.end:
-            w.lines(self.empty_lines(v, va, v.end))
+            self.sink.empty_pages(v, va, v.end)
 
-    def empty_lines(self, v: Vma, lo: int, hi: int):
-        if v.path:
-            base = v.start - v.pgoff * PAGE
-            return (f"{va:<10x}  FILE: {v.path}  OFFSET: {va - base:x}\n"
-                    for va in range(lo, hi, PAGE))
-        return (f"{va:<10x}  (not mapped)\n" for va in range(lo, hi, PAGE))
-
-    def run_lines(self, v: Vma, r: Run):
-        end = r.va + r.npages * PAGE
-        if r.kind == 0:
-            pw, delta = self.pwidth, r.pa - r.va
-            return (f"{va:<10x}  {va + delta:>{pw}x}\n" for va in range(r.va, end, PAGE))
-        if not self.idx.swap_lines:
-            return self.empty_lines(v, r.va, end)
-        dev = self.idx.swapdev(r.swap_type)
-        first = r.swap_offset - r.va // PAGE
-        return (f"{va:<10x}  SWAP: {dev}  OFFSET: {first + va // PAGE}\n"
-                for va in range(r.va, end, PAGE))
-
-    def page_line(self, v: Vma, va: int, hit) -> str:
+    def page_range(self, v: Vma, lo: int, hi: int, hit) -> None:
+        """Pages lo..hi, all inside one run starting at page index i of it (or none)."""
         if hit is None:
-            return next(iter(self.empty_lines(v, va, va + PAGE)))
+            self.sink.empty_pages(v, lo, hi)
+            return
         r, i = hit
-        return next(iter(self.run_lines(v, Run(va, 1, r.kind,
-                                               None if r.pa is None else r.pa + i * PAGE,
-                                               r.swap_type,
-                                               None if r.swap_offset is None else r.swap_offset + i))))
-
-    def vma_line(self, v: Vma) -> str:
-        return F.vma_line(v.vma, v.start, v.end, v.flags, v.path)
+        if r.kind == 0:
+            self.sink.present_pages(v, lo, hi, r.pa + i * PAGE)
+        elif not self.idx.swap_lines:   # crash prints swap lines only with swap symbols
+            self.sink.empty_pages(v, lo, hi)
+        else:
+            self.sink.swap_pages(v, lo, hi, r.swap_type, r.swap_offset + i)
 
     # --- vm_area_dump ----------------------------------------------------------------
     def dump_task(self, t: Task, search=None) -> None:
@@ -148,10 +135,12 @@ class VmCommand:
                 return
             for v in self.vmas(mm):
                 if v.vma == a.single_vma:
-                    self.out.write(F.VMA_HEADER + self.vma_line(v) + F.page_header(self.pwidth))
+                    self.vma_block(v)
+                    self.sink.page_header()
                     self.page_lines(mm, v)
                     return
-            self.out.write("(not found)\n")
+            self.sink.text("(not found)\n")
+            self.out.failed = True   # nothing answered: a script should see a failure
             return
         if "v" in a.mode:
             if mm:
@@ -163,23 +152,27 @@ class VmCommand:
             if a.mm is None:
                 return
             if self.idx.mm(a.mm) is None:
-                self.out.write(f"vm: invalid mm_struct address: {a.mm_arg}\n")
+                self.sink.text(f"vm: invalid mm_struct address: {a.mm_arg}\n")
                 self.out.failed = True
                 return
             mm = a.mm
         vmas = self.vmas(mm)
         if "p" not in a.mode:
-            self.out.write(F.VMA_HEADER)
-            self.out.lines(self.vma_line(v) for v in vmas)
+            self.sink.vma_header()
+            for v in vmas:
+                self.sink.vma(v)
             return
         for v in vmas:
-            self.out.write(F.VMA_HEADER + self.vma_line(v) + F.page_header(self.pwidth))
+            self.vma_block(v)
+            self.sink.page_header()
             self.page_lines(mm, v)
 
     def struct_dump(self, struct: str, objects: list[tuple[bytes, int]]) -> None:
         from query.structs import render_structs  # lazy: only -m / -v need the type trees
 
-        self.out.write(render_structs(self.idx, struct, objects, self.a.radix or 10))
+        for raw, addr in objects:
+            self.sink.struct(struct, render_structs(self.idx, struct, [(raw, addr)],
+                                                    self.a.radix or 10))
 
 
 def _find(runs: list[Run], va: int):
@@ -234,12 +227,11 @@ class RefSearch:
             name_match(self.idx.swapdev(r.swap_type), self.ref)
 
     def task(self, cmd: VmCommand, t: Task) -> None:
-        out = cmd.out
         mm = cmd.mm_row(t.mm) if t.mm else None
         if self.hexval is not None and self.hexval in (t.mm, mm.pgd if mm else 0):
             cmd.header(t, False)
             cmd.mm_lines(t)
-            out.write("\n")
+            cmd.sink.blank()
             return
         if not t.mm or t.mm not in self.mms:
             return
@@ -252,9 +244,9 @@ class RefSearch:
                     cmd.mm_lines(t)
                     header = True
                 if not vma_printed or page_flag:
-                    out.write(F.VMA_HEADER)
+                    cmd.sink.vma_header()
                 vma_printed, page_flag, last_vma = True, False, v.vma
-                out.write(cmd.vma_line(v))
+                cmd.sink.vma(v)
             cands = self.candidates.get((t.mm, v.seq))
             if not cands:
                 continue
@@ -269,13 +261,13 @@ class RefSearch:
                 cmd.mm_lines(t)
                 header = True
             if not vma_printed or last_vma != v.vma:
-                out.write(F.VMA_HEADER + cmd.vma_line(v))
+                cmd.vma_block(v)
                 vma_printed, last_vma = True, v.vma
-            out.write(F.page_header(cmd.pwidth))
+            cmd.sink.page_header()
             for va in hits:
-                out.write(cmd.page_line(v, va, _find(runs, va)))
+                cmd.page_range(v, va, va + PAGE, _find(runs, va))
         if header:
-            out.write("\n")
+            cmd.sink.blank()
 
 
 def _hex_ok(s: str) -> bool:
@@ -312,8 +304,11 @@ def resolve_task(idx: DumpIndex, word: str) -> list[Task] | None:
     return [idx.task_at(v)] if kind == "task" else idx.tasks_by_pid(v)
 
 
-def run_vm(open_index, argv: list[str], out: Out) -> int:
+def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
     """`vm ARGS`: returns the exit status (non-zero when crash reported an error)."""
+    from query.render.sinks import SINKS
+
+    sink = None
     try:
         a = parse_vm(argv)
         for c in a.complaints:
@@ -322,13 +317,16 @@ def run_vm(open_index, argv: list[str], out: Out) -> int:
             out.write(m)
         if a.flags_value is not None:
             idx = open_index()
-            out.write(vm_flags_line(a.flags_value, idx.has_expand_upwards, idx.has_pmd_huge_pte))
+            sink = SINKS[fmt](out, 8, None)
+            sink.flags(a.flags_value, flag_names(a.flags_value, idx.has_expand_upwards,
+                                                 idx.has_pmd_huge_pte))
             return 1 if a.usage else 0
         if a.usage:
             out.write(F.USAGE)
             return 1
         idx = open_index()
-        cmd = VmCommand(idx, out, a)
+        cmd = VmCommand(idx, out, a, fmt)
+        sink = cmd.sink
         search = RefSearch(idx, a.ref) if a.ref is not None else None
         if not a.words:
             t = idx.task_at(idx.default_task)
@@ -340,7 +338,7 @@ def run_vm(open_index, argv: list[str], out: Out) -> int:
         for w in a.words:
             tasks = resolve_task(idx, w)
             if tasks is None:
-                out.write(f"{'' if not subsequent else chr(10)}vm: invalid task or pid value: {w}\n")
+                sink.text(f"{chr(10) if subsequent else ''}vm: invalid task or pid value: {w}\n")
                 subsequent += 1
                 out.failed = True
                 continue
@@ -351,5 +349,8 @@ def run_vm(open_index, argv: list[str], out: Out) -> int:
                 cmd.dump_task(t, search)
         return 1 if out.failed else 0
     except Fatal as exc:
-        out.write(str(exc))
+        (sink.text if sink else out.write)(str(exc))
         return 1
+    finally:
+        if sink is not None:
+            sink.close()

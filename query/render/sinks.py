@@ -1,0 +1,238 @@
+"""Where `vm` answers go: crash's text, or the same facts as JSON / CSV.
+
+VmCommand decides *what* is shown (crash's control flow); a sink decides *how*. The text
+sink reproduces crash byte for byte; the JSON sink nests tasks → mm → VMAs → pages; the CSV
+sink writes one row per VMA (plain `vm`) or per page (`-p`, `-P`, `-R`).
+"""
+from __future__ import annotations
+
+import csv
+import json
+
+from query.render import crashfmt as F
+
+PAGE = 4096
+
+
+def _hex(v):
+    return None if v is None else f"{v:x}"
+
+
+class TextSink:
+    """crash 9.0.2's output, byte for byte."""
+
+    def __init__(self, out, pwidth: int, swapdev):
+        self.out, self.pw, self.swapdev = out, pwidth, swapdev
+
+    def header(self, t, newline: bool) -> None:
+        self.out.write(("\n" if newline else "") + F.task_header(t.pid, t.task, t.cpu, t.comm))
+
+    def mm(self, t, mm: int, pgd: int, rss_kb: int, tvm_kb: int) -> None:
+        self.out.write(F.MM_HEADER + F.mm_line(mm, pgd, rss_kb, tvm_kb))
+
+    def vma_header(self) -> None:
+        self.out.write(F.VMA_HEADER)
+
+    def vma(self, v) -> None:
+        self.out.write(F.vma_line(v.vma, v.start, v.end, v.flags, v.path))
+
+    def page_header(self) -> None:
+        self.out.write(F.page_header(self.pw))
+
+    def empty_pages(self, v, lo: int, hi: int) -> None:
+        """Pages with no entry: FILE lines for file VMAs, `(not mapped)` otherwise."""
+        if v.path:
+            base = v.start - v.pgoff * PAGE
+            self.out.lines(f"{va:<10x}  FILE: {v.path}  OFFSET: {va - base:x}\n"
+                           for va in range(lo, hi, PAGE))
+        else:
+            self.out.lines(f"{va:<10x}  (not mapped)\n" for va in range(lo, hi, PAGE))
+
+    def present_pages(self, v, lo: int, hi: int, pa: int) -> None:
+        pw, delta = self.pw, pa - lo
+        self.out.lines(f"{va:<10x}  {va + delta:>{pw}x}\n" for va in range(lo, hi, PAGE))
+
+    def swap_pages(self, v, lo: int, hi: int, typ: int, offset: int) -> None:
+        dev = self.swapdev(typ)
+        first = offset - lo // PAGE
+        self.out.lines(f"{va:<10x}  SWAP: {dev}  OFFSET: {first + va // PAGE}\n"
+                       for va in range(lo, hi, PAGE))
+
+    def text(self, s: str) -> None:
+        self.out.write(s)
+
+    def blank(self) -> None:
+        self.out.write("\n")
+
+    def struct(self, name: str, text: str) -> None:
+        self.out.write(text)
+
+    def flags(self, value: int, names: list[str]) -> None:
+        self.out.write(f"{value:x}: ({'|'.join(names)})\n")
+
+    def close(self) -> None:
+        pass
+
+
+class JsonSink:
+    """One JSON document: {"tasks": [...], "messages": [...]}; addresses as hex strings."""
+
+    def __init__(self, out, pwidth: int, swapdev):
+        self.out, self.swapdev = out, swapdev
+        self.doc: dict = {"tasks": [], "messages": []}
+        self.task: dict | None = None
+        self.vma_rec: dict | None = None
+
+    def header(self, t, newline: bool) -> None:
+        self.task = {"pid": t.pid, "task": _hex(t.task), "cpu": t.cpu, "command": t.comm}
+        self.doc["tasks"].append(self.task)
+        self.vma_rec = None
+
+    def mm(self, t, mm, pgd, rss_kb, tvm_kb) -> None:
+        self.task["mm"] = {"mm": _hex(mm), "pgd": _hex(pgd), "rss_kb": rss_kb,
+                           "total_vm_kb": tvm_kb}
+
+    def vma_header(self) -> None:
+        pass
+
+    def vma(self, v) -> None:
+        self.vma_rec = {"vma": _hex(v.vma), "start": _hex(v.start), "end": _hex(v.end),
+                        "flags": _hex(v.flags), "file": v.path or None}
+        self.task.setdefault("vmas", []).append(self.vma_rec)
+
+    def page_header(self) -> None:
+        self.vma_rec.setdefault("pages", [])
+
+    def _pages(self):
+        return self.vma_rec.setdefault("pages", [])
+
+    def empty_pages(self, v, lo, hi) -> None:
+        pages = self._pages()
+        for va in range(lo, hi, PAGE):
+            if v.path:
+                pages.append({"virtual": _hex(va), "kind": "file", "file": v.path,
+                              "offset": _hex((va - v.start) + v.pgoff * PAGE)})
+            else:
+                pages.append({"virtual": _hex(va), "kind": "not_mapped"})
+
+    def present_pages(self, v, lo, hi, pa) -> None:
+        self._pages().extend({"virtual": _hex(va), "kind": "present",
+                              "physical": _hex(pa + va - lo)} for va in range(lo, hi, PAGE))
+
+    def swap_pages(self, v, lo, hi, typ, offset) -> None:
+        dev = self.swapdev(typ)
+        self._pages().extend({"virtual": _hex(va), "kind": "swap", "device": dev,
+                              "offset": offset + (va - lo) // PAGE} for va in range(lo, hi, PAGE))
+
+    def text(self, s: str) -> None:
+        self.doc["messages"].append(s.strip("\n"))
+
+    def blank(self) -> None:
+        pass
+
+    def struct(self, name: str, text: str) -> None:
+        self.task.setdefault("structs", []).append({"type": name, "gdb": text})
+
+    def flags(self, value: int, names: list[str]) -> None:
+        self.doc["flags"] = {"value": _hex(value), "names": names}
+
+    def close(self) -> None:
+        if not self.doc["messages"]:
+            del self.doc["messages"]
+        self.out.write(json.dumps(self.doc, indent=1) + "\n")
+
+
+class CsvSink:
+    """Rows: one per page when pages are listed, else one per VMA (else one per task)."""
+
+    COLS = ["pid", "task", "command", "mm", "pgd", "rss_kb", "total_vm_kb", "vma", "start",
+            "end", "flags", "file", "virtual", "kind", "physical", "swap_device",
+            "swap_offset", "file_offset"]
+
+    def __init__(self, out, pwidth: int, swapdev):
+        self.out, self.swapdev = out, swapdev
+        self.w = csv.writer(_Writer(out), lineterminator="\n")
+        self.started = False
+        self.row: dict = {}
+        self.pending = None   # a task or VMA row not yet covered by a more detailed row
+
+    def _emit(self, **more) -> None:
+        if not self.started:
+            self.w.writerow(self.COLS)
+            self.started = True
+        r = {**self.row, **more}
+        self.w.writerow([r.get(c, "") if r.get(c) is not None else "" for c in self.COLS])
+
+    def _flush_pending(self) -> None:
+        if self.pending is not None:
+            self._emit(**self.pending)
+            self.pending = None
+
+    def header(self, t, newline) -> None:
+        self._flush_pending()
+        self.row = {"pid": t.pid, "task": _hex(t.task), "command": t.comm}
+        self.pending = {}
+
+    def mm(self, t, mm, pgd, rss_kb, tvm_kb) -> None:
+        self.row.update(mm=_hex(mm), pgd=_hex(pgd), rss_kb=rss_kb, total_vm_kb=tvm_kb)
+        self.pending = {}
+
+    def vma_header(self) -> None:
+        pass
+
+    def vma(self, v) -> None:
+        if self.pending is not None and "vma" in self.row:
+            self._emit()
+        self.pending = None
+        self.row.update(vma=_hex(v.vma), start=_hex(v.start), end=_hex(v.end),
+                        flags=_hex(v.flags), file=v.path or "")
+        self.pending = {}
+
+    def page_header(self) -> None:
+        self.pending = None
+
+    def empty_pages(self, v, lo, hi) -> None:
+        for va in range(lo, hi, PAGE):
+            if v.path:
+                self._emit(virtual=_hex(va), kind="file",
+                           file_offset=_hex((va - v.start) + v.pgoff * PAGE))
+            else:
+                self._emit(virtual=_hex(va), kind="not_mapped")
+
+    def present_pages(self, v, lo, hi, pa) -> None:
+        for va in range(lo, hi, PAGE):
+            self._emit(virtual=_hex(va), kind="present", physical=_hex(pa + va - lo))
+
+    def swap_pages(self, v, lo, hi, typ, offset) -> None:
+        dev = self.swapdev(typ)
+        for va in range(lo, hi, PAGE):
+            self._emit(virtual=_hex(va), kind="swap", swap_device=dev,
+                       swap_offset=offset + (va - lo) // PAGE)
+
+    def text(self, s: str) -> None:
+        self.out.err("vm: " + s.strip("\n") + "\n" if not s.startswith("vm:") else s)
+
+    def blank(self) -> None:
+        pass
+
+    def struct(self, name, text) -> None:
+        from query.words import Fatal
+        raise Fatal("vm: -m and -v print structures: use --format text or json\n")
+
+    def flags(self, value, names) -> None:
+        self.w.writerow(["value", "names"])
+        self.w.writerow([_hex(value), "|".join(names)])
+
+    def close(self) -> None:
+        self._flush_pending()
+
+
+class _Writer:
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, s):
+        self.out.write(s)
+
+
+SINKS = {"text": TextSink, "json": JsonSink, "csv": CsvSink}

@@ -7,12 +7,13 @@ re-ingested name is replaced only when the new copy is complete.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from indexer.errors import KernelError, MemoryReadError, VmdexError, WalkError
+from indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
 from indexer.kernel.vmcoreinfo import VmcoreInfo
 from indexer.walk.kernel import Kernel
 from indexer.walk.mm import Mm, crash_rss, read_mm
@@ -82,14 +83,43 @@ def _check_vmlinux(info: VmcoreInfo, vmlinux_build_id: str | None, vmlinux_path:
     return offset
 
 
+class _Stage:
+    """What the walk is reading, so a fatal read error can say so (one line, with the file)."""
+
+    def __init__(self, path: str):
+        self.path, self.what = path, "the kernel"
+
+    def fail(self, exc: Exception) -> WalkError:
+        why = str(exc)
+        if why.startswith(self.path + ": "):
+            why = why[len(self.path) + 2:]
+        return WalkError(f"{self.path}: cannot read {self.what} from the dump ({why}): "
+                         "the dump is damaged, truncated or filtered too hard")
+
+
 def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
               vmlinux_build_id: str | None, name: str, progress: Progress = _noop) -> DumpImage:
+    """The whole walk. Damage confined to one task, mm or page table is recorded in the
+    image's `errors` / `faults`; a structure every answer depends on (the task list, the
+    per-CPU areas) that cannot be read is a WalkError naming the dump and what was read."""
+    stage = _Stage(str(phys.path))
+    try:
+        return _walk_dump(phys, info, types, symbol_address, vmlinux_path, vmlinux_build_id,
+                          name, progress, stage)
+    except (MemoryReadError, WalkError) as exc:
+        raise stage.fail(exc) from None
+
+
+def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
+               vmlinux_build_id: str | None, name: str, progress: Progress,
+               stage: _Stage) -> DumpImage:
     errors: list[str] = []
     kaslr = _check_vmlinux(info, vmlinux_build_id, vmlinux_path, symbol_address("_stext"))
     paging = _paging(phys, info, symbol_address)
     mem = KernelMemory(phys, paging)
     k = Kernel(mem, types, symbol_address, kaslr)
     # page_offset_base lives in the kernel image, which translates without it.
+    stage.what = "page_offset_base"
     pob = k.sym("page_offset_base")
     paging.page_offset = k.ptr(pob) if pob else (0xFF11000000000000 if paging.levels == 5
                                                  else 0xFFFF888000000000)
@@ -97,9 +127,11 @@ def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
     if swapper:
         mem.kernel_pgd_pa = paging.kvtop_linear(swapper)
     paging.l1tf = k.sym("l1tf_mitigation") is not None or _version(info.osrelease) >= (4, 18, 1)
-    _check_banner(k, info, vmlinux_path)
+    _check_banner(k, info, vmlinux_path, vmlinux_build_id)
 
+    stage.what = "the task list (per-CPU runqueues, init_pid_ns)"
     tasks = walk_tasks(k, errors)
+    stage.what = "the kernel"
     progress("tasks", len(tasks), len(tasks))
     paths = PathResolver(k)
     mms: dict[int, Mm] = {}
@@ -131,12 +163,18 @@ def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
         faults += [(a, f) for f in mm_faults]
         progress("page tables", i + 1, len(mms))
 
+    stage.what = "swap_info"
     swap_info = swap_devices(k, paths, errors)
+    stage.what = "node_data (the size of RAM)"
+    prlen = _paddr_prlen(k)
+    stage.what = "the CPU masks"
+    cpus = cpu_count(k)
     return DumpImage(
         name=name, source_path=str(phys.path), format=phys.format,
-        compression=phys.compression, release=info.osrelease or "",
+        compression=phys.compression,
+        release=info.osrelease or getattr(phys, "utsname_release", "") or "",
         build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
-        cpus=cpu_count(k), paddr_prlen=_paddr_prlen(k), default_task=_default_task(tasks),
+        cpus=cpus, paddr_prlen=prlen, default_task=_default_task(tasks),
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
@@ -151,7 +189,8 @@ def _version(release: str) -> tuple[int, ...]:
     return tuple(nums)
 
 
-def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path) -> None:
+def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,
+                  vmlinux_build_id: str | None = None) -> None:
     """linux_banner in the dump's memory must name the release VMCOREINFO names: a vmlinux
     whose symbols point elsewhere (another build of the same release) fails here."""
     sym = k.sym("linux_banner")
@@ -161,10 +200,17 @@ def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path) -> None:
         banner = k.mem.cstring(sym, 512).decode("latin-1")
     except (MemoryReadError, WalkError, VmdexError):
         banner = ""
-    if not banner.startswith(f"Linux version {info.osrelease} "):
-        raise KernelError(f"{vmlinux_path}: does not belong to the dump (dump kernel "
-                          f"{info.osrelease}; linux_banner there reads {banner[:40]!r}): "
-                          "wrong vmlinux")
+    if banner.startswith(f"Linux version {info.osrelease} "):
+        return
+    dump_bid = (info.build_id or "").lower()
+    if dump_bid and vmlinux_build_id and vmlinux_build_id.lower().startswith(dump_bid):
+        # The build ids agree, so the vmlinux is the right one: the dump's memory is bad.
+        raise DumpError(f"{k.mem.phys.path}: kernel memory is damaged: linux_banner reads "
+                        f"{banner[:40]!r}, not Linux version {info.osrelease} (the vmlinux's "
+                        "build id matches the dump)")
+    raise KernelError(f"{vmlinux_path}: does not belong to the dump (dump kernel "
+                      f"{info.osrelease}; linux_banner there reads {banner[:40]!r}): "
+                      "wrong vmlinux")
 
 
 def _paddr_prlen(k: Kernel) -> int:
@@ -196,6 +242,24 @@ def _default_task(tasks: list[Task]) -> int:
     return tasks[0].addr if tasks else 0
 
 
+@contextmanager
+def _index_errors(engine):
+    """The index itself failing (unwritable path, not a database, disk full, locked too
+    long): one line naming the index instead of a driver traceback. The transaction is
+    rolled back by then, so what the index held is untouched."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or [""])[0]
+        where = engine.url.render_as_string(hide_password=True)
+        if where.startswith("sqlite:///"):
+            where = where[len("sqlite:///"):]
+        raise VmdexError(f"index {where}: {first or type(orig).__name__}") from None
+
+
 def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
            progress: Progress = _noop) -> tuple[DumpImage, float]:
     """Read a dump once and store it under `name`; returns what was stored and the time."""
@@ -210,7 +274,8 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
     dump_path, vmlinux_path = Path(dump_path), Path(vmlinux_path)
     if not vmlinux_path.is_file():
         raise KernelError(f"{vmlinux_path}: no such vmlinux")
-    upgrade(engine)
+    with _index_errors(engine):
+        upgrade(engine)
     with open_dump(dump_path) as phys:
         if not phys.vmcoreinfo:
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
@@ -222,7 +287,8 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
         if dump_bid and not bid.lower().startswith(dump_bid):
             raise KernelError(f"{vmlinux_path}: build id {bid} is not the dump's {dump_bid} "
                               f"(dump kernel {info.osrelease}): wrong vmlinux")
-        cached = store.cached_kernel(engine, bid)
+        with _index_errors(engine):
+            cached = store.cached_kernel(engine, bid)
         if cached:
             types, symtab = KernelTypes.from_json(cached[0]), Symtab.from_bytes(cached[1])
         else:
@@ -230,9 +296,10 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
         progress("types", 1, 1)
         img = walk_dump(phys, info, types, symtab.address, vmlinux_path, bid,
                         name or dump_path.name, progress)
-        kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
-                                       cached[0] if cached else types.to_json(),
-                                       cached[1] if cached else symtab.to_bytes())
-        seconds = time.perf_counter() - t0
-        store.store_dump(engine, img, kernel_id, seconds)
+        with _index_errors(engine):
+            kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
+                                           cached[0] if cached else types.to_json(),
+                                           cached[1] if cached else symtab.to_bytes())
+            seconds = time.perf_counter() - t0
+            store.store_dump(engine, img, kernel_id, seconds)
     return img, time.perf_counter() - t0

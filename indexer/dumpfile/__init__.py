@@ -6,6 +6,7 @@ kdump-compressed files (zlib/lzo/snappy/zstd/raw pages) and their flattened form
 from __future__ import annotations
 
 import os
+import struct
 
 from ..errors import DumpError
 from .memory import ABSENT, EXCLUDED, PRESENT, PhysicalMemory
@@ -27,12 +28,31 @@ def open_dump(path) -> PhysicalMemory:
         raise DumpError(f"{path}: cannot open: {e.strerror or e}") from None
     if not magic:
         raise DumpError(f"{path}: empty file")
-    if magic.startswith(b"\x7fELF"):
-        return ElfMemory(path)
-    if magic[:8] in SIGNATURES:
-        return KdumpMemory(path, MappedFile(path), "kdump")
-    if magic.startswith(FLAT_SIGNATURE):
-        return KdumpMemory(path, FlattenedReader(path), "kdump-flattened")
+    for sig, fmt in ((b"\x7fELF", "ELF"), *((s, "kdump") for s in SIGNATURES),
+                     (FLAT_SIGNATURE, "flattened kdump")):
+        if len(magic) < len(sig) and sig.startswith(magic):
+            raise DumpError(f"{path}: file too short: truncated {fmt} header "
+                            f"({_bytes(len(magic))})")
+    try:
+        if magic.startswith(b"\x7fELF"):
+            return ElfMemory(path)
+        if magic[:8] in SIGNATURES:
+            return KdumpMemory(path, MappedFile(path), "kdump")
+        if magic.startswith(FLAT_SIGNATURE):
+            return KdumpMemory(path, FlattenedReader(path), "kdump-flattened")
+    except DumpError:
+        raise
+    except OSError as e:
+        raise DumpError(f"{path}: cannot read: {e.strerror or e}") from None
+    except MemoryError:
+        raise DumpError(f"{path}: corrupt dump header (absurd sizes)") from None
+    except (struct.error, ValueError, OverflowError, IndexError, TypeError) as e:
+        # Whatever a damaged header trips over inside the parsers: one line, no traceback.
+        raise DumpError(f"{path}: corrupt dump header ({type(e).__name__}: {e})") from None
     if len(magic) < 8:
-        raise DumpError(f"{path}: file too short to be a dump ({len(magic)} bytes)")
+        raise DumpError(f"{path}: file too short to be a dump ({_bytes(len(magic))})")
     raise DumpError(f"{path}: unknown dump format (starts with {magic[:8]!r})")
+
+
+def _bytes(n: int) -> str:
+    return "1 byte" if n == 1 else f"{n} bytes"

@@ -5,8 +5,9 @@ records {BE i64 offset, BE i64 size, data} up to offset == -1; applying them in 
 the ordinary kdump file. Rather than writing that file out, we scan the record headers once
 and serve reads of the "logical" file from the records, so kdump.py has one code path.
 
-Both readers offer `size` (logical length), `pread(offset, n)` (short only at the logical
-end) and `close()`.
+Both readers offer `size` (logical length), `stored` (bytes actually held: a flattened
+stream may describe a huge sparse file), `pread(offset, n)` (short only at the logical end)
+and `close()`.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..errors import DumpError
 FLAT_SIGNATURE = b"makedumpfile"
 FLAT_HEADER_SIZE = 4096
 _REC = struct.Struct(">qq")
+MAX_LOGICAL = 1 << 56  # no kdump file is 64 PiB: a larger record offset is corruption
 
 
 class MappedFile:
@@ -29,7 +31,7 @@ class MappedFile:
 
     def __init__(self, path: str):
         with open(path, "rb") as f:
-            self.size = os.fstat(f.fileno()).st_size
+            self.size = self.stored = os.fstat(f.fileno()).st_size
             if self.size == 0:
                 raise DumpError(f"{path}: empty file")
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -74,7 +76,7 @@ class FlattenedReader:
             if off == -1:
                 self.truncated = False
                 break
-            if off < 0 or size < 0:
+            if off < 0 or size < 0 or off > MAX_LOGICAL:
                 raise DumpError(f"{path}: corrupt flattened record at file offset {pos}")
             pos += _REC.size
             size = min(size, fsize - pos)  # a cut-off stream keeps what it has
@@ -89,6 +91,7 @@ class FlattenedReader:
         arr = np.array(recs, dtype=np.int64).reshape(-1, 3)
         self._start, self._len, self._fpos = arr[:, 0], arr[:, 1], arr[:, 2]
         self.size = int((arr[:, 0] + arr[:, 1]).max())
+        self.stored = int(arr[:, 1].sum())  # bytes records hold (the rest reads as zeros)
 
     def pread(self, offset: int, n: int) -> bytes:
         n = max(0, min(n, self.size - offset))

@@ -21,6 +21,7 @@ HEADER_SIZE = 464
 _SUB = struct.Struct("<QiiQQqQqQqQQQQ")  # kdump_sub_header up to max_mapnr_64 (104 bytes)
 _DESC = struct.Struct("<qIIQ")  # page_desc: offset, size, flags, page_flags
 STATUS_INCOMPLETE = 0x8
+MAX_META = 64 << 20  # VMCOREINFO / note blobs are KiB; this only stops absurd reads
 
 
 class KdumpMemory(PhysicalMemory):
@@ -75,6 +76,9 @@ class KdumpMemory(PhysicalMemory):
         # else one serving both roles.
         bm_off = (1 + sub_blocks) * bs
         bm_len = bitmap_blocks * bs
+        if bm_off + bm_len > r.size or bm_len > r.stored:
+            raise DumpError(f"{name}: truncated kdump bitmap ({bitmap_blocks} blocks of {bs} "
+                            f"bytes at offset {bm_off}, file holds {r.size})")
         bitmaps = r.pread(bm_off, bm_len)
         if len(bitmaps) < bm_len:
             raise DumpError(f"{name}: truncated kdump bitmap")
@@ -105,7 +109,11 @@ class KdumpMemory(PhysicalMemory):
             self.compression = codecs.name(_DESC.unpack(first)[2])
 
     def _meta(self, name: str, off: int, size: int, what: str) -> bytes:
-        data = self._r.pread(off, size) if off > 0 else b""
+        if size > MAX_META:
+            raise DumpError(f"{name}: corrupt kdump sub-header: {what} size {size} is absurd")
+        if off <= 0 or off + size > self._r.size:
+            raise DumpError(f"{name}: {what} at offset {off} runs past end of file")
+        data = self._r.pread(off, size)
         if len(data) < size:
             raise DumpError(f"{name}: {what} at offset {off} runs past end of file")
         return data

@@ -5,10 +5,11 @@ decompressed pages, because walks re-read the same page tables and slab pages ov
 """
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 
-from ..errors import OutOfDump
+from ..errors import MemoryReadError, OutOfDump
 
 PAGE_SIZE = 4096
 PRESENT, EXCLUDED, ABSENT = "present", "excluded", "absent"
@@ -61,7 +62,15 @@ class PhysicalMemory(ABC):
         if page is not None:
             cache.move_to_end(pfn)
             return page
-        page = self._load_page(pfn, paddr)
+        try:
+            page = self._load_page(pfn, paddr)
+        except MemoryReadError:
+            raise
+        except (struct.error, ValueError, OverflowError, IndexError, TypeError,
+                MemoryError) as e:
+            # A damaged descriptor or bitmap tripping the format code: report the page.
+            raise MemoryReadError(paddr, f"{self.path}: corrupt dump data "
+                                         f"({type(e).__name__}: {e})") from None
         cache[pfn] = page
         if len(cache) > self.cache_pages:
             cache.popitem(last=False)

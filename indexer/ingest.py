@@ -174,7 +174,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         compression=phys.compression,
         release=info.osrelease or getattr(phys, "utsname_release", "") or "",
         build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
-        cpus=cpus, paddr_prlen=prlen, default_task=_default_task(tasks),
+        cpus=cpus, paddr_prlen=prlen, default_task=_default_task(k, tasks),
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
@@ -234,8 +234,32 @@ def _paddr_prlen(k: Kernel) -> int:
     return len(f"{total:x}") if total else 8
 
 
-def _default_task(tasks: list[Task]) -> int:
-    """crash's startup context on a dump without a panic: the idle task of CPU 0."""
+def _panic_cpu(k: Kernel) -> int | None:
+    """The CPU that panicked (panic_cpu) or ran the kdump shutdown (x86 crashing_cpu)."""
+    for name in ("panic_cpu", "crashing_cpu"):
+        sym = k.sym(name)
+        if sym is None:
+            continue
+        try:
+            cpu = k.mem.sint(sym, 4)
+        except (MemoryReadError, WalkError):
+            continue
+        if 0 <= cpu < len(k.per_cpu_offsets):
+            return cpu
+    return None
+
+
+def _default_task(k: Kernel, tasks: list[Task]) -> int:
+    """crash's startup context: the task running on the panicking CPU; on a dump taken
+    without a panic (a live QEMU dump), the idle task of CPU 0."""
+    cpu = _panic_cpu(k)
+    if cpu is not None:
+        try:
+            curr = k.ptr(k.percpu(k.need_sym("runqueues"), cpu) + k.off("rq", "curr"))
+            if any(t.addr == curr for t in tasks):
+                return curr
+        except (MemoryReadError, WalkError):
+            pass
     for t in tasks:
         if t.is_idle and t.cpu == 0:
             return t.addr

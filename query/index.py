@@ -155,18 +155,6 @@ class DumpIndex:
             (self.id, s64(mm), vma_seq))
         return [Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5]) for r in rows]
 
-    def run_at(self, mm: int, va: int) -> tuple[Run, int] | None:
-        """The run holding page va of mm, and the page's index within it."""
-        r = self.c.one(
-            "SELECT va, npages, kind, pa, swap_type, swap_offset FROM page_runs "
-            "WHERE dump_id = ? AND mm = ? AND va <= ? AND va > ? ORDER BY va DESC LIMIT 1",
-            (self.id, s64(mm), s64(va), s64(va - MAX_RUN_PAGES * PAGE)))
-        if r is None:
-            return None
-        run = Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5])
-        i = (va - run.va) // PAGE
-        return (run, i) if i < run.npages else None
-
     def swapdev(self, typ: int | None) -> str:
         if self._swapdev is None:
             self._swapdev = dict(self.c.all(

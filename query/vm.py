@@ -97,13 +97,9 @@ class VmCommand:
             self.sink.vma_header()
         self.sink.vma(v)
 
-    def page_lines(self, mm: int, v: Vma, only=None) -> None:
-        """Every 4 KiB page of v (or just those in `only`), classified as crash does."""
+    def page_lines(self, mm: int, v: Vma) -> None:
+        """Every 4 KiB page of v, classified as crash does; gaps derived from the VMA."""
         runs = self.idx.runs(mm, v.seq)
-        if only is not None:
-            for va in only:
-                self.page_range(v, va, va + PAGE, _find(runs, va))
-            return
         va = v.start
         for r in runs:
             if r.va > va:

@@ -30,7 +30,3 @@ def flag_names(flags: int, has_expand_upwards: bool, has_pmd_huge_pte: bool) -> 
             name = "HUGEPAGE" if has_pmd_huge_pte else "MAPPED_COPY"
         names.append(name)
     return names
-
-
-def vm_flags_line(flags: int, has_expand_upwards: bool, has_pmd_huge_pte: bool) -> str:
-    return f"{flags:x}: ({'|'.join(flag_names(flags, has_expand_upwards, has_pmd_huge_pte))})\n"

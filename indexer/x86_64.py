@@ -176,12 +176,25 @@ class TableFault:
     reason: str
 
 
+MAX_TABLES = 1 << 17    # table pages per address space: 256 GiB mapped with 4 KiB pages
+MAX_LEAVES = 1 << 24    # non-empty leaf entries per address space
+
+
+class _TooBig(Exception):
+    pass
+
+
 def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
                      ranges: list[tuple[int, int]] | None = None):
     """Every non-empty leaf below user_top, and the table pages that could not be read.
 
     `ranges` (sorted, non-overlapping [start, end) VMAs) prunes subtrees no VMA touches:
     crash only ever looks up addresses inside VMAs, so entries elsewhere are never shown.
+
+    Corrupt tables cannot make this loop or explode: a table that points back at one of
+    its own ancestors is a fault, and past MAX_TABLES tables or MAX_LEAVES leaves the walk
+    stops with one fault covering the rest of the address space. Faults, not exceptions:
+    only the affected addresses are unknown.
     """
     mask = np.uint64(paging.phys_mask)
     sme_keep = np.uint64(~paging.sme_mask & U64)
@@ -198,11 +211,21 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
         return i < len(starts) and int(starts[i]) < hi
 
     idx = np.arange(ENTRIES, dtype=np.uint64)
+    path: list[int] = []        # table pages from the top down to the one being read
+    count = [0, 0]              # tables read, leaves found
 
     def visit(table_pa: int, base: int, depth: int):
         shift = shifts[depth]
         level = len(shifts) - depth
         span = 1 << shift
+        if table_pa in path:
+            faults.append(TableFault(base, base + span * ENTRIES, level, table_pa,
+                                     f"page table {table_pa:x} points back at a higher level "
+                                     "(corrupt entry)"))
+            return
+        count[0] += 1
+        if count[0] > MAX_TABLES or count[1] > MAX_LEAVES:
+            raise _TooBig(base)
         try:
             raw = phys.read(table_pa, PAGE_SIZE)
         except MemoryReadError as exc:
@@ -223,6 +246,7 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
             pres = present[sel]
             val = np.where(pres, e[sel] & mask, e[sel])
             n = int(sel.sum())
+            count[1] += n
             chunks.append((vas[sel], np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
                            np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8), val))
             return
@@ -235,12 +259,19 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
                            e[huge] & mask))
         # Non-present entries above the PTE level are "not mapped" for crash.
         down = np.nonzero(nz & present & ~huge)[0]
+        path.append(table_pa)
         for i in down:
             va = base + int(i) * span
             if overlaps(va, va + span):
                 visit(int(e[i] & mask), va, depth + 1)
+        path.pop()
 
-    visit(top_pa, 0, 0)
+    try:
+        visit(top_pa, 0, 0)
+    except _TooBig as stop:
+        faults.append(TableFault(stop.args[0], user_top, len(shifts), top_pa,
+                                 f"more than {MAX_TABLES} page tables or {MAX_LEAVES} entries "
+                                 "(corrupt tables?): walk stopped"))
     if not chunks:
         empty = np.zeros(0, np.uint64)
         return LeafBatch(empty, np.zeros(0, np.int64), np.zeros(0, np.int8),

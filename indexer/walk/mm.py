@@ -75,10 +75,10 @@ def _counters(k: Kernel, mm) -> list[int]:
 def read_mm(k: Kernel, addr: int, paths: PathResolver, errors: list[str]) -> Mm:
     v = k.view("mm_struct", addr)
     mm_count_path = "mm_count.counter" if v.has("mm_count.counter") else "mm_count"
-    mm = Mm(addr=addr, pgd=v.ptr("pgd"), total_vm=v.u("total_vm"), map_count=v.s("map_count", 4),
+    mm = Mm(addr=addr, pgd=v.ptr("pgd"), total_vm=v.s("total_vm"), map_count=v.s("map_count", 4),
             mm_count=v.s(mm_count_path, 4), counters=_counters(k, v), raw=v.raw)
     vsize = k.sizeof("vm_area_struct")
-    for va in vma_addresses(k, addr, errors):
+    for va in vma_addresses(k, addr, errors, mm.map_count):
         try:
             mm.vmas.append(_read_vma(k, va, vsize, paths))
         except (MemoryReadError, WalkError) as exc:
@@ -101,4 +101,4 @@ def crash_rss(k: Kernel, counters: list[int], thread_caches: list[list[int]]) ->
     rss = sum(counters[i] for i in idx if i < len(counters) and counters[i] > 0)
     for cache in thread_caches:
         rss += sum(cache[i] for i in idx if i < len(cache) and cache[i] > 0)
-    return rss
+    return min(rss, (1 << 63) - 1)  # corrupt counters must still fit the index's BIGINT

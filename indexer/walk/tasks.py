@@ -55,17 +55,20 @@ def _xarray_entries(k: Kernel, root_entry: int, errors: list[str]):
     slots_off = k.off("xa_node", "slots")
     nslots = k.types.array_length("xa_node", "slots") or 64
     stack = [root_entry]
-    seen = 0
+    visited: set[int] = set()
     while stack:
         e = stack.pop()
         if not e:
             continue
         if e & 3 == 2 and e > 4096:            # internal entry pointing at a node
-            seen += 1
-            if seen > MAX_XA_NODES:
-                errors.append("pid xarray: too many nodes (cycle?)")
-                return
             node = e & ~3
+            if node in visited:                 # a tree has no node twice: corrupt
+                errors.append(f"pid xarray: node {node:x} reached twice (cycle), skipped")
+                continue
+            visited.add(node)
+            if len(visited) > MAX_XA_NODES:
+                errors.append("pid xarray: too many nodes (corrupt tree?), walk stopped")
+                return
             try:
                 raw = k.mem.read(node + slots_off, 8 * nslots)
             except (MemoryReadError, WalkError) as exc:
@@ -99,7 +102,7 @@ def _read_task(k: Kernel, addr: int, is_idle: bool) -> Task:
         rss_cache = [int.from_bytes(t.raw[off + 4 * i:off + 4 * i + 4], "little", signed=True)
                      for i in range(n)]
     return Task(addr=addr, pid=t.s("pid", 4), tgid=t.s("tgid", 4), ppid=ppid, cpu=cpu,
-                comm=comm, state=t.u(state_path), exit_state=t.u("exit_state", 4),
+                comm=comm, state=t.s(state_path), exit_state=t.u("exit_state", 4),
                 flags=t.u("flags", 4), mm=t.ptr("mm"), is_idle=is_idle, rss_cache=rss_cache)
 
 
@@ -130,7 +133,12 @@ def active_tasks(k: Kernel, ncpus: int) -> set[int]:
 def walk_tasks(k: Kernel, errors: list[str]) -> list[Task]:
     """All tasks in crash's order: idle tasks by CPU, then by pid."""
     ncpus = cpu_count(k)
-    tasks = [_read_task(k, a, True) for a in idle_tasks(k, ncpus)]
+    tasks = []
+    for cpu, a in enumerate(idle_tasks(k, ncpus)):
+        try:
+            tasks.append(_read_task(k, a, True))
+        except (MemoryReadError, WalkError) as exc:
+            errors.append(f"idle task of CPU {cpu} at {a:x}: {exc}")
     ns = k.need_sym("init_pid_ns")
     root = k.ptr(ns + k.off("pid_namespace", "idr") + k.off("idr", "idr_rt")
                  + k.off("xarray", "xa_head"))

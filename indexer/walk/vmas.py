@@ -9,24 +9,35 @@ from indexer.walk.kernel import Kernel
 
 ULONG_MAX = (1 << 64) - 1
 XA_ZERO_ENTRY = (257 << 2) | 2   # left in the tree by a failed fork; not a VMA
-MAX_VMAS = 1 << 22               # bounds a corrupt (cyclic) list or tree
+MAX_VMAS = 1 << 20               # bounds a corrupt (cyclic) list or tree
+MAX_MAPLE_NODES = 1 << 18        # a tree of 1M VMAs needs ~100k nodes
+MAX_MAPLE_HEIGHT = 64            # the kernel's MAPLE_HEIGHT_MAX is 31
 
 
-def vma_addresses(k: Kernel, mm: int, errors: list[str]) -> list[int]:
+def vma_addresses(k: Kernel, mm: int, errors: list[str], map_count: int | None = None) -> list[int]:
+    """VMA addresses in address order. Corrupt lists/trees (cycles, garbage nodes) end the
+    walk with an error in `errors` and what was found so far; nothing here loops forever.
+    `map_count` (mm->map_count), when given, bounds a list that runs on past it."""
+    limit = MAX_VMAS
+    if map_count is not None and map_count >= 0:
+        limit = min(MAX_VMAS, 2 * map_count + 4096)
     if k.has("mm_struct", "mmap"):
-        return _from_list(k, mm, errors)
+        return _from_list(k, mm, errors, limit)
     if k.has("mm_struct", "mm_mt"):
         return _from_maple_tree(k, mm + k.off("mm_struct", "mm_mt"), errors)
     raise WalkError("mm_struct has neither mmap nor mm_mt: unknown VMA layout")
 
 
-def _from_list(k: Kernel, mm: int, errors: list[str]) -> list[int]:
+def _from_list(k: Kernel, mm: int, errors: list[str], limit: int = MAX_VMAS) -> list[int]:
     out, seen = [], set()
     nxt = k.off("vm_area_struct", "vm_next")
     v = k.ptr(mm + k.off("mm_struct", "mmap"))
     while v:
-        if v in seen or len(out) >= MAX_VMAS:
+        if v in seen:
             errors.append(f"mm {mm:x}: VMA list loops at {v:x}")
+            break
+        if len(out) >= limit:
+            errors.append(f"mm {mm:x}: VMA list longer than {limit} (corrupt?), cut at {v:x}")
             break
         seen.add(v)
         out.append(v)
@@ -74,14 +85,17 @@ def _from_maple_tree(k: Kernel, tree: int, errors: list[str]) -> list[int]:
     if not (root & 3 == 2 and root > 4096):
         return [root]          # a single entry at index 0 (never a real VMA tree)
     out: list[int] = []
-    visited = 0
+    visited: set[int] = set()
 
     def node(enode: int, lo: int, hi: int, depth: int):
-        nonlocal visited
-        visited += 1
-        if visited > MAX_VMAS or depth > 64:
-            raise WalkError("maple tree too deep or cyclic")
         addr = enode & ~0xFF
+        if addr in visited:
+            raise WalkError(f"maple node {addr:x} reached twice (cycle)")
+        visited.add(addr)
+        if len(visited) > MAX_MAPLE_NODES:
+            raise WalkError(f"more than {MAX_MAPLE_NODES} maple nodes (corrupt tree?)")
+        if depth > MAX_MAPLE_HEIGHT:
+            raise WalkError(f"maple tree deeper than {MAX_MAPLE_HEIGHT} (corrupt?)")
         typ = (enode >> 3) & 0xF
         raw = k.mem.read(addr, m.node_size)
         if typ == m.arange64:

@@ -69,8 +69,10 @@ class _Authorizer:
         what = _ACTIONS.get(action, f"action {action}")
         if action == sqlite3.SQLITE_PRAGMA:
             what += f" {arg1}" + (f"={arg2}" if arg2 is not None else "")
-        elif action in (sqlite3.SQLITE_ATTACH,):
+        elif action == sqlite3.SQLITE_ATTACH:
             what += f" {arg1!r}" if arg1 else ""
+        elif action == sqlite3.SQLITE_ALTER_TABLE:
+            what += f" {arg2}" if arg2 else ""
         elif arg1:
             what += f" {arg1}"
         return self._deny(what)

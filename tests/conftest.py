@@ -46,3 +46,65 @@ def oracle_index(tmp_path_factory):
     """One SQLite index holding each fixture kernel's primary dump: {kernel: (db, name)}."""
     db = tmp_path_factory.mktemp("index") / "vmdex.db"
     return {k: (db, ingest(db, k, primary_variant(k))) for k in F.kernels()}
+
+
+# --- PostgreSQL and multi-dump ("fleet") indexes: tests/test_sql.py, test_concurrency.py,
+# --- test_oracle_pg.py -----------------------------------------------------------------
+def fleet_dumps() -> list[tuple[str, str]]:
+    """Every fixture dump stored uncompressed (no .xz to unpack) and every kernel's primary
+    dump: (kernel, variant)."""
+    return [(k, v) for k in F.kernels() for v in F.dump_variants(k)
+            if (F.kernel_dir(k) / v).exists() or v == primary_variant(k)]
+
+
+def ingest_parallel(db, pairs: list[tuple[str, str]], names: list[str] | None = None,
+                    jobs: int = 2) -> list[str]:
+    """`vmdex ingest --name` of each (kernel, variant), up to `jobs` processes at once."""
+    names = names or [f"{k}/{v}" for k, v in pairs]
+    todo = list(zip(pairs, names))
+    running: list[tuple[subprocess.Popen, list[str]]] = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            (k, v), name = todo.pop(0)
+            cmd = [VMDEX, "--db", str(db), "ingest", "--vmlinux", str(F.vmlinux(k)),
+                   "--name", name, str(F.dump(k, v))]
+            running.append((subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT), cmd))
+        p, cmd = running.pop(0)
+        out = p.communicate()[0]
+        if p.returncode != 0:
+            raise AssertionError(f"{cmd} failed ({p.returncode}): {out[-2000:]!r}")
+    return names
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """A throwaway PostgreSQL server for the session (tests/pg.py); fails if not installed."""
+    from tests.pg import pg_server
+
+    with pg_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fleet_sqlite(tmp_path_factory):
+    """SQLite index holding every uncompressed fixture dump, named kernel/variant."""
+    db = tmp_path_factory.mktemp("fleet") / "fleet.db"
+    ingest_parallel(db, fleet_dumps())
+    return str(db)
+
+
+@pytest.fixture(scope="session")
+def fleet_pg(pg_server_url):
+    """The same fleet in a PostgreSQL database (its SQLAlchemy URL)."""
+    from tests.pg import new_database
+
+    url = new_database(pg_server_url, "fleet")
+    ingest_parallel(url, fleet_dumps())
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_oracle_index(fleet_pg):
+    """Like oracle_index, on PostgreSQL: {kernel: (url, name of its primary dump)}."""
+    return {k: (fleet_pg, f"{k}/{primary_variant(k)}") for k in F.kernels()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from query.index import DumpIndex, Task
-from query.vm import Out, RefSearch, VmCommand, resolve_task
+from query.vm import Out, RefSearch, TaskAbort, VmCommand, resolve_task
 from query.words import Fatal, VmArgs, getopt, is_decimal, is_hexadecimal
 
 PF_KTHREAD = 0x00200000
@@ -91,7 +91,12 @@ def run_foreach(open_index, argv: list[str], out: Out, fmt: str = "text") -> int
         for i, t in enumerate(tasks):
             if search is None:
                 cmd.header(t, i > 0)
-            cmd.dump_task(t, search)
+            try:
+                cmd.dump_task(t, search)
+            except TaskAbort as stop:   # crash's RESUME_FOREACH: on to the next task
+                if str(stop):
+                    cmd.sink.text(str(stop))
+                out.failed = True
         return 1 if out.failed else 0
     except Fatal as exc:
         (cmd.sink.text if cmd else out.write)(str(exc))

@@ -236,3 +236,22 @@ class DumpIndex:
 
     def symtab_bytes(self) -> bytes:
         return bytes(self.c.one("SELECT symtab FROM kernels WHERE id = ?", (self.kernel_id,))[0])
+
+    # --- page-table pages the dump did not hold ------------------------------------
+    def table_faults(self, mm: int) -> list[tuple[int, int, int, int, str]]:
+        """(va_start, va_end, level, pa, reason) of the mm's unreadable page-table pages,
+        by va_start. Loaded once per dump: a healthy dump has none."""
+        if getattr(self, "_faults", None) is None:
+            self._faults: dict[int, list] = {}
+            for m, lo, hi, lvl, pa, why in self.c.all(
+                    "SELECT mm, va_start, va_end, level, pa, reason FROM page_table_faults "
+                    "WHERE dump_id = ? ORDER BY mm, va_start", (self.id,)):
+                self._faults.setdefault(u(m), []).append((u(lo), u(hi), lvl, u(pa), why))
+        return self._faults.get(mm, [])
+
+    def dump_format(self) -> tuple[str, int]:
+        """(format, paging levels) of the dump: 'elf', 'kdump', 'kdump-flattened'."""
+        if getattr(self, "_format", None) is None:
+            self._format = tuple(self.c.one(
+                "SELECT format, paging_levels FROM dumps WHERE id = ?", (self.id,)))
+        return self._format

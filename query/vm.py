@@ -59,6 +59,32 @@ def name_match(path: str | None, ref: str) -> bool:
     return path == "/" if ref == "/" else ref in path
 
 
+class TaskAbort(Exception):
+    """crash's FAULT_ON_ERROR read of a page-table page failed: the command stops here
+    (inside `foreach`, the loop goes on with the next task). The argument is crash's
+    message line, or '' when crash stays silent (a page a compressed dump excluded)."""
+
+
+_TABLE_TYPE = {1: "page table", 2: "pmd page", 3: "pud page"}
+
+
+def read_error(fmt: str, levels: int, fault) -> str:
+    """What crash prints when uvtop's read of this table page fails (memory.c readmem)."""
+    _lo, _hi, level, pa, why = fault
+    what = _TABLE_TYPE.get(level) or ("p4d page" if levels == 5 and level == 4 else "pgd page")
+    if fmt == "elf":
+        kind = "read error"
+    elif why.startswith("page excluded"):
+        return ""                    # silent, as crash is without `set debug 8`
+    elif "not in dump" in why:
+        kind = "seek error"          # not RAM in the dump's bitmap (read_diskdump)
+    elif "incomplete dump" in why:
+        kind = "page incomplete"
+    else:
+        kind = "read error"
+    return f'vm: {kind}: physical address: {pa:x}  type: "{what}"\n'
+
+
 class VmCommand:
     def __init__(self, idx: DumpIndex, out: Out, args: VmArgs, fmt: str = "text"):
         from query.render.sinks import SINKS
@@ -98,16 +124,33 @@ class VmCommand:
         self.sink.vma(v)
 
     def page_lines(self, mm: int, v: Vma) -> None:
-        """Every 4 KiB page of v, classified as crash does; gaps derived from the VMA."""
+        """Every 4 KiB page of v, classified as crash does; gaps derived from the VMA.
+        Up to the first page whose page table the dump lost, then TaskAbort."""
+        fault = self.first_fault(mm, v.start, v.end)
+        end = v.end if fault is None else fault[0]
         runs = self.idx.runs(mm, v.seq)
         va = v.start
         for r in runs:
+            if r.va >= end:
+                break
             if r.va > va:
                 self.sink.empty_pages(v, va, r.va)
-            self.page_range(v, r.va, r.va + r.npages * PAGE, (r, 0))
+            self.page_range(v, r.va, min(r.va + r.npages * PAGE, end), (r, 0))
             va = r.va + r.npages * PAGE
-        if va < v.end:
-            self.sink.empty_pages(v, va, v.end)
+        if va < end:
+            self.sink.empty_pages(v, va, end)
+        if fault is not None:
+            raise TaskAbort(read_error(*self.idx.dump_format(), fault[1]))
+
+    def first_fault(self, mm: int, lo: int, hi: int):
+        """(first page in [lo, hi) under an unreadable table, that fault) or None."""
+        best = None
+        for f in self.idx.table_faults(mm):
+            if f[0] < hi and f[1] > lo:
+                at = max(lo, f[0])
+                if best is None or at < best[0]:
+                    best = (at, f)
+        return best
 
     def page_range(self, v: Vma, lo: int, hi: int, hit) -> None:
         """Pages lo..hi, all inside one run starting at page index i of it (or none)."""
@@ -236,7 +279,7 @@ class RefSearch:
             cmd.mm_lines(t)
             cmd.sink.blank()
             return
-        if not t.mm or t.mm not in self.mms:
+        if not t.mm or (t.mm not in self.mms and not cmd.idx.table_faults(t.mm)):
             return
         header = vma_printed = page_flag = False
         last_vma = None
@@ -251,12 +294,18 @@ class RefSearch:
                 vma_printed, page_flag, last_vma = True, False, v.vma
                 cmd.sink.vma(v)
             cands = self.candidates.get((t.mm, v.seq))
+            fault = cmd.first_fault(t.mm, v.start, v.end)  # crash walks every page for -R
+            end = v.end if fault is None else fault[0]
             if not cands:
+                if fault is not None:
+                    raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
                 continue
             runs = cmd.idx.runs(t.mm, v.seq)
-            hits = sorted(va for va in cands if v.start <= va < v.end
+            hits = sorted(va for va in cands if v.start <= va < end
                           and self.page_matches(v, va, _find(runs, va)))
             if not hits:
+                if fault is not None:
+                    raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
                 continue
             page_flag = True
             if not header:
@@ -269,6 +318,8 @@ class RefSearch:
             cmd.sink.page_header()
             for va in hits:
                 cmd.page_range(v, va, va + PAGE, _find(runs, va))
+            if fault is not None:
+                raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
         if header:
             cmd.sink.blank()
 
@@ -331,25 +382,31 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
         cmd = VmCommand(idx, out, a, fmt)
         sink = cmd.sink
         search = RefSearch(idx, a.ref) if a.ref is not None else None
-        if not a.words:
-            t = idx.task_at(idx.default_task)
-            if search is None:
-                cmd.header(t, False)
-            cmd.dump_task(t, search)
-            return 1 if out.failed else 0
-        subsequent = 0
-        for w in a.words:
-            tasks = resolve_task(idx, w)
-            if tasks is None:
-                sink.text(f"{chr(10) if subsequent else ''}vm: invalid task or pid value: {w}\n")
-                subsequent += 1
-                out.failed = True
-                continue
-            for t in tasks:
+        try:
+            if not a.words:
+                t = idx.task_at(idx.default_task)
                 if search is None:
-                    cmd.header(t, subsequent > 0)
-                subsequent += 1
+                    cmd.header(t, False)
                 cmd.dump_task(t, search)
+                return 1 if out.failed else 0
+            subsequent = 0
+            for w in a.words:
+                tasks = resolve_task(idx, w)
+                if tasks is None:
+                    sink.text(f"{chr(10) if subsequent else ''}vm: invalid task or pid value: "
+                              f"{w}\n")
+                    subsequent += 1
+                    out.failed = True
+                    continue
+                for t in tasks:
+                    if search is None:
+                        cmd.header(t, subsequent > 0)
+                    subsequent += 1
+                    cmd.dump_task(t, search)
+        except TaskAbort as stop:    # crash's RESTART(): the rest of the command is dropped
+            if str(stop):
+                sink.text(str(stop))
+            return 1
         return 1 if out.failed else 0
     except Fatal as exc:
         (sink.text if sink else out.write)(str(exc))

@@ -347,10 +347,27 @@ def _mm_of(db, name: str, pid: int) -> tuple[int, int]:
         con.close()
 
 
-def test_lost_page_table_page_is_recorded(index, tmp_path):
-    """A PTE page the dump lost (its descriptor points past the end): the ingest succeeds,
-    records the fault for that mm only, and `vm -p` stops that task silently (crash on a
-    compressed dump); every other task answers as before."""
+def _lose_page(raw: bytes, L: D.KdumpLayout, pfn: int, how: str) -> dict[int, bytes]:
+    """Patches that make the dump lose one page: 'excluded' (makedumpfile left it out: its
+    dumpable bit cleared and its descriptor removed) or 'past-eof' (its descriptor points
+    past the end of the file, as in a truncated dump)."""
+    idx = L.desc_index(pfn)
+    if how == "past-eof":
+        off, size, flags, pf = L.desc(raw, idx)
+        return {L.desc_offset(idx): struct.pack("<qIIQ", L.size + 4096, size, flags, pf)}
+    assert len(L.ram) == len(L.dumpable) and L.ram is not L.dumpable
+    bm = L.bitmap[0] + L.bitmap[1] // 2 + (pfn >> 3)
+    descs = raw[L.desc_offset(idx + 1):L.data]
+    return {bm: bytes([L.dumpable[pfn >> 3] & ~(1 << (pfn & 7)) & 0xFF]),
+            L.desc_offset(idx): descs + bytes(24)}
+
+
+@pytest.mark.parametrize("how", ["excluded", "past-eof"])
+def test_lost_page_table_page_is_recorded(index, tmp_path, how):
+    """A PTE page the dump lost: the ingest succeeds and records the fault for that mm
+    only; `vm -p` of that task stops at the first page under it, silently when the page
+    was excluded (crash on a compressed dump), with crash's read error when the data is
+    missing; every other task answers as before."""
     kernel = K61
     src = fd.dump(kernel, MDF)
     raw = src.read_bytes()
@@ -360,10 +377,7 @@ def test_lost_page_table_page_is_recorded(index, tmp_path):
     _mm, pgd_pa = _mm_of(index.db, GOOD[kernel], pid)
     va = int(c["blob_vma"]["start"], 16)
     pte_table = _table_path(raw, L, pgd_pa, va)[3]
-    idx = L.desc_index(pte_table >> 12)
-    off, size, flags, pf = L.desc(raw, idx)
-    p = D.patched_copy(src, tmp_path / "lost-pte", {L.desc_offset(idx): struct.pack(
-        "<qIIQ", L.size + 4096, size, flags, pf)})
+    p = D.patched_copy(src, tmp_path / "lost-pte", _lose_page(raw, L, pte_table >> 12, how))
     name = index.name()
     r = ingest_bad(index, p, kernel, name=name)
     assert r.code == 0, r.err
@@ -377,22 +391,35 @@ def test_lost_page_table_page_is_recorded(index, tmp_path):
     assert len(rows) == 1, rows
     fmm, start, end, level, pa, reason = rows[0]
     assert pa == pte_table and level == 1 and start <= va < end, rows
-    assert "past end of file" in reason
+    assert ("page excluded" if how == "excluded" else "past end of file") in reason
     # Every other task answers exactly as on the good dump.
-    good = answers(index.db, GOOD[kernel], kernel)
+    good = index.answers[kernel]
     got = answers(index.db, name, kernel)
     for cmd, out in got.items():
         if cmd != ("vm", "-p", str(pid)):
             assert out == good[cmd], cmd
-    # vm -p of the damaged task: everything up to the first page under the lost table,
-    # then nothing (crash aborts the command silently on a compressed dump).
+    # vm -p of the damaged task: everything up to the first page under the lost table.
     full = good[("vm", "-p", str(pid))]
     part = got[("vm", "-p", str(pid))]
+    message = f'vm: read error: physical address: {pte_table:x}  type: "page table"\n'
+    if how == "excluded":
+        message = ""
+    assert part.endswith(message)
+    part = part[:len(part) - len(message)]
     assert full.startswith(part) and len(part) < len(full)
-    assert part.endswith("VIRTUAL     PHYSICAL\n") or part.splitlines()[-1].split()[0] != \
-        f"{va:x}"
-    stop = full[len(part):].splitlines()[0]
-    assert int(stop.split()[0], 16) >= start
+    first_missing = full[len(part):].splitlines()[0]
+    assert int(first_missing.split()[0], 16) == max(start, int(c["blob_vma"]["start"], 16)) \
+        or int(first_missing.split()[0], 16) >= start
+    # The exit status says the command did not complete.
+    r = D.vmdex_inproc("--dump", name, "vm", "-p", str(pid), db=index.db)
+    assert r.code == 1 and r.out == got[("vm", "-p", str(pid))]
+    # foreach goes on with the next task (crash's RESUME_FOREACH).
+    r = D.vmdex_inproc("--dump", name, "foreach", "vm", "-p", db=index.db)
+    g = D.vmdex_inproc("--dump", GOOD[kernel], "foreach", "vm", "-p", db=index.db)
+    assert r.code == 1 and g.code == 0
+    after_good = g.out[g.out.index(full) + len(full):]
+    after_bad = r.out[r.out.index(part + message) + len(part + message):]
+    assert after_bad == after_good
 
 
 # --- ELF cores --------------------------------------------------------------------------

@@ -424,3 +424,50 @@ def test_schema_version_heads_agree():
         if m:
             revs.append(m[1])
     assert db.HEAD == conn.HEAD == max(revs)
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "pg"])
+def test_migration_0002_up_and_down(engine_name, tmp_path, request):
+    """An index at 0001 gets the views when next opened; 0002 downgrades cleanly and comes
+    back, on both engines."""
+    from alembic import command
+    from alembic.config import Config
+
+    from indexer.db import MIGRATIONS, make_engine, schema_version
+
+    if engine_name == "sqlite":
+        db = str(tmp_path / "old.db")
+    else:
+        from tests.pg import new_database
+
+        db = new_database(request.getfixturevalue("pg_server_url"), "migrate")
+    engine = make_engine(db)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def to(rev, fn=command.upgrade):
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            fn(cfg, rev)
+
+    try:
+        to("0001")
+        assert schema_version(engine) == "0001"
+        assert sql_rows(db, "SELECT count(*), min(n), max(n) FROM page_numbers") == [(512, 0, 511)]
+        assert schema_version(engine) == "0002"
+        assert sql_rows(db, "SELECT count(*) FROM v_pages") == [(0,)]
+        to("0001", command.downgrade)
+        assert schema_version(engine) == "0001"
+        with engine.connect() as conn:
+            names = set(sa_inspect(conn).get_table_names()) | set(sa_inspect(conn).get_view_names())
+        assert "page_numbers" not in names and not any(n.startswith("v_") for n in names)
+        to("head")
+        assert sql_rows(db, "SELECT count(*) FROM v_tasks") == [(0,)]
+    finally:
+        engine.dispose()
+
+
+def sa_inspect(conn):
+    from sqlalchemy import inspect
+
+    return inspect(conn)

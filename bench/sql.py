@@ -1,0 +1,216 @@
+"""SQL benchmark: bulk-load throughput of the store (SQLite executemany, PostgreSQL COPY and,
+for comparison, PostgreSQL executemany) and the time of docs/schema.md's example queries on
+an index holding every fixture dump, on SQLite and on PostgreSQL.
+
+    .venv/bin/python bench/sql.py            # prints a Markdown section for RESULTS.md
+
+PostgreSQL: a throwaway server from tests/pg.py (or $VMDEX_TEST_PG_URL).
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from common import VMDEX, machine, timed, today
+
+from tests import fixturedata as F
+from tests.pg import new_database, pg_server
+
+REPS = 5
+TILE = 20   # the synthetic dump: every mm's page runs repeated this many times
+
+
+def rows_of(img) -> int:
+    return (1 + len(img.tasks) + len(img.mms) + sum(len(m.vmas) for m in img.mms.values())
+            + sum(len(r) for r in img.runs.values()) + len(img.faults)
+            + (len(img.swap[1]) if img.swap else 0) + len(img.errors))
+
+
+def tiled(img):
+    """The same dump with TILE× the page runs (shifted up by 1 TiB per copy)."""
+    from indexer.walk.pages import PageRuns
+
+    runs = {}
+    for mm, r in img.runs.items():
+        shift = (np.arange(TILE, dtype=np.uint64) << np.uint64(40)).repeat(len(r))
+        cols = {f: np.tile(getattr(r, f), TILE) for f in
+                ("vma_index", "va", "npages", "level", "kind", "pa", "swap_type",
+                 "swap_offset", "pte")}
+        cols["va"] = cols["va"] + shift
+        runs[mm] = PageRuns(**cols)
+    return replace(img, runs=runs)
+
+
+def load_rate(location: str, img, kernel_id: int, label: str) -> tuple[float, int]:
+    """Median rows/s of store_dump over REPS stores of `img` under new names."""
+    from indexer import store
+    from indexer.db import make_engine
+
+    engine = make_engine(location)
+    rates = []
+    try:
+        for i in range(REPS):
+            t0 = time.perf_counter()
+            store.store_dump(engine, replace(img, name=f"{label}-{i}"), kernel_id, 0.0)
+            rates.append(rows_of(img) / (time.perf_counter() - t0))
+    finally:
+        engine.dispose()
+    return statistics.median(rates), rows_of(img)
+
+
+def walked(location: str, kernel: str, variant: str):
+    """Ingest one dump into `location` (creating the schema and the kernel row) and return
+    the walked image and its kernel id."""
+    from sqlalchemy import select
+
+    from indexer import schema as S
+    from indexer.db import make_engine
+    from indexer.ingest import ingest
+
+    engine = make_engine(location)
+    try:
+        img, _ = ingest(engine, F.dump(kernel, variant), F.vmlinux(kernel), "walked")
+        with engine.connect() as conn:
+            kid = conn.execute(select(S.dumps.c.kernel_id)
+                               .where(S.dumps.c.name == "walked")).scalar()
+    finally:
+        engine.dispose()
+    return img, kid
+
+
+def bulk_section(pg_url: str) -> None:
+    from indexer import store
+
+    kernel = "linux-6.1.0-56-amd64"
+    variant = "vmcore.mdf-c-d31"
+    print(f"#### Bulk load (`store_dump`, one transaction per dump; median of {REPS})\n")
+    print(f"Rows = every row written for the dump (dumps, tasks, mms, VMAs, page runs, swap "
+          f"devices). `{kernel}/{variant}` as ingested, and the same with its page runs "
+          f"repeated {TILE}× (a dump with more mapped memory).\n")
+    print("| engine | method | rows per dump | rows/s (fixture dump) | rows per dump | "
+          "rows/s (page runs ×{}) |".format(TILE))
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as d:
+        sq = str(Path(d) / "bulk.db")
+        img, kid = walked(sq, kernel, variant)
+        big = tiled(img)
+        r1, n1 = load_rate(sq, img, kid, "a")
+        r2, n2 = load_rate(sq, big, kid, "b")
+        print(f"| SQLite | executemany, batches of {store.BATCH} | {n1} | {r1:,.0f} | {n2} | "
+              f"{r2:,.0f} |")
+    db = new_database(pg_url, "bench_bulk")
+    img, kid = walked(db, kernel, variant)
+    big = tiled(img)
+    r1, n1 = load_rate(db, img, kid, "a")
+    r2, n2 = load_rate(db, big, kid, "b")
+    print(f"| PostgreSQL | COPY FROM STDIN (psycopg) | {n1} | {r1:,.0f} | {n2} | {r2:,.0f} |")
+    copy = store._copy
+    try:  # the same load without COPY: SQLAlchemy executemany on psycopg
+        store._copy = _executemany
+        r1, n1 = load_rate(db, img, kid, "c")
+        r2, n2 = load_rate(db, big, kid, "d")
+    finally:
+        store._copy = copy
+    print(f"| PostgreSQL | executemany (for comparison) | {n1} | {r1:,.0f} | {n2} | "
+          f"{r2:,.0f} |\n")
+
+
+def _executemany(conn, table, rows) -> None:
+    from indexer import store
+
+    rows = list(rows)
+    for i in range(0, len(rows), store.BATCH):
+        conn.execute(store.insert(table), rows[i:i + store.BATCH])
+
+
+def examples() -> dict[str, str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.test_sql import doc_examples
+
+    return doc_examples()
+
+
+def all_dumps() -> list[tuple[str, str]]:
+    return [(k, v) for k in F.kernels() for v in F.dump_variants(k)]
+
+
+def fill(location: str) -> float:
+    """Every fixture dump (all formats), two ingest processes at a time; wall seconds."""
+    t0 = time.perf_counter()
+    procs = []
+    todo = list(all_dumps())
+    while todo or procs:
+        while todo and len(procs) < 2:
+            k, v = todo.pop(0)
+            procs.append(subprocess.Popen(
+                [VMDEX, "--db", location, "ingest", "--vmlinux", str(F.vmlinux(k)), "--name",
+                 f"{k}/{v}", str(F.dump(k, v))], stderr=subprocess.PIPE))
+        p = procs.pop(0)
+        err = p.communicate()[1]
+        assert p.returncode == 0, err
+    return time.perf_counter() - t0
+
+
+def query_section(pg_url: str) -> None:
+    from query.sql import query
+
+    for k, v in all_dumps():   # unpack the .xz fixtures before timing anything
+        F.dump(k, v), F.vmlinux(k)
+    with tempfile.TemporaryDirectory() as d:
+        sq = str(Path(d) / "fleet.db")
+        pg = new_database(pg_url, "bench_fleet")
+        secs = {"SQLite": fill(sq), "PostgreSQL": fill(pg)}
+        cols, rows = query(sq, "SELECT count(*), sum(task_count), sum(vma_count), "
+                               "sum(page_run_count) FROM dumps")
+        pages = query(sq, "SELECT count(*) FROM v_pages")[1][0][0]
+        n, ntasks, nvmas, nruns = rows[0]
+        print(f"#### Example queries of docs/schema.md on every fixture dump\n")
+        print(f"{n} dumps ({ntasks} tasks, {nvmas} VMAs, {nruns} page runs = {pages} pages); "
+              f"filled by `vmdex ingest`, two processes at a time, in {secs['SQLite']:.1f} s "
+              f"(SQLite) and {secs['PostgreSQL']:.1f} s (PostgreSQL). In-process = "
+              "`query.sql.query()` (connect, run, fetch), best of 5; CLI = a whole "
+              "`vmdex sql --format csv` process, best of 3.\n")
+        print("| query | rows | SQLite in-process ms | SQLite CLI s | PostgreSQL in-process ms "
+              "| PostgreSQL CLI s |")
+        print("|---|---|---|---|---|---|")
+        for name, sql in examples().items():
+            cells = []
+            nrows = None
+            for loc in (sq, pg):
+                best = float("inf")
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    _, got = query(loc, sql)
+                    best = min(best, time.perf_counter() - t0)
+                nrows = len(got) if nrows is None else nrows
+                cli = min(timed([VMDEX, "--db", loc, "sql", "--format", "csv", sql])[0]
+                          for _ in range(3))
+                cells += [f"{best * 1000:.1f}", f"{cli:.3f}"]
+            print(f"| `{name}` | {nrows} | " + " | ".join(cells) + " |")
+        print()
+
+
+def main() -> None:
+    print(f"### SQL: bulk load and cross-dump queries ({today()}; {machine()}; "
+          f"nproc {__import__('os').cpu_count()})\n")
+    with pg_server() as url:
+        import psycopg
+
+        with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as c:
+            ver = c.execute("SHOW server_version").fetchone()[0]
+        import sqlite3
+
+        print(f"SQLite {sqlite3.sqlite_version} (WAL); PostgreSQL {ver} (throwaway server "
+              "from tests/pg.py: fsync off, synchronous_commit off, shared_buffers 128MB).\n")
+        bulk_section(url)
+        query_section(url)
+
+
+if __name__ == "__main__":
+    main()

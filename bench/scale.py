@@ -208,7 +208,7 @@ def main() -> None:
               f"{', `foreach vm -p` ' + f(ct.get('foreach vm -p'), '{:.1f}') + ' s' if 'foreach vm -p' in ct else ''}"
               f"; the column below is the command alone, after start-up.\n")
     print("| command | small cmd | small s | big cmd | big s | big peak MiB | big output bytes | "
-          f"crash big s (cmd only) | big == crash |")
+          "crash big s (cmd only) | big == crash |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, _, _ in bplan:
         b, s = bres[label], sres.get(label)
@@ -221,7 +221,7 @@ def main() -> None:
         print(f"| `foreach vm -p` (once, output counted and dropped) | `foreach vm -p` | {sw_:.3f} | `foreach vm -p` | "
               f"{bw_:.3f} | {bp_} | {bn} | {f(ct.get('foreach vm -p'), '{:.1f}')} | {same} |")
     small_diff = [f"`{s[3]}`" for s in sres.values() if s[2] not in ("yes", "–")]
-    print(f"\nSmall side: `<bulk pid>` is `wl_anon` (the fixture has no `wl_bulk`); its outputs "
+    print("\nSmall side: `<bulk pid>` is `wl_anon` (the fixture has no `wl_bulk`); its outputs "
           + (f"differ from crash for: {', '.join(small_diff)}" if small_diff
              else "are byte-identical to the fixture's oracle files."))
 

@@ -78,11 +78,19 @@ def read_mm(k: Kernel, addr: int, paths: PathResolver, errors: list[str]) -> Mm:
     mm = Mm(addr=addr, pgd=v.ptr("pgd"), total_vm=v.s("total_vm"), map_count=v.s("map_count", 4),
             mm_count=v.s(mm_count_path, 4), counters=_counters(k, v), raw=v.raw)
     vsize = k.sizeof("vm_area_struct")
+    owner = k.off("vm_area_struct", "vm_mm") if k.has("vm_area_struct", "vm_mm") else None
     for va in vma_addresses(k, addr, errors, mm.map_count):
         try:
-            mm.vmas.append(_read_vma(k, va, vsize, paths))
+            vma = _read_vma(k, va, vsize, paths)
         except (MemoryReadError, WalkError) as exc:
             errors.append(f"mm {addr:x}: VMA {va:x}: {exc}")
+            continue
+        if owner is not None:
+            vm_mm = int.from_bytes(vma.raw[owner:owner + 8], "little")
+            if vm_mm != addr:   # kept (crash would show it), but the tree/list is suspect
+                errors.append(f"mm {addr:x}: VMA {va:x} belongs to mm {vm_mm:x} "
+                              "(corrupt VMA tree or list?)")
+        mm.vmas.append(vma)
     return mm
 
 

@@ -24,7 +24,7 @@ def vma_addresses(k: Kernel, mm: int, errors: list[str], map_count: int | None =
     if k.has("mm_struct", "mmap"):
         return _from_list(k, mm, errors, limit)
     if k.has("mm_struct", "mm_mt"):
-        return _from_maple_tree(k, mm + k.off("mm_struct", "mm_mt"), errors)
+        return _from_maple_tree(k, mm + k.off("mm_struct", "mm_mt"), errors, mm)
     raise WalkError("mm_struct has neither mmap nor mm_mt: unknown VMA layout")
 
 
@@ -77,7 +77,7 @@ def _u64s(raw: bytes, off: int, n: int) -> list[int]:
     return [int.from_bytes(raw[off + 8 * i:off + 8 * i + 8], "little") for i in range(n)]
 
 
-def _from_maple_tree(k: Kernel, tree: int, errors: list[str]) -> list[int]:
+def _from_maple_tree(k: Kernel, tree: int, errors: list[str], mm: int = 0) -> list[int]:
     m = _Maple(k)
     root = k.ptr(tree + k.off("maple_tree", "ma_root"))
     if not root:
@@ -126,5 +126,5 @@ def _from_maple_tree(k: Kernel, tree: int, errors: list[str]) -> list[int]:
     try:
         node(root, 0, ULONG_MAX, 0)
     except (MemoryReadError, WalkError) as exc:
-        errors.append(f"maple tree {tree:x}: {exc}")
+        errors.append(f"mm {mm:x}: maple tree {tree:x}: {exc} (VMAs after it not listed)")
     return out

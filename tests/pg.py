@@ -68,16 +68,27 @@ def _run(argv: list[str], **kw) -> None:
 def pg_server() -> Iterator[str]:
     """Yield the URL of a running server; stop it and delete its files afterwards."""
     if os.environ.get(ENV_URL):
-        yield os.environ[ENV_URL]
+        url = os.environ[ENV_URL]
+        try:
+            yield url
+        finally:
+            _drop_created(url)
         return
     bindir = pg_bindir()
-    top = Path(tempfile.mkdtemp(prefix="vmdex-pg-"))
+    # /tmp: short enough for the server's Unix socket path, and reachable by `postgres`.
+    top = Path(tempfile.mkdtemp(prefix="vmdex-pg-", dir="/tmp" if os.path.isdir("/tmp")
+                                else None))
     data = top / "data"
     try:
         if os.geteuid() == 0:
             import pwd
 
-            pw = pwd.getpwnam("postgres")
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root, but there is no `postgres` user to run "
+                                   "the test server as (Debian's postgresql package creates "
+                                   "it)") from None
             os.chown(top, pw.pw_uid, pw.pw_gid)
         _run([str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
               "-E", "UTF8", "--locale=C", "--no-sync"])
@@ -99,6 +110,9 @@ def _dsn(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
+_created: list[str] = []
+
+
 def new_database(server_url: str, prefix: str = "vmdex") -> str:
     """Create an empty database on the server; return its SQLAlchemy URL."""
     import psycopg
@@ -106,6 +120,16 @@ def new_database(server_url: str, prefix: str = "vmdex") -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_dsn(server_url), autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
+    _created.append(name)
     base, _, tail = server_url.rpartition("/")
     query = ("?" + tail.split("?", 1)[1]) if "?" in tail else ""
     return f"{base}/{name}{query}"
+
+
+def _drop_created(server_url: str) -> None:
+    """On a server we do not own ($VMDEX_TEST_PG_URL), drop the databases the tests made."""
+    import psycopg
+
+    with psycopg.connect(_dsn(server_url), autocommit=True) as c:
+        while _created:
+            c.execute(f'DROP DATABASE IF EXISTS "{_created.pop()}" WITH (FORCE)')

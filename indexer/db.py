@@ -40,6 +40,8 @@ def make_engine(location: str | None = None, readonly: bool = False) -> Engine:
         def _begin(conn):
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
         return engine
+    if url.startswith(("postgresql://", "postgres://")):  # plain libpq URL: use psycopg 3
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return create_engine(url, pool_pre_ping=True)
 
 

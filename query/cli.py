@@ -4,8 +4,9 @@
     vmdex [--db ...] [--dump NAME] vm ARGS...
     vmdex [--db ...] [--dump NAME] foreach FOREACH-ARGS... vm ARGS...
 
-Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
-Imports are lazy: answering `vm` must not pay for the ingest machinery.
+The entry point is query.main: `vm`/`foreach` lines are answered there without importing
+Typer; everything else comes here. Imports are lazy: answering `vm` must not pay for the
+ingest machinery.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import List, Optional
 import typer
 
 from indexer.errors import VmdexError
+from query.answer import answer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Index Linux crash dumps once; answer crash's `vm` from the index.")
@@ -92,27 +94,7 @@ def rm(name: str = typer.Argument(..., help="Name of the dump to remove.")):
 
 
 def _answer(runner, argv: list[str]) -> None:
-    from query.conn import connect
-    from query.index import DumpIndex
-    from query.vm import Out
-
-    out = Out(sys.stdout, sys.stderr)
-    conns = []
-
-    def open_index():
-        conn = connect(State.db)
-        conns.append(conn)
-        return DumpIndex(conn, State.dump)
-
-    if State.fmt not in ("text", "json", "csv"):
-        raise VmdexError(f"--format must be text, json or csv, not {State.fmt!r}")
-    try:
-        code = runner(open_index, argv, out, State.fmt)
-    finally:
-        out.flush()
-        for c in conns:
-            c.close()
-    raise typer.Exit(code)
+    raise typer.Exit(answer(runner, argv, State.db, State.dump, State.fmt))
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -131,35 +113,26 @@ def foreach(ctx: typer.Context):
     _answer(run_foreach, list(ctx.args))
 
 
-def main() -> None:
-    import os
-
+def run_app() -> int:
+    """The Typer app for everything but the vm/foreach hot path (see query.main)."""
     try:
         rc = app(standalone_mode=False)  # returns the code of a typer.Exit raised inside
-        sys.exit(rc if isinstance(rc, int) else 0)
-    except VmdexError as exc:
-        sys.stderr.write(f"vmdex: {exc}\n")
-        sys.exit(2)
+        return rc if isinstance(rc, int) else 0
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("vmdex: interrupted\n")
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(141)
+        return 1
+    except VmdexError:
+        raise
     except Exception as exc:
         show = getattr(exc, "show", None)  # usage errors from the command-line parser
         if show is not None and hasattr(exc, "exit_code"):
             show()
-            sys.exit(exc.exit_code)
-        if os.environ.get("VMDEX_DEBUG"):
-            raise
-        sys.stderr.write(f"vmdex: internal error: {type(exc).__name__}: {exc} "
-                         "(set VMDEX_DEBUG=1 for a traceback)\n")
-        sys.exit(3)
+            return exc.exit_code
+        raise
 
 
-if __name__ == "__main__":
-    main()
+def main() -> None:
+    from query.main import main as entry
+
+    entry()

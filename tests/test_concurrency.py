@@ -11,13 +11,13 @@ import subprocess
 
 import pytest
 
+from indexer import schema as S
 from tests import fixturedata as F
 from tests.conftest import VMDEX, vmdex
 
 K61 = "linux-6.1.0-56-amd64"
 K510 = "linux-5.10.0-32-cloud-amd64"
-TABLES = ("tasks", "mms", "vmas", "page_runs", "page_table_faults", "swap_devices",
-          "ingest_errors")
+TABLES = tuple(t.name for t in S.BULK_TABLES)   # every per-dump table
 COUNTS = ("task_count", "vma_count", "page_run_count", "error_count")
 # name -> (kernel, dump variant): two processes even read the same file
 CONCURRENT = {

@@ -178,6 +178,8 @@ class TableFault:
 
 MAX_TABLES = 1 << 17    # table pages per address space: 256 GiB mapped with 4 KiB pages
 MAX_LEAVES = 1 << 24    # non-empty leaf entries per address space
+MAX_HUGE_RUNS = 1 << 20  # 2 MiB stretches of huge leaves (2 TiB): each is split in Python
+MAX_TABLE_REUSE = 4     # a table page is normally under one entry (hugetlb PMD sharing: few)
 
 
 class _TooBig(Exception):
@@ -192,8 +194,9 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
     crash only ever looks up addresses inside VMAs, so entries elsewhere are never shown.
 
     Corrupt tables cannot make this loop or explode: a table that points back at one of
-    its own ancestors is a fault, and past MAX_TABLES tables or MAX_LEAVES leaves the walk
-    stops with one fault covering the rest of the address space. Faults, not exceptions:
+    its own ancestors, or is under more than MAX_TABLE_REUSE entries, is a fault, and past
+    MAX_TABLES tables / MAX_LEAVES leaves / MAX_HUGE_RUNS huge stretches the walk stops
+    with one fault covering the rest of the address space. Faults, not exceptions:
     only the affected addresses are unknown.
     """
     mask = np.uint64(paging.phys_mask)
@@ -212,7 +215,8 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
 
     idx = np.arange(ENTRIES, dtype=np.uint64)
     path: list[int] = []        # table pages from the top down to the one being read
-    count = [0, 0]              # tables read, leaves found
+    count = [0, 0, 0]           # tables read, leaves found, 2 MiB stretches of huge leaves
+    uses: dict[int, int] = {}   # table page -> entries that led to it so far
 
     def visit(table_pa: int, base: int, depth: int):
         shift = shifts[depth]
@@ -223,8 +227,14 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
                                      f"page table {table_pa:x} points back at a higher level "
                                      "(corrupt entry)"))
             return
+        n = uses[table_pa] = uses.get(table_pa, 0) + 1
+        if n > MAX_TABLE_REUSE:
+            faults.append(TableFault(base, base + span * ENTRIES, level, table_pa,
+                                     f"page table {table_pa:x} is under more than "
+                                     f"{MAX_TABLE_REUSE} entries (corrupt tables?)"))
+            return
         count[0] += 1
-        if count[0] > MAX_TABLES or count[1] > MAX_LEAVES:
+        if count[0] > MAX_TABLES or count[1] > MAX_LEAVES or count[2] > MAX_HUGE_RUNS:
             raise _TooBig(base)
         try:
             raw = phys.read(table_pa, PAGE_SIZE)
@@ -254,6 +264,7 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
             else np.zeros(ENTRIES, bool)
         if huge.any():
             n = int(huge.sum())
+            count[2] += n * max(1, span >> 21)
             chunks.append((vas[huge], np.full(n, span // PAGE_SIZE, np.int64),
                            np.full(n, level, np.int8), np.full(n, KIND_PRESENT, np.int8),
                            e[huge] & mask))
@@ -270,8 +281,9 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
         visit(top_pa, 0, 0)
     except _TooBig as stop:
         faults.append(TableFault(stop.args[0], user_top, len(shifts), top_pa,
-                                 f"more than {MAX_TABLES} page tables or {MAX_LEAVES} entries "
-                                 "(corrupt tables?): walk stopped"))
+                                 f"more than {MAX_TABLES} page tables, {MAX_LEAVES} entries or "
+                                 f"{MAX_HUGE_RUNS * 2} MiB of huge pages (corrupt tables?): "
+                                 "walk stopped"))
     if not chunks:
         empty = np.zeros(0, np.uint64)
         return LeafBatch(empty, np.zeros(0, np.int64), np.zeros(0, np.int8),

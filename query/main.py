@@ -37,10 +37,27 @@ def main() -> None:
     except Exception as exc:
         if os.environ.get("VMDEX_DEBUG"):
             raise
-        sys.stderr.write(f"vmdex: internal error: {type(exc).__name__}: {exc} "
-                         "(set VMDEX_DEBUG=1 for a traceback)\n")
-        code = 3
+        if _is_database_error(exc):   # a damaged or unreachable index: bad input, not a bug
+            sys.stderr.write(f"vmdex: index error: {_one_line(getattr(exc, 'orig', None) or exc)}"
+                             "\n")
+            code = 2
+        else:
+            sys.stderr.write(f"vmdex: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                             "(set VMDEX_DEBUG=1 for a traceback)\n")
+            code = 3
     sys.exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    """sqlite3 / psycopg / SQLAlchemy errors (checked by module: none is imported here)."""
+    mod = type(exc).__module__ or ""
+    return mod.split(".")[0] in ("sqlite3", "psycopg", "sqlalchemy") and \
+        type(exc).__name__.endswith("Error")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def _paging(k_mem_phys, info: VmcoreInfo, read_sym) -> Paging:
     levels = 5 if (info.number("pgtable_l5_enabled") or 0) == 1 else 4
     phys_base = info.number("phys_base")
     if phys_base is None:
-        raise KernelError("VMCOREINFO lacks NUMBER(phys_base): cannot place the kernel image")
+        raise DumpError(f"{k_mem_phys.path}: VMCOREINFO lacks NUMBER(phys_base): cannot place "
+                        "the kernel image")
     sme = info.number("sme_mask") or 0
     paging = Paging(levels=levels, page_offset=0, phys_base=phys_base, sme_mask=sme)
     return paging
@@ -157,8 +158,13 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     for i, (a, mm) in enumerate(mms.items()):
         ranges = [(v.start, v.end) for v in mm.vmas]
         top = mm.pgd - paging.page_offset
-        batch, mm_faults = walk_user_tables(phys, paging, top, user_top, ranges)
-        runs[a] = build_runs(batch, ranges, paging)
+        try:
+            batch, mm_faults = walk_user_tables(phys, paging, top, user_top, ranges)
+            runs[a] = build_runs(batch, ranges, paging)
+        except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
+            # Garbage VMAs or tables that trip the array code: this mm has no pages.
+            errors.append(f"mm {a:x}: page tables not walked: {type(exc).__name__}: {exc}")
+            continue
         faults += [(a, f) for f in mm_faults]
         progress("page tables", i + 1, len(mms))
 

@@ -49,6 +49,7 @@ class DumpImage:
     runs: dict[int, PageRuns]                 # mm addr -> page runs
     faults: list[tuple[int, object]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    pointer_symbols: dict[int, str] = field(default_factory=dict)  # for vm -m / -v
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -86,11 +87,15 @@ def _check_vmlinux(info: VmcoreInfo, vmlinux_build_id: str | None, vmlinux_path:
 class _Stage:
     """What the walk is reading, so a fatal read error can say so (one line, with the file)."""
 
-    def __init__(self, path: str):
-        self.path, self.what = path, "the kernel"
+    def __init__(self, path: str, vmlinux: Path):
+        self.path, self.vmlinux, self.what = path, vmlinux, "the kernel"
 
-    def fail(self, exc: Exception) -> WalkError:
+    def fail(self, exc: Exception) -> VmdexError:
         why = str(exc)
+        if isinstance(exc, WalkError) and why.startswith("kernel has no "):
+            # A layout or symbol the walk needs is missing: the vmlinux, not the dump.
+            return KernelError(f"{self.vmlinux}: debug info {why[len('kernel '):]} (needed "
+                               f"to read {self.what}): damaged or unsupported vmlinux")
         if why.startswith(self.path + ": "):
             why = why[len(self.path) + 2:]
         return WalkError(f"{self.path}: cannot read {self.what} from the dump ({why}): "
@@ -102,7 +107,7 @@ def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
     """The whole walk. Damage confined to one task, mm or page table is recorded in the
     image's `errors` / `faults`; a structure every answer depends on (the task list, the
     per-CPU areas) that cannot be read is a WalkError naming the dump and what was read."""
-    stage = _Stage(str(phys.path))
+    stage = _Stage(str(phys.path), vmlinux_path)
     try:
         return _walk_dump(phys, info, types, symbol_address, vmlinux_path, vmlinux_build_id,
                           name, progress, stage)
@@ -239,6 +244,15 @@ def _paddr_prlen(k: Kernel) -> int:
     return len(f"{total:x}") if total else 8
 
 
+def _pointer_symbols(img: DumpImage, types, symtab) -> dict[int, str]:
+    from query.structs import collect_pointer_symbols
+
+    objects = [("mm_struct", m.raw, m.addr) for m in img.mms.values()]
+    objects += [("vm_area_struct", v.raw, v.addr) for m in img.mms.values() for v in m.vmas]
+    return collect_pointer_symbols(types.data, lambda a: symtab.symbolize(a, img.kaslr_offset),
+                                   objects)
+
+
 def _panic_cpu(k: Kernel) -> int | None:
     """The CPU that panicked (panic_cpu) or ran the kdump shutdown (x86 crashing_cpu)."""
     for name in ("panic_cpu", "crashing_cpu"):
@@ -325,6 +339,7 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
         progress("types", 1, 1)
         img = walk_dump(phys, info, types, symtab.address, vmlinux_path, bid,
                         name or dump_path.name, progress)
+        img.pointer_symbols = _pointer_symbols(img, types, symtab)
         with _index_errors(engine):
             kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
                                            cached[0] if cached else types.to_json(),

@@ -143,6 +143,14 @@ swap_devices = Table(
     Index("ix_swap_devices_pk", "dump_id", "type", unique=True),
 )
 
+pointer_symbols = Table(
+    "pointer_symbols", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("address", I64, nullable=False),                 # a pointer value in mm/VMA bytes
+    Column("symbol", Text, nullable=False),                 # gdb's annotation: sym or sym+off
+    Index("ix_pointer_symbols", "dump_id", "address", unique=True),
+)
+
 ingest_errors = Table(
     "ingest_errors", metadata,
     Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
@@ -155,4 +163,5 @@ page_numbers = Table(
     Column("n", Integer, primary_key=True, autoincrement=False),
 )
 
-BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices, ingest_errors)
+BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices,
+               pointer_symbols, ingest_errors)

@@ -149,5 +149,7 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
         if img.swap:
             _bulk(conn, S.swap_devices, (dict(dump_id=dump_id, type=t, path=p)
                                          for t, p in img.swap[1].items()))
+        _bulk(conn, S.pointer_symbols, (dict(dump_id=dump_id, address=to_signed(a), symbol=t)
+                                         for a, t in img.pointer_symbols.items()))
         _bulk(conn, S.ingest_errors, (dict(dump_id=dump_id, message=e) for e in img.errors))
     return dump_id

@@ -234,8 +234,10 @@ class DumpIndex:
     def types_json(self) -> str:
         return self.c.one("SELECT types_json FROM kernels WHERE id = ?", (self.kernel_id,))[0]
 
-    def symtab_bytes(self) -> bytes:
-        return bytes(self.c.one("SELECT symtab FROM kernels WHERE id = ?", (self.kernel_id,))[0])
+    def pointer_symbols(self) -> dict[int, str]:
+        """gdb's `<symbol+off>` for each pointer value `vm -m`/`-v` prints (made at ingest)."""
+        return {u(a): s for a, s in self.c.all(
+            "SELECT address, symbol FROM pointer_symbols WHERE dump_id = ?", (self.id,))}
 
     # --- page-table pages the dump did not hold ------------------------------------
     def table_faults(self, mm: int) -> list[tuple[int, int, int, int, str]]:

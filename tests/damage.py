@@ -41,8 +41,14 @@ def patched_copy(src, dst, patches: dict[int, bytes]) -> Path:
     return Path(dst)
 
 
+def unpatch(path, old: dict[int, bytes]) -> None:
+    """Undo patch(): restore in reverse order, so overlapping patches come back right."""
+    for off in reversed(list(old)):
+        patch(path, {off: old[off]})
+
+
 def patch(path, patches: dict[int, bytes]) -> dict[int, bytes]:
-    """Overwrite bytes in place; returns the old bytes (to undo with patch(path, old))."""
+    """Overwrite bytes in place; returns the old bytes (to undo with unpatch(path, old))."""
     old = {}
     with open(path, "r+b") as f:
         for off, data in patches.items():

@@ -477,7 +477,7 @@ def test_damaged_elf_headers(index, elf_copy):
             else:
                 refused(index, elf_copy, K61, *([word] if word else []))
         finally:
-            D.patch(elf_copy, old)
+            D.unpatch(elf_copy, old)
 
 
 def test_truncated_elf(index, elf_copy):
@@ -533,6 +533,44 @@ def test_wrong_vmlinux(index, tmp_path):
     refused(index, fd.dump(K61, MDF), K61, vmlinux=tmp_path / "nope", name_file="nope")
     cut = D.prefix_copy(fd.vmlinux(K61), tmp_path / "vmlinux.cut", 3000)
     refused(index, fd.dump(K61, MDF), K61, vmlinux=cut, name_file=cut)
+
+
+def test_damaged_vmlinux(tmp_path):
+    """Bytes of the vmlinux's DWARF or symbol table overwritten, in a fresh index (so no
+    cached layouts): refused with one line naming the vmlinux, or (the damage missed
+    everything the walk needs) ingested cleanly."""
+    import random
+
+    from indexer.kernel.symtab import ElfImage
+
+    src = fd.vmlinux(K510)
+    elf = ElfImage(src)
+    secs = {n: (int(elf.shdrs[i]["offset"]), int(elf.shdrs[i]["size"]))
+            for i, n in enumerate(elf.names) if n in (".debug_aranges", ".symtab", ".strtab",
+                                                      ".debug_abbrev", ".debug_info")}
+    elf.close()
+    copy = D.sparse_copy(src, tmp_path / "vmlinux")
+    rng = random.Random(5)
+    outcomes = set()
+    for i, name in enumerate([".debug_aranges", ".debug_aranges", ".symtab", ".strtab",
+                              ".debug_abbrev", ".debug_info"]):
+        off, size = secs[name]
+        patches = {off + rng.randrange(min(size, 200000)): bytes(rng.randrange(256)
+                                                                 for _ in range(8))
+                   for _ in range(50)}
+        old = D.patch(copy, patches)
+        try:
+            r = D.vmdex_inproc("ingest", "--vmlinux", copy, "--name", "x",
+                               fd.dump(K510, MDF), db=tmp_path / f"fresh{i}.db")
+        finally:
+            D.unpatch(copy, old)
+        if r.code == 0:
+            outcomes.add("ingested")
+            continue
+        line = D.assert_one_line_error(r, copy)
+        assert "dump is damaged" not in line, line   # the vmlinux is to blame, not the dump
+        outcomes.add("refused")
+    assert "refused" in outcomes
 
 
 @pytest.fixture(scope="module")

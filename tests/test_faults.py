@@ -96,7 +96,7 @@ class Kmem:
 
     def restore(self) -> None:
         while self.undo:
-            D.patch(self.path, self.undo.pop())
+            D.unpatch(self.path, self.undo.pop())
 
 
 def task_blocks(out: str) -> dict[str, str]:

@@ -136,8 +136,7 @@ def test_mutated_headers(dump_copies, kind, edits, pfns):
     try:
         open_and_read(path, pfns + [0x1c720910 >> 12, 0x19c15740 >> 12])
     finally:
-        for off in sorted(old, reverse=True):   # undo in reverse: overlapping edits
-            D.patch(path, {off: old[off]})
+        D.unpatch(path, old)
 
 
 # --- kernel memory made of bytes ----------------------------------------------------------

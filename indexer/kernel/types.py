@@ -29,6 +29,7 @@ JSON shape (`to_json()`):
 from __future__ import annotations
 
 import json
+import struct
 import time
 
 from indexer.errors import KernelError
@@ -514,7 +515,8 @@ def load_kernel_types(vmlinux_path):
         dw = D.DwarfFile(elf)
         symtab = Symtab._from_elf(elf)
         return _extract(dw, symtab.address), symtab
-    except (IndexError, KeyError, ValueError) as e:  # corrupt DWARF: one line, no traceback
+    except (IndexError, KeyError, ValueError, OverflowError, RecursionError,
+            struct.error) as e:  # corrupt DWARF: one line, no traceback
         raise KernelError(f"unreadable debug info in {vmlinux_path}: {e!r}") from None
     finally:
         elf.close()

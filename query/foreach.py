@@ -24,52 +24,63 @@ def parse_foreach_vm(words: list[str]) -> VmArgs:
             a.ref = ev.arg
         elif ev.opt == "x":
             if a.radix == 10:
-                raise Fatal("foreach: -x and -d options are mutually exclusive\n")
+                raise Fatal("foreach: vm: -x and -d options are mutually exclusive\n")
             a.radix = 16
         elif ev.opt == "d":
             if a.radix == 16:
-                raise Fatal("foreach: -x and -d options are mutually exclusive\n")
+                raise Fatal("foreach: vm: -x and -d options are mutually exclusive\n")
             a.radix = 10
     if len(a.mode) > 1:
         raise Fatal("foreach: vm command accepts only one of -p, -m or -v flags\n")
     if a.ref is not None and "m" in a.mode:
-        raise Fatal("foreach: -m is not applicable to the -R option\n")
+        raise Fatal("foreach: vm: -m is not applicable to the -R option\n")
     if a.ref is not None and "v" in a.mode:
-        raise Fatal("foreach: -v is not applicable to the -R option\n")
+        raise Fatal("foreach: vm: -v is not applicable to the -R option\n")
     if a.ref is not None:
         a.mode = {"p"}
     return a
 
 
+REGEX_CHARS = set(".*+?[]()^$|\\{}")
+
+
 def select_tasks(idx: DumpIndex, selectors: list[str]) -> list[Task]:
-    """Tasks named by pid, task address, command name or 'regex', then keyword filters."""
+    """Tasks named by pid, task address, command name or 'regex', then keyword filters.
+
+    crash takes a regex in single quotes; a shell usually eats those, so a word with regex
+    metacharacters that is not an exact command name is taken as a regex too."""
     tasks = idx.tasks()
     keywords = [s for s in selectors if s in KEYWORDS]
     picks = [s for s in selectors if s not in KEYWORDS]
     if picks:
         chosen: set[int] = set()
         for s in picks:
-            if len(s) > 1 and s[0] == s[-1] == "'":
-                rx = re.compile(s[1:-1])
+            named = {t.task for t in tasks if t.comm == s}
+            quoted = len(s) > 1 and s[0] == s[-1] == "'"
+            if quoted or (not named and REGEX_CHARS & set(s)):
+                try:
+                    rx = re.compile(s[1:-1] if quoted else s)
+                except re.error:
+                    raise Fatal(f'foreach: invalid regular expression: "{s}"\n') from None
                 chosen |= {t.task for t in tasks if rx.search(t.comm)}
             elif is_decimal(s) or is_hexadecimal(s):
                 found = resolve_task(idx, s)
-                if found is None:
-                    raise Fatal(f"foreach: invalid task or pid value: {s}\n")
-                chosen |= {t.task for t in found}
-            else:
-                named = {t.task for t in tasks if t.comm == s}
-                if not named:
-                    raise Fatal(f"foreach: no such command: {s}\n")
+                if found is None and not named:
+                    raise Fatal(f'foreach: unknown argument: "{s}"\n')
+                chosen |= {t.task for t in found or ()} | named
+            elif named:
                 chosen |= named
+            else:
+                raise Fatal(f'foreach: unknown argument: "{s}"\n')
         tasks = [t for t in tasks if t.task in chosen]
     for k in keywords:
         if k == "user":
             tasks = [t for t in tasks if not t.flags & PF_KTHREAD and not t.is_idle]
         elif k == "kernel":
             tasks = [t for t in tasks if t.flags & PF_KTHREAD or t.is_idle]
-        elif k == "gleader":
-            tasks = [t for t in tasks if t.pid == t.tgid]
+        elif k == "gleader":   # user-space thread group leaders only
+            tasks = [t for t in tasks if t.pid == t.tgid and not t.flags & PF_KTHREAD
+                     and not t.is_idle]
         elif k == "active":
             tasks = [t for t in tasks if idx.is_active(t.task)]
     return tasks

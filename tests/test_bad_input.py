@@ -422,6 +422,16 @@ def test_lost_page_table_page_is_recorded(index, tmp_path, how):
     after_good = g.out[g.out.index(full) + len(full):]
     after_bad = r.out[r.out.index(part + message) + len(part + message):]
     assert after_bad == after_good
+    # -R walks every page too: the damaged task's match (under the lost table) is gone,
+    # in its place crash's message (or nothing); every other task's match is as before.
+    g = D.vmdex_inproc("--dump", GOOD[kernel], "foreach", "vm", "-R", c["phys_file"],
+                       db=index.db)
+    r = D.vmdex_inproc("--dump", name, "foreach", "vm", "-R", c["phys_file"], db=index.db)
+    head = f"PID: {pid} "
+    assert g.out.startswith(head) and g.out.count("PID: ") > 1
+    block = g.out[:g.out.index("\n\n") + 2]
+    assert r.out == message + g.out[len(block):]
+    assert r.code == 1
 
 
 # --- ELF cores --------------------------------------------------------------------------

@@ -354,6 +354,11 @@ def _lose_page(raw: bytes, L: D.KdumpLayout, pfn: int, how: str) -> dict[int, by
     dumpable bit cleared and its descriptor removed) or 'past-eof' (its descriptor points
     past the end of the file, as in a truncated dump)."""
     idx = L.desc_index(pfn)
+    if how == "corrupt":   # bytes flipped inside its compressed data
+        off, size, flags, pf = L.desc(raw, idx)
+        assert flags & 1 and size > 16
+        mid = off + size // 2
+        return {mid: bytes(b ^ 0xA5 for b in raw[mid:mid + 4])}
     if how == "past-eof":
         off, size, flags, pf = L.desc(raw, idx)
         return {L.desc_offset(idx): struct.pack("<qIIQ", L.size + 4096, size, flags, pf)}
@@ -364,9 +369,9 @@ def _lose_page(raw: bytes, L: D.KdumpLayout, pfn: int, how: str) -> dict[int, by
             L.desc_offset(idx): descs + bytes(24)}
 
 
-@pytest.mark.parametrize("how", ["excluded", "past-eof"])
+@pytest.mark.parametrize("how", ["excluded", "past-eof", "corrupt"])
 def test_lost_page_table_page_is_recorded(index, tmp_path, how):
-    """A PTE page the dump lost: the ingest succeeds and records the fault for that mm
+    """A PTE page the dump lost or holds corrupt: the ingest succeeds and records the fault for that mm
     only; `vm -p` of that task stops at the first page under it, silently when the page
     was excluded (crash on a compressed dump), with crash's read error when the data is
     missing; every other task answers as before."""
@@ -393,7 +398,8 @@ def test_lost_page_table_page_is_recorded(index, tmp_path, how):
     assert len(rows) == 1, rows
     fmm, start, end, level, pa, reason = rows[0]
     assert pa == pte_table and level == 1 and start <= va < end, rows
-    assert ("page excluded" if how == "excluded" else "past end of file") in reason
+    assert {"excluded": "page excluded", "past-eof": "past end of file",
+            "corrupt": "uncompress failed"}[how] in reason
     # Every other task answers exactly as on the good dump.
     good = index.answers[kernel]
     got = answers(index.db, name, kernel)

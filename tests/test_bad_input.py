@@ -371,10 +371,10 @@ def _lose_page(raw: bytes, L: D.KdumpLayout, pfn: int, how: str) -> dict[int, by
 
 @pytest.mark.parametrize("how", ["excluded", "past-eof", "corrupt"])
 def test_lost_page_table_page_is_recorded(index, tmp_path, how):
-    """A PTE page the dump lost or holds corrupt: the ingest succeeds and records the fault for that mm
-    only; `vm -p` of that task stops at the first page under it, silently when the page
-    was excluded (crash on a compressed dump), with crash's read error when the data is
-    missing; every other task answers as before."""
+    """A PTE page the dump lost or holds corrupt: the ingest succeeds and records the
+    fault for that mm only; `vm -p` of that task stops at the first page under it,
+    silently when the page was excluded (crash on a compressed dump), with crash's read
+    error when the data is missing or corrupt; every other task answers as before."""
     kernel = K61
     src = fd.dump(kernel, MDF)
     raw = src.read_bytes()

@@ -539,6 +539,9 @@ def test_kill_after_some_rows_are_written(kill_index, nth):
     p = subprocess.Popen([sys.executable, "-c", _KILLER.format(nth=nth, argv=argv)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     p.wait(timeout=120)
+    if p.returncode == 0 and nth > 1:   # the store made fewer bulk inserts than nth
+        assert _after_kill(db, snap, victim, p) == "complete"
+        return
     assert p.returncode == -signal.SIGKILL, p.stderr.read()
     assert _after_kill(db, snap, victim, p) == "absent"
 

@@ -483,6 +483,15 @@ def test_kill_at_a_time(kill_index, delay):
     assert r.code == 0 and r.out == D.vmdex_inproc("--dump", "six", "vm", db=db).out
 
 
+def _size(path: str) -> int:
+    """File size, 0 when absent: SQLite removes the WAL when its last connection closes,
+    which can happen between an exists() and a getsize()."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.mark.parametrize("grown", [1, 256 << 10, 2 << 20, 4 << 20])
 def test_kill_inside_the_write_transaction(kill_index, grown):
     """Kill when the write-ahead log has grown by `grown` bytes: the ingest is inside its
@@ -490,13 +499,13 @@ def test_kill_inside_the_write_transaction(kill_index, grown):
     db, snap = kill_index
     _checkpoint(db)
     wal = f"{db}-wal"
-    base = os.path.getsize(wal) if os.path.exists(wal) else 0
+    base = _size(wal)
     victim = f"victim-w{grown}"
     p = _start_ingest(db, victim)
     deadline = time.monotonic() + 60
     killed_in_flight = False
     while p.poll() is None and time.monotonic() < deadline:
-        if os.path.exists(wal) and os.path.getsize(wal) >= base + grown:
+        if _size(wal) >= base + grown:
             p.send_signal(signal.SIGKILL)
             killed_in_flight = True
             break

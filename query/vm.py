@@ -6,6 +6,7 @@ from their VMA (never stored). `-R` is answered by indexed reverse lookups, not 
 """
 from __future__ import annotations
 
+import re
 from itertools import islice
 
 from query.index import PAGE, DumpIndex, Run, Task, Vma
@@ -82,7 +83,16 @@ def read_error(fmt: str, levels: int, fault) -> str:
         kind = "page incomplete"
     else:
         kind = "read error"
-    return f'vm: {kind}: physical address: {pa:x}  type: "{what}"\n'
+    line = f'vm: {kind}: physical address: {pa:x}  type: "{what}"\n'
+    # crash reports a zlib failure with zlib's return code first (checked with crash 9.0.2
+    # on a kdump whose page-table page has corrupt compressed data).
+    z = _ZLIB_FAILURE.search(why)
+    if z and fmt.startswith("kdump"):
+        line = f"vm: compressed kdump: uncompress failed: {z.group(1)}\n" + line
+    return line
+
+
+_ZLIB_FAILURE = re.compile(r"zlib: uncompress failed: Error (-?\d+)")
 
 
 class VmCommand:

@@ -412,6 +412,8 @@ def test_lost_page_table_page_is_recorded(index, tmp_path, how):
     message = f'vm: read error: physical address: {pte_table:x}  type: "page table"\n'
     if how == "excluded":
         message = ""
+    elif how == "corrupt":   # crash names zlib's return code first (Z_DATA_ERROR)
+        message = "vm: compressed kdump: uncompress failed: -3\n" + message
     assert part.endswith(message)
     part = part[:len(part) - len(message)]
     assert full.startswith(part) and len(part) < len(full)

@@ -345,5 +345,5 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
                                            cached[0] if cached else types.to_json(),
                                            cached[1] if cached else symtab.to_bytes())
             seconds = time.perf_counter() - t0
-            store.store_dump(engine, img, kernel_id, seconds)
+            store.store_dump(engine, img, kernel_id, seconds, progress)
     return img, time.perf_counter() - t0

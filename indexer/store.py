@@ -94,7 +94,9 @@ def _copy(conn: Connection, table, rows) -> None:
                 cp.write_row([r[c] for c in cols])
 
 
-def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -> int:
+def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float,
+               progress=None) -> int:
+    """Write the dump in one transaction; `progress("rows", done, total)` as rows go in."""
     run_count = sum(len(r) for r in img.runs.values())
     vma_count = sum(len(m.vmas) for m in img.mms.values())
     with engine.begin() as conn:
@@ -129,6 +131,10 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             vm_start=to_signed(v.start), vm_end=to_signed(v.end), vm_flags=to_signed(v.flags),
             vm_pgoff=to_signed(v.pgoff), file_path=v.path, raw=v.raw)
             for m in img.mms.values() for i, v in enumerate(m.vmas)))
+        total = vma_count + run_count + len(img.tasks)
+        done = vma_count + len(img.tasks)
+        if progress:
+            progress("rows", done, total)
         for mm, r in img.runs.items():
             if not len(r):
                 continue
@@ -142,6 +148,9 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
                 pa=pa if pr else None, swap_type=None if pr else st,
                 swap_offset=None if pr else so, pte=pte)
                 for vi, va, n, lv, kd, pa, st, so, pte, pr in cols))
+            done += len(r)
+            if progress:
+                progress("rows", done, total)
         _bulk(conn, S.page_table_faults, (dict(
             dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),
             va_end=to_signed(f.va_end), level=f.level, pa=f.pa, reason=f.reason)

@@ -184,19 +184,29 @@ class DumpIndex:
         return [(u(mm), seq, u(va) + (off - so) * PAGE)
                 for mm, seq, va, so, n in rows if off - so < n]
 
-    def swap_runs_of_types(self, types: list[int]) -> list[tuple[int, int, int, int]]:
-        """(mm, vma_seq, va, npages) of swap runs whose type is one of `types`."""
-        if not types:
+    def swap_runs_on_devices(self, ref_matches) -> list[tuple[int, int, int, int]]:
+        """(mm, vma_seq, va, npages) of swap runs whose device string (crash's `SWAP: ...`
+        text) satisfies ref_matches. Decided from the few swap_info entries, so the page
+        runs are only read when some device matches; '(unknown swap location)' covers
+        every type without a device, which needs a look at all swap runs."""
+        self.swapdev(None)  # loads the device table
+        types = [t for t, p in self._swapdev.items()
+                 if t < self.swap_info_len and ref_matches(p)]
+        unknown = ref_matches("(unknown swap location)")
+        if not types and not unknown:
             return []
-        marks = ",".join("?" * len(types))
+        where = []
+        if types:
+            where.append(f"swap_type IN ({','.join('?' * len(types))})")
+        if unknown:
+            known = [t for t in self._swapdev if t < self.swap_info_len]
+            where.append(f"swap_type NOT IN ({','.join('?' * len(known))})" if known
+                         else "1 = 1")
+            types = types + known
         rows = self.c.all(
-            f"SELECT mm, vma_seq, va, npages FROM page_runs WHERE dump_id = ? AND kind = 1 "
-            f"AND swap_type IN ({marks})", (self.id, *types))
+            "SELECT mm, vma_seq, va, npages FROM page_runs WHERE dump_id = ? AND kind = 1 "
+            f"AND ({' OR '.join(where)})", (self.id, *types))
         return [(u(mm), seq, u(va), n) for mm, seq, va, n in rows]
-
-    def swap_types_in_use(self) -> list[int]:
-        return [r[0] for r in self.c.all(
-            "SELECT DISTINCT swap_type FROM page_runs WHERE dump_id = ? AND kind = 1", (self.id,))]
 
     def vmas_matching(self, hexval: int | None, ref: str) -> list[tuple[int, int]]:
         """(mm, seq) of VMAs whose address or flags equal hexval or whose path matches ref."""

@@ -261,8 +261,7 @@ class RefSearch:
         if idx.swap_lines:
             if self.decval is not None:
                 add(idx.pages_with_swap_offset(self.decval))
-            types = [t for t in idx.swap_types_in_use() if name_match(idx.swapdev(t), ref)]
-            for mm, seq, va, n in idx.swap_runs_of_types(types):
+            for mm, seq, va, n in idx.swap_runs_on_devices(lambda dev: name_match(dev, ref)):
                 add((mm, seq, va + i * PAGE) for i in range(n))
         self.candidates = cand
         self.mms = {mm for mm, _ in cand} | {mm for mm, _ in self.vma_hits}

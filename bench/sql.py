@@ -170,7 +170,7 @@ def query_section(pg_url: str) -> None:
                                "sum(page_run_count) FROM dumps")
         pages = query(sq, "SELECT count(*) FROM v_pages")[1][0][0]
         n, ntasks, nvmas, nruns = rows[0]
-        print(f"#### Example queries of docs/schema.md on every fixture dump\n")
+        print("#### Example queries of docs/schema.md on every fixture dump\n")
         print(f"{n} dumps ({ntasks} tasks, {nvmas} VMAs, {nruns} page runs = {pages} pages); "
               f"filled by `vmdex ingest`, two processes at a time, in {secs['SQLite']:.1f} s "
               f"(SQLite) and {secs['PostgreSQL']:.1f} s (PostgreSQL). In-process = "

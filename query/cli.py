@@ -10,7 +10,6 @@ ingest machinery.
 """
 from __future__ import annotations
 
-import sys
 from typing import List, Optional
 
 import typer

@@ -11,7 +11,6 @@ Bounded for CI: few examples each, no deadline per example, a wall-clock cap per
 """
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import time

@@ -74,7 +74,7 @@ def commands(kernel: str) -> list[tuple[str, str]]:
         ("foreach-regex", "foreach 'wl_.*' vm"),
         ("foreach-pids", f"foreach {fm} {an} vm"),
         ("foreach-threads", f"foreach {th} {tt} vm -R {c['phys_anon']}"),
-        ("foreach-name-p", f"foreach wl_cow vm -p"),
+        ("foreach-name-p", "foreach wl_cow vm -p"),
         ("foreach-child", f"foreach {ch} vm -m"),
         ("foreach-bad-name", "foreach no_such_comm vm"),
         ("foreach-bad-pid", "foreach 99999 vm"),

@@ -131,6 +131,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     swapper = info.symbol("swapper_pg_dir") or k.sym("init_top_pgt")
     if swapper:
         mem.kernel_pgd_pa = paging.kvtop_linear(swapper)
+    # Inverted swap offsets (L1TF layout). crash decides it exactly this way, symbol first,
+    # then the release number; vmdex must pick the same decoding to print the same offsets.
     paging.l1tf = k.sym("l1tf_mitigation") is not None or _version(info.osrelease) >= (4, 18, 1)
     _check_banner(k, info, vmlinux_path, vmlinux_build_id)
 

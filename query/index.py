@@ -93,16 +93,18 @@ class DumpIndex:
                                  + ", ".join(r[1] for r in rows))
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
-            "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm "
+            "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset "
             "FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
-         self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm) = row
+         self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
+         page_offset) = row
         self.default_task = u(default_task)
         self.kaslr_offset = u(kaslr)
         self.init_mm = u(init_mm) or 0
+        self.page_offset = u(page_offset)   # direct-map base: crash's IS_KVADDR threshold
         self.has_expand_upwards = bool(self.has_expand_upwards)
         self.has_pmd_huge_pte = bool(self.has_pmd_huge_pte)
         self._swapdev: dict[int, str] | None = None

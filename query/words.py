@@ -97,8 +97,12 @@ class VmArgs:
     complaints: list[str] = field(default_factory=list)  # stderr (glibc getopt)
 
 
-def parse_vm(args: list[str]) -> VmArgs:
-    """Parse `vm` words exactly as crash's cmd_vm getopt loop does; may raise Fatal."""
+def parse_vm(args: list[str], page_offset=None) -> VmArgs:
+    """Parse `vm` words exactly as crash's cmd_vm getopt loop does; may raise Fatal.
+
+    `page_offset()` gives the dump's direct-map base (crash's PAGE_OFFSET), asked for only
+    when `-M` needs it: x86_64 IS_KVADDR is `addr >= PAGE_OFFSET`, and PAGE_OFFSET differs
+    between dumps (KASLR randomises it; 5-level paging puts it below 0xff20000000000000)."""
     events, words = getopt("vm", args, VM_OPTSTRING)
     v = VmArgs(words=words)
     for ev in events:
@@ -143,6 +147,6 @@ def parse_vm(args: list[str]) -> VmArgs:
         elif c == "M":
             v.mm = htol(ev.arg)
             v.mm_arg = ev.arg
-            if v.mm < 0xFFFF800000000000:  # !IS_KVADDR on x86_64
+            if page_offset is not None and v.mm < page_offset():  # !IS_KVADDR(mm)
                 raise Fatal(f"vm: invalid mm_struct address: {ev.arg}\n")
     return v

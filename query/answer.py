@@ -46,16 +46,17 @@ def answer(runner, argv: list[str], db: str | None, dump: str | None, fmt: str) 
     if fmt not in ("text", "json", "csv"):
         raise VmdexError(f"--format must be text, json or csv, not {fmt!r}")
     out = Out(sys.stdout, sys.stderr)
-    conns = []
+    opened: list[DumpIndex] = []
 
-    def open_index():
-        conn = connect(db)
-        conns.append(conn)
-        return DumpIndex(conn, dump)
+    def open_index() -> DumpIndex:
+        """The index, opened on first use only (usage errors never touch it), once."""
+        if not opened:
+            opened.append(DumpIndex(connect(db), dump))
+        return opened[0]
 
     try:
         return runner(open_index, argv, out, fmt)
     finally:
         out.flush()
-        for c in conns:
-            c.close()
+        for idx in opened:
+            idx.c.close()

@@ -367,21 +367,10 @@ def resolve_task(idx: DumpIndex, word: str) -> list[Task] | None:
     return [idx.task_at(v)] if kind == "task" else idx.tasks_by_pid(v)
 
 
-def _once(open_index):
-    opened = []
-
-    def get():
-        if not opened:
-            opened.append(open_index())
-        return opened[0]
-    return get
-
-
 def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
     """`vm ARGS`: returns the exit status (non-zero when crash reported an error)."""
     from query.render.sinks import SINKS
 
-    open_index = _once(open_index)   # -M's check may open it during parsing
     sink = None
     try:
         a = parse_vm(argv, lambda: open_index().page_offset)

@@ -77,71 +77,112 @@ class TextSink:
 
 
 class JsonSink:
-    """One JSON document: {"tasks": [...], "messages": [...]}; addresses as hex strings."""
+    """One JSON document {"tasks": [...], "messages": [...], "flags": {...}}, written as it
+    goes (a `foreach vm -p` of a big dump is tens of millions of pages: nothing is held).
+    Addresses are hex strings as crash prints them; counts and swap offsets are numbers."""
 
     def __init__(self, out, pwidth: int, swapdev):
         self.out, self.swapdev = out, swapdev
-        self.doc: dict = {"tasks": [], "messages": []}
-        self.task: dict | None = None
-        self.vma_rec: dict | None = None
+        self.messages: list[str] = []
+        self.flag_rec: dict | None = None
+        self.tasks = 0            # tasks written so far
+        self.open: list[str] = []  # what is open inside the current task: "vmas", "vma", ...
+        self.items = 0            # items written in the innermost open list
+        self.out.write('{"tasks": [')
+
+    def _w(self, s: str) -> None:
+        self.out.write(s)
+
+    def _close_to(self, depth: int) -> None:
+        """Close open lists/objects until `depth` of them remain inside the task."""
+        while len(self.open) > depth:
+            what = self.open.pop()
+            self._w("]" if what in ("vmas", "pages", "structs") else "}")
+            self.items = 1
+
+    def _end_task(self) -> None:
+        if self.tasks and self.open is not None:
+            self._close_to(0)
+            self._w("}")
 
     def header(self, t, newline: bool) -> None:
-        self.task = {"pid": t.pid, "task": _hex(t.task), "cpu": t.cpu, "command": t.comm}
-        self.doc["tasks"].append(self.task)
-        self.vma_rec = None
+        self._end_task()
+        self._w(("," if self.tasks else "") + "\n " + json.dumps(
+            {"pid": t.pid, "task": _hex(t.task), "cpu": t.cpu, "command": t.comm})[:-1])
+        self.tasks += 1
+        self.open = []
 
     def mm(self, t, mm, pgd, rss_kb, tvm_kb) -> None:
-        self.task["mm"] = {"mm": _hex(mm), "pgd": _hex(pgd), "rss_kb": rss_kb,
-                           "total_vm_kb": tvm_kb}
+        self._w(', "mm": ' + json.dumps({"mm": _hex(mm), "pgd": _hex(pgd), "rss_kb": rss_kb,
+                                        "total_vm_kb": tvm_kb}))
 
     def vma_header(self) -> None:
         pass
 
     def vma(self, v) -> None:
-        self.vma_rec = {"vma": _hex(v.vma), "start": _hex(v.start), "end": _hex(v.end),
-                        "flags": _hex(v.flags), "file": v.path or None}
-        self.task.setdefault("vmas", []).append(self.vma_rec)
+        if "vmas" not in self.open:
+            self._w(', "vmas": [')
+            self.open, self.items = ["vmas"], 0
+        self._close_to(1)
+        self._w(("," if self.items else "") + "\n  " + json.dumps(
+            {"vma": _hex(v.vma), "start": _hex(v.start), "end": _hex(v.end),
+             "flags": _hex(v.flags), "file": v.path or None})[:-1])
+        self.open.append("vma")
 
     def page_header(self) -> None:
-        self.vma_rec.setdefault("pages", [])
+        if self.open and self.open[-1] == "vma":
+            self._w(', "pages": [')
+            self.open.append("pages")
+            self.items = 0
 
-    def _pages(self):
-        return self.vma_rec.setdefault("pages", [])
+    def _pages(self, records) -> None:
+        for rec in records:
+            self._w(("," if self.items else "") + "\n   " + json.dumps(rec))
+            self.items = 1
 
     def empty_pages(self, v, lo, hi) -> None:
-        pages = self._pages()
-        for va in range(lo, hi, PAGE):
-            if v.path:
-                pages.append({"virtual": _hex(va), "kind": "file", "file": v.path,
-                              "offset": _hex((va - v.start) + v.pgoff * PAGE)})
-            else:
-                pages.append({"virtual": _hex(va), "kind": "not_mapped"})
+        if v.path:
+            base = v.start - v.pgoff * PAGE
+            self._pages({"virtual": _hex(va), "kind": "file", "file": v.path,
+                         "offset": _hex(va - base)} for va in range(lo, hi, PAGE))
+        else:
+            self._pages({"virtual": _hex(va), "kind": "not_mapped"}
+                        for va in range(lo, hi, PAGE))
 
     def present_pages(self, v, lo, hi, pa) -> None:
-        self._pages().extend({"virtual": _hex(va), "kind": "present",
-                              "physical": _hex(pa + va - lo)} for va in range(lo, hi, PAGE))
+        self._pages({"virtual": _hex(va), "kind": "present", "physical": _hex(pa + va - lo)}
+                    for va in range(lo, hi, PAGE))
 
     def swap_pages(self, v, lo, hi, typ, offset) -> None:
         dev = self.swapdev(typ)
-        self._pages().extend({"virtual": _hex(va), "kind": "swap", "device": dev,
-                              "offset": offset + (va - lo) // PAGE} for va in range(lo, hi, PAGE))
+        self._pages({"virtual": _hex(va), "kind": "swap", "device": dev,
+                     "offset": offset + (va - lo) // PAGE} for va in range(lo, hi, PAGE))
 
     def text(self, s: str) -> None:
-        self.doc["messages"].append(s.strip("\n"))
+        self.messages.append(s.strip("\n"))
 
     def blank(self) -> None:
         pass
 
     def struct(self, name: str, text: str) -> None:
-        self.task.setdefault("structs", []).append({"type": name, "gdb": text})
+        if "structs" not in self.open:
+            self._close_to(0)
+            self._w(', "structs": [')
+            self.open, self.items = ["structs"], 0
+        self._w(("," if self.items else "") + "\n  " + json.dumps({"type": name, "gdb": text}))
+        self.items = 1
 
     def flags(self, value: int, names: list[str]) -> None:
-        self.doc["flags"] = {"value": _hex(value), "names": names}
+        self.flag_rec = {"value": _hex(value), "names": names}
 
     def close(self) -> None:
-        if not self.doc["messages"]:
-            del self.doc["messages"]
-        self.out.write(json.dumps(self.doc, indent=1) + "\n")
+        self._end_task()
+        self._w("\n]")
+        if self.messages:
+            self._w(', "messages": ' + json.dumps(self.messages))
+        if self.flag_rec is not None:
+            self._w(', "flags": ' + json.dumps(self.flag_rec))
+        self._w("}\n")
 
 
 class CsvSink:

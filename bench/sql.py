@@ -26,9 +26,20 @@ REPS = 5
 TILE = 20   # the synthetic dump: every mm's page runs repeated this many times
 
 
+class WalkedRuns:
+    """A dump's page runs walked once and kept, standing in for the live per-mm walk
+    (`DumpImage.page_runs`) so the store can be timed alone, repeatedly."""
+
+    def __init__(self, runs: dict):
+        self.runs = runs
+
+    def __call__(self):
+        return iter(self.runs.items())
+
+
 def rows_of(img) -> int:
     return (1 + len(img.tasks) + len(img.mms) + sum(len(m.vmas) for m in img.mms.values())
-            + sum(len(r) for r in img.runs.values()) + len(img.faults)
+            + sum(len(r) for r in img.page_runs.runs.values()) + len(img.faults)
             + (len(img.swap[1]) if img.swap else 0) + len(img.errors))
 
 
@@ -37,14 +48,14 @@ def tiled(img):
     from indexer.walk.pages import PageRuns
 
     runs = {}
-    for mm, r in img.runs.items():
+    for mm, r in img.page_runs.runs.items():
         shift = (np.arange(TILE, dtype=np.uint64) << np.uint64(40)).repeat(len(r))
         cols = {f: np.tile(getattr(r, f), TILE) for f in
                 ("vma_index", "va", "npages", "level", "kind", "pa", "swap_type",
                  "swap_offset", "pte")}
         cols["va"] = cols["va"] + shift
         runs[mm] = PageRuns(**cols)
-    return replace(img, runs=runs)
+    return replace(img, page_runs=WalkedRuns(runs))
 
 
 def load_rate(location: str, img, kernel_id: int, label: str) -> tuple[float, int]:
@@ -73,14 +84,26 @@ def walked(location: str, kernel: str, variant: str):
     from indexer.db import make_engine
     from indexer.ingest import ingest
 
+    from indexer.dumpfile import open_dump
+    from indexer.ingest import walk_dump
+    from indexer.kernel.symtab import build_id
+    from indexer.kernel.types import load_kernel_types
+    from indexer.kernel.vmcoreinfo import VmcoreInfo
+
     engine = make_engine(location)
     try:
-        img, _ = ingest(engine, F.dump(kernel, variant), F.vmlinux(kernel), "walked")
+        ingest(engine, F.dump(kernel, variant), F.vmlinux(kernel), "walked")  # schema, kernel
         with engine.connect() as conn:
             kid = conn.execute(select(S.dumps.c.kernel_id)
                                .where(S.dumps.c.name == "walked")).scalar()
     finally:
         engine.dispose()
+    vmlinux = F.vmlinux(kernel)
+    types, symtab = load_kernel_types(vmlinux)
+    with open_dump(F.dump(kernel, variant)) as phys:
+        img = walk_dump(phys, VmcoreInfo.parse(phys.vmcoreinfo), types, symtab.address,
+                        vmlinux, build_id(vmlinux), "walked")
+        img = replace(img, page_runs=WalkedRuns(dict(img.page_runs())))
     return img, kid
 
 

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
 from indexer.kernel.vmcoreinfo import VmcoreInfo
@@ -46,10 +46,11 @@ class DumpImage:
     tasks: list[Task]
     rss: dict[int, int]                       # task addr -> crash RSS pages
     mms: dict[int, Mm]
-    runs: dict[int, PageRuns]                 # mm addr -> page runs
+    page_runs: Callable[[], Iterator[tuple[int, PageRuns]]]  # per-mm walk, run by the store
     faults: list[tuple[int, object]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     pointer_symbols: dict[int, str] = field(default_factory=dict)  # for vm -m / -v
+    run_count: int = 0                        # page runs stored (set while storing)
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -159,21 +160,25 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         mm = mms.get(t.mm)
         rss[t.addr] = crash_rss(k, mm.counters, caches[t.tgid]) if mm else 0
 
-    user_top = 1 << (56 if paging.levels == 5 else 47)
-    runs: dict[int, PageRuns] = {}
-    faults = []
-    for i, (a, mm) in enumerate(mms.items()):
-        ranges = [(v.start, v.end) for v in mm.vmas]
-        top = mm.pgd - paging.page_offset
-        try:
-            batch, mm_faults = walk_user_tables(phys, paging, top, user_top, ranges)
-            runs[a] = build_runs(batch, ranges, paging)
-        except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
-            # Garbage VMAs or tables that trip the array code: this mm has no pages.
-            errors.append(f"mm {a:x}: page tables not walked: {type(exc).__name__}: {exc}")
-            continue
-        faults += [(a, f) for f in mm_faults]
-        progress("page tables", i + 1, len(mms))
+    faults: list = []
+
+    def page_runs() -> Iterator[tuple[int, PageRuns]]:
+        """Each mm's page runs in turn. The store consumes them one mm at a time inside its
+        transaction, so memory holds one address space's entries, not the whole dump's."""
+        user_top = 1 << (56 if paging.levels == 5 else 47)
+        for i, (a, mm) in enumerate(mms.items()):
+            ranges = [(v.start, v.end) for v in mm.vmas]
+            try:
+                batch, mm_faults = walk_user_tables(phys, paging, mm.pgd - paging.page_offset,
+                                                    user_top, ranges)
+                runs = build_runs(batch, ranges, paging)
+            except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
+                # Garbage VMAs or tables that trip the array code: this mm has no pages.
+                errors.append(f"mm {a:x}: page tables not walked: {type(exc).__name__}: {exc}")
+                continue
+            faults.extend((a, f) for f in mm_faults)
+            progress("page tables", i + 1, len(mms))
+            yield a, runs
 
     stage.what = "swap_info"
     swap_info = swap_devices(k, paths, errors)
@@ -190,7 +195,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
-        tasks=tasks, rss=rss, mms=mms, runs=runs, faults=faults, errors=errors)
+        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors)
 
 
 def _version(release: str) -> tuple[int, ...]:
@@ -347,5 +352,5 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
                                            cached[0] if cached else types.to_json(),
                                            cached[1] if cached else symtab.to_bytes())
             seconds = time.perf_counter() - t0
-            store.store_dump(engine, img, kernel_id, seconds, progress)
+            store.store_dump(engine, img, kernel_id, seconds)
     return img, time.perf_counter() - t0

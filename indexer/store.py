@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -94,10 +94,9 @@ def _copy(conn: Connection, table, rows) -> None:
                 cp.write_row([r[c] for c in cols])
 
 
-def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float,
-               progress=None) -> int:
-    """Write the dump in one transaction; `progress("rows", done, total)` as rows go in."""
-    run_count = sum(len(r) for r in img.runs.values())
+def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -> int:
+    """Write the dump in one transaction, walking each mm's page tables as its rows go in
+    (`img.page_runs`), so the walk's memory is one address space at a time."""
     vma_count = sum(len(m.vmas) for m in img.mms.values())
     with engine.begin() as conn:
         old = conn.execute(select(S.dumps.c.id).where(S.dumps.c.name == img.name)).scalar()
@@ -115,8 +114,8 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float,
             init_mm=to_signed(img.init_mm) if img.init_mm else None,
             swap_lines=img.swap is not None, swap_info_len=img.swap[0] if img.swap else 0,
             has_expand_upwards=img.has_expand_upwards, has_pmd_huge_pte=img.has_pmd_huge_pte,
-            task_count=len(img.tasks), vma_count=vma_count, page_run_count=run_count,
-            error_count=len(img.errors))).inserted_primary_key[0]
+            task_count=len(img.tasks), vma_count=vma_count, page_run_count=0,
+            error_count=0)).inserted_primary_key[0]   # counts set below, after the walk
 
         _bulk(conn, S.tasks, (dict(
             dump_id=dump_id, seq=i, task=to_signed(t.addr), pid=t.pid, ppid=t.ppid, tgid=t.tgid,
@@ -131,11 +130,8 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float,
             vm_start=to_signed(v.start), vm_end=to_signed(v.end), vm_flags=to_signed(v.flags),
             vm_pgoff=to_signed(v.pgoff), file_path=v.path, raw=v.raw)
             for m in img.mms.values() for i, v in enumerate(m.vmas)))
-        total = vma_count + run_count + len(img.tasks)
-        done = vma_count + len(img.tasks)
-        if progress:
-            progress("rows", done, total)
-        for mm, r in img.runs.items():
+        for mm, r in img.page_runs():
+            img.run_count += len(r)
             if not len(r):
                 continue
             present = (r.kind == 0).tolist()
@@ -148,9 +144,6 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float,
                 pa=pa if pr else None, swap_type=None if pr else st,
                 swap_offset=None if pr else so, pte=pte)
                 for vi, va, n, lv, kd, pa, st, so, pte, pr in cols))
-            done += len(r)
-            if progress:
-                progress("rows", done, total)
         _bulk(conn, S.page_table_faults, (dict(
             dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),
             va_end=to_signed(f.va_end), level=f.level, pa=f.pa, reason=f.reason)
@@ -161,4 +154,6 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float,
         _bulk(conn, S.pointer_symbols, (dict(dump_id=dump_id, address=to_signed(a), symbol=t)
                                          for a, t in img.pointer_symbols.items()))
         _bulk(conn, S.ingest_errors, (dict(dump_id=dump_id, message=e) for e in img.errors))
+        conn.execute(update(S.dumps).where(S.dumps.c.id == dump_id).values(
+            page_run_count=img.run_count, error_count=len(img.errors)))
     return dump_id

@@ -37,7 +37,7 @@ def run_ingest(db: str | None, dump: str, vmlinux: str, name: str | None,
         if bar:
             bar.stop()
         engine.dispose()
-    runs = sum(len(r) for r in img.runs.values())
+    runs = img.run_count
     vmas = sum(len(m.vmas) for m in img.mms.values())
     print(f"ingested {img.name}: {img.release}, {len(img.tasks)} tasks, {len(img.mms)} mms, "
           f"{vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors in {secs:.1f}s",

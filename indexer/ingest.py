@@ -1,8 +1,9 @@
 """One pass over a dump: open it, learn the kernel, walk every task and mm, store the rows.
 
-The walk happens entirely before the database is touched; the rows of one dump are then
-written in a single transaction, so a failed or interrupted ingest leaves no trace and a
-re-ingested name is replaced only when the new copy is complete.
+Tasks, mms and VMAs are walked before the database is touched; the page tables are then
+walked one mm at a time inside the single transaction that writes the dump (so memory
+holds one address space, not the dump). A failed or interrupted ingest leaves no trace,
+and a re-ingested name is replaced only when the new copy is complete.
 """
 from __future__ import annotations
 

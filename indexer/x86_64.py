@@ -33,10 +33,6 @@ def to_signed(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
 
-def to_unsigned(v: int) -> int:
-    return v & U64
-
-
 @dataclass
 class Paging:
     """The paging facts of one dump, all taken from VMCOREINFO and kernel memory."""

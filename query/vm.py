@@ -128,9 +128,8 @@ class VmCommand:
         else:
             self.sink.mm(t, mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4)
 
-    def vma_block(self, v: Vma, header: bool = True) -> None:
-        if header:
-            self.sink.vma_header()
+    def vma_block(self, v: Vma) -> None:
+        self.sink.vma_header()
         self.sink.vma(v)
 
     def page_lines(self, mm: int, v: Vma) -> None:

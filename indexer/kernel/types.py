@@ -436,23 +436,21 @@ def _extract(dw, symbol_address) -> "KernelTypes":
             return off is not None
         return hit
 
-    def want_enum(name):
+    def take_enum(find):
+        """A search for an enum (by `find(cu)`) that records all of its enumerators."""
         def hit(cu):
-            off = _Finder.lookup(cu, D.TAG_enum, name)
+            off = find(cu)
             if off is not None:
                 tid = b.type_id(off, cu)
                 enumerators.update({n: v for n, v in b.types[tid]["e"]})
             return off is not None
         return hit
 
+    def want_enum(name):
+        return take_enum(lambda cu: _Finder.lookup(cu, D.TAG_enum, name))
+
     def want_enumerator(name):
-        def hit(cu):
-            off = _find_enum_with(cu, name)
-            if off is not None:
-                tid = b.type_id(off, cu)
-                enumerators.update({n: v for n, v in b.types[tid]["e"]})
-            return off is not None
-        return hit
+        return take_enum(lambda cu: _find_enum_with(cu, name))
 
     def want_variable(name):
         def hit(cu):

@@ -30,9 +30,6 @@ class StructView:
     def ptr(self, path: str) -> int:
         return self.u(path, 8)
 
-    def addr_of(self, path: str) -> int:
-        return self.addr + self.kernel.off(self.struct, path)
-
     def has(self, path: str) -> bool:
         return self.kernel.has(self.struct, path)
 

@@ -48,10 +48,6 @@ def page_header(paddr_width: int) -> str:
     return mk("VIRTUAL", UVADDR_PRLEN) + "  " + mk("PHYSICAL", paddr_width) + "\n"
 
 
-def va_col(va: int) -> str:
-    return mk(f"{va:x}", UVADDR_PRLEN)
-
-
 USAGE = ("Usage:\n"
          "  vm [-p | -P vma | -M mm | -v | -m | -x | -d | [-R reference] [pid | task]]\n"
          "     [-f vm_flags]\n"

@@ -20,9 +20,12 @@ from indexer.walk.mm import Mm, crash_rss, read_mm
 from indexer.walk.pages import PageRuns, build_runs
 from indexer.walk.paths import PathResolver, swap_devices
 from indexer.walk.tasks import Task, cpu_count, walk_tasks
-from indexer.x86_64 import KernelMemory, Paging, walk_user_tables
+from indexer.x86_64 import KernelMemory, Paging, swap_offsets_inverted, walk_user_tables
 
 Progress = Callable[[str, int, int], None]
+
+# x86-64 and arm64 both stop at 52 physical address bits.
+MAX_PHYSADDR_BITS = 52
 
 
 @dataclass
@@ -89,15 +92,23 @@ def _check_vmlinux(info: VmcoreInfo, vmlinux_build_id: str | None, vmlinux_path:
 class _Stage:
     """What the walk is reading, so a fatal read error can say so (one line, with the file)."""
 
-    def __init__(self, path: str, vmlinux: Path):
+    def __init__(self, path: str, vmlinux: Path, release: str = ""):
         self.path, self.vmlinux, self.what = path, vmlinux, "the kernel"
+        self.release = release or "?"
 
     def fail(self, exc: Exception) -> VmdexError:
         why = str(exc)
         if isinstance(exc, WalkError) and why.startswith("kernel has no "):
             # A layout or symbol the walk needs is missing: the vmlinux, not the dump.
-            return KernelError(f"{self.vmlinux}: debug info {why[len('kernel '):]} (needed "
-                               f"to read {self.what}): damaged or unsupported vmlinux")
+            return KernelError(f"{self.vmlinux}: kernel {self.release}: debug info "
+                               f"{why[len('kernel '):]} (needed to read {self.what}): "
+                               "damaged vmlinux, or a kernel vmdex does not support yet")
+        if isinstance(exc, MemoryReadError) and exc.paddr >> MAX_PHYSADDR_BITS:
+            # No machine has RAM there: vmdex's reading of this kernel's layout is wrong,
+            # not the dump (the 7.x per-CPU change first showed up this way).
+            return KernelError(f"{self.path}: kernel {self.release}: reading {self.what} "
+                               f"led to physical address {exc.paddr:x}, beyond any RAM: a "
+                               "kernel layout vmdex does not support yet")
         if why.startswith(self.path + ": "):
             why = why[len(self.path) + 2:]
         return WalkError(f"{self.path}: cannot read {self.what} from the dump ({why}): "
@@ -109,7 +120,7 @@ def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
     """The whole walk. Damage confined to one task, mm or page table is recorded in the
     image's `errors` / `faults`; a structure every answer depends on (the task list, the
     per-CPU areas) that cannot be read is a WalkError naming the dump and what was read."""
-    stage = _Stage(str(phys.path), vmlinux_path)
+    stage = _Stage(str(phys.path), vmlinux_path, info.osrelease or "")
     try:
         return _walk_dump(phys, info, types, symbol_address, vmlinux_path, vmlinux_build_id,
                           name, progress, stage)
@@ -133,9 +144,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     swapper = info.symbol("swapper_pg_dir") or k.sym("init_top_pgt")
     if swapper:
         mem.kernel_pgd_pa = paging.kvtop_linear(swapper)
-    # Inverted swap offsets (L1TF layout). crash decides it exactly this way, symbol first,
-    # then the release number; vmdex must pick the same decoding to print the same offsets.
-    paging.l1tf = k.sym("l1tf_mitigation") is not None or _version(info.osrelease) >= (4, 18, 1)
+    paging.l1tf = swap_offsets_inverted(k.sym("l1tf_mitigation") is not None, info.osrelease)
     _check_banner(k, info, vmlinux_path, vmlinux_build_id)
 
     stage.what = "the task list (per-CPU runqueues, init_pid_ns)"
@@ -197,14 +206,6 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
         tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors)
-
-
-def _version(release: str) -> tuple[int, ...]:
-    nums = []
-    for part in release.split("-")[0].split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        nums.append(int(digits) if digits else 0)
-    return tuple(nums)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,

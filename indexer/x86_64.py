@@ -71,6 +71,22 @@ class Paging:
         return typ, off
 
 
+def swap_offsets_inverted(has_l1tf_mitigation: bool, release: str | None) -> bool:
+    """Whether swap entries use the L1TF layout (offset stored inverted in bits 9-58, type
+    in 59-63). The one rule in vmdex decided by release number, because crash decides it
+    so and vmdex must print the offsets crash prints: crash's x86_64.c, x86_64_l1tf_init(),
+    takes the symbol l1tf_mitigation (backports) or THIS_KERNEL_VERSION >= 4.18.1."""
+    return has_l1tf_mitigation or _release_tuple(release or "") >= (4, 18, 1)
+
+
+def _release_tuple(release: str) -> tuple[int, ...]:
+    nums = []
+    for part in release.split("-")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        nums.append(int(digits) if digits else 0)
+    return tuple(nums)
+
+
 class KernelMemory:
     """Reads kernel virtual memory of a dump: linear maps first, else swapper_pg_dir walk."""
 

@@ -13,14 +13,19 @@ from tests import fixturedata as F
 
 VMDEX = shutil.which("vmdex", path=str(Path(sys.executable).parent)) or "vmdex"
 
-# The dump each fixture's oracle was recorded from (fixtures README: PRIMARY).
-PRIMARY = {"linux-6.1.0-56-amd64": "vmcore.kdump-zlib"}
-
-
 def primary_variant(kernel: str) -> str:
+    """The dump the folder's oracle was recorded from: make-dumps.sh's PRIMARY
+    (vmcore.kdump-zlib) when the folder has it, else the one variants.json lists first."""
     variants = F.dump_variants(kernel)
-    want = PRIMARY.get(kernel, "vmcore.kdump-zlib")
-    return want if want in variants else variants[0]
+    if "vmcore.kdump-zlib" in variants:
+        return "vmcore.kdump-zlib"
+    listed = F.kernel_dir(kernel) / "variants.json"
+    if listed.is_file():
+        import json
+        for v in json.loads(listed.read_text()):
+            if v.get("variant") in variants:
+                return v["variant"]
+    return variants[0]
 
 
 def vmdex(*args: str, db: str | os.PathLike | None = None, merge_stderr: bool = False,

@@ -677,6 +677,25 @@ class KernelTypes:
             return None
         return self.describe(self.variables[symbol])
 
+    def flexible_char_array_offset(self, struct) -> int | None:
+        """Offset of a trailing `char name[]` member (mm_struct's flexible_array on newer
+        kernels): gdb prints it as a char pointer, i.e. the string found past the struct."""
+        sid = self.struct_id(struct)
+        members = self.types[sid].get("m") if sid is not None else None
+        if not members:
+            return None
+        last = members[-1]
+        tid = self.strip(last[1])
+        if tid is None or self.types[tid]["k"] != "array" or self.types[tid].get("len"):
+            return None
+        eid = self.strip(self.types[tid]["t"])
+        if eid is None:
+            return None
+        e = self.types[eid]
+        if e["k"] == "base" and e.get("sz") == 1 and e.get("enc") != "b":
+            return last[2]
+        return None
+
     def variable_array_length(self, symbol) -> int | None:
         tid = self.strip(self.variables.get(symbol))
         if tid is None or self.types[tid]["k"] != "array":

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from indexer.errors import WalkError
-from indexer.x86_64 import START_KERNEL_MAP, KernelMemory
+from indexer.errors import MemoryReadError, WalkError
+from indexer.x86_64 import START_KERNEL_MAP, U64, KernelMemory
 
 
 class StructView:
@@ -43,6 +43,7 @@ class Kernel:
         self._symbol_address = symbol_address  # name -> unrelocated address or None
         self.kaslr_offset = kaslr_offset
         self._off = lru_cache(maxsize=None)(self._offsetof)
+        self._flex = lru_cache(maxsize=None)(types.flexible_char_array_offset)
 
     # --- layouts -------------------------------------------------------------------
     def _offsetof(self, struct: str, path: str) -> int:
@@ -83,14 +84,44 @@ class Kernel:
 
     # --- memory --------------------------------------------------------------------
     def view(self, struct: str, addr: int) -> StructView:
-        return StructView(self, struct, addr, self.mem.read(addr, self.sizeof(struct)))
+        raw = self.mem.read(addr, self.sizeof(struct))
+        flex = self._flex(struct)
+        if flex is not None and raw.find(b"\0", flex) < 0:
+            raw = raw.ljust(flex, b"\0") + self._string_at(addr + max(flex, len(raw)),
+                                                         self.STRING_TAIL - max(len(raw) - flex, 0))
+        return StructView(self, struct, addr, raw)
+
+    # gdb prints up to 256 characters of a string (`print elements`), then `...`.
+    STRING_TAIL = 257
+
+    def _string_at(self, va: int, limit: int) -> bytes:
+        """Bytes at va up to and including a NUL, at most `limit`: what a trailing
+        `char x[]` member points at, kept after the struct's bytes so `vm -m` prints it
+        as gdb does. Stops where memory cannot be read."""
+        got = bytearray()
+        while len(got) < limit:
+            n = min(limit - len(got), 4096 - (va & 4095))
+            try:
+                chunk = self.mem.read(va, n)
+            except (MemoryReadError, WalkError):
+                break
+            z = chunk.find(b"\0")
+            if z >= 0:
+                return bytes(got + chunk[:z + 1])
+            got += chunk
+            va += n
+        return bytes(got)
 
     def ptr(self, addr: int) -> int:
         return self.mem.u64(addr)
 
     def percpu(self, base: int, cpu: int) -> int:
-        """Address of a per-CPU variable's copy for `cpu`."""
-        return base + self.per_cpu_offsets[cpu]
+        """Address of a per-CPU variable's copy for `cpu`: `base + __per_cpu_offset[cpu]`
+        modulo 2^64, as the CPU adds them. Older x86-64 kernels link per-CPU symbols from 0
+        (small offsets, offset = area); newer ones link them in the image at
+        __per_cpu_start (offset = area - __per_cpu_start, a sum that wraps). The one
+        modular rule serves both, and dynamic per-CPU pointers too."""
+        return (base + self.per_cpu_offsets[cpu]) & U64
 
     @property
     def per_cpu_offsets(self) -> list[int]:

@@ -131,12 +131,19 @@ class _Printer:
         eid = t["t"]
         erid = self.strip(eid)
         esz = self._size(erid)
-        if not n or not esz:
-            # unknown or zero length: gdb prints it like a pointer to its first element
-            self.pointer(out, (base + off) & 0xFFFFFFFFFFFFFFFF)
-            return
         et = self.t[erid] if erid is not None else None
-        if et is not None and et["k"] == "base" and et["sz"] == 1 and et["enc"] != "b":
+        is_char = et is not None and et["k"] == "base" and et["sz"] == 1 and et["enc"] != "b"
+        if not n or not esz:
+            # unknown or zero length: gdb prints it like a pointer to its first element, a
+            # char one with the string there (the ingest kept those bytes past the struct)
+            self.pointer(out, (base + off) & 0xFFFFFFFFFFFFFFFF)
+            if is_char and len(raw) > off:
+                tail = raw[off:]
+                z = tail.find(b"\0")
+                out.append(" ")
+                out.append(_c_string(tail[:z + 1] if z >= 0 else tail))
+            return
+        if is_char:
             out.append(_c_string(raw[off:off + n]))
             return
         out.append("{")

@@ -38,6 +38,8 @@ class Task:
     is_idle: bool
     mm: int            # 0 when the task has no mm
     rss_pages: int
+    state: int = 0     # task_struct.state / __state (unsigned)
+    exit_state: int = 0
 
 
 @dataclass
@@ -71,12 +73,13 @@ class Run:
     swap_offset: int | None
 
 
-_TASK_COLS = "seq, task, pid, ppid, tgid, cpu, comm, st, flags, is_idle, mm, rss_pages"
+_TASK_COLS = ("seq, task, pid, ppid, tgid, cpu, comm, st, flags, is_idle, mm, rss_pages, state, "
+              "exit_state")
 
 
 def _task(r) -> Task:
     return Task(r[0], u(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], u(r[8]), bool(r[9]),
-                u(r[10]) or 0, r[11])
+                u(r[10]) or 0, r[11], u(r[12]), u(r[13]))
 
 
 class DumpIndex:
@@ -93,14 +96,14 @@ class DumpIndex:
                                  + ", ".join(r[1] for r in rows))
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
-            "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset "
-            "FROM dumps WHERE name = ?", (name,))
+            "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
+            "release FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
-         page_offset) = row
+         page_offset, self.release) = row
         self.default_task = u(default_task)
         self.kaslr_offset = u(kaslr)
         self.init_mm = u(init_mm) or 0
@@ -123,6 +126,26 @@ class DumpIndex:
         return [_task(r) for r in self.c.all(
             f"SELECT {_TASK_COLS} FROM tasks WHERE dump_id = ? AND pid = ? ORDER BY seq",
             (self.id, pid))]
+
+    def task_states(self):
+        """crash's TASK_* values for this dump's kernel (query.taskstate), None if unknown."""
+        from query.taskstate import states_for
+
+        return states_for(self.release)
+
+    def state_code(self, t: Task) -> str:
+        """What crash's `ps` prints in its ST column for t (task_state_string)."""
+        from query.taskstate import state_string, task_state
+
+        s = self.task_states()
+        return t.st if s is None else state_string(s, task_state(t.state, t.exit_state))
+
+    def is_zombie(self, t: Task) -> bool:
+        """crash's IS_ZOMBIE(): task_state() & _ZOMBIE_."""
+        from query.taskstate import task_state
+
+        s = self.task_states()
+        return t.st == "ZO" if s is None else bool(task_state(t.state, t.exit_state) & s.zombie)
 
     def is_active(self, addr: int) -> bool:
         r = self.c.one("SELECT is_active FROM tasks WHERE dump_id = ? AND task = ?",

@@ -118,15 +118,34 @@ class VmCommand:
             self._vma_cache[mm] = self.idx.vmas(mm)
         return self._vma_cache[mm]
 
-    def mm_lines(self, t: Task) -> None:
-        """The MM/PGD/RSS/TOTAL_VM block; zeros for a task with no (usable) mm."""
+    def mem_usage(self, t: Task) -> tuple[int, int, int, int]:
+        """crash's get_task_mem_usage: (mm, pgd, rss KiB, total_vm KiB). All zero for a
+        zombie or a task without mm; only the mm for an exiting task whose mm_count is
+        down to 0 (or whose mm the index could not read)."""
         mm = self.mm_row(t.mm) if t.mm else None
-        if mm is None or t.st == "ZO":
-            self.sink.mm(t, 0, 0, 0, 0)
-        elif t.flags & PF_EXITING and mm.mm_count <= 0:
-            self.sink.mm(t, mm.mm, 0, 0, 0)
-        else:
-            self.sink.mm(t, mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4)
+        if mm is None or self.idx.is_zombie(t):
+            return 0, 0, 0, 0
+        if t.flags & PF_EXITING and mm.mm_count <= 0:
+            return mm.mm, 0, 0, 0
+        return mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4
+
+    def mm_lines(self, t: Task, tm=None) -> None:
+        """The MM/PGD/RSS/TOTAL_VM block (crash's PRINT_VM_DATA)."""
+        self.sink.mm(t, *(tm or self.mem_usage(t)))
+
+    def forced_mm(self) -> int | None:
+        """`-M mm` for a task without one (vm_area_dump's MM_STRUCT_FORCE): crash's
+        is_valid_mm, fatal for the whole command. crash accepts any address inside the
+        mm_struct slab cache; the index knows the mm_structs tasks use, so any other
+        address is taken as invalid here."""
+        if self.a.mm is None:
+            return None
+        row = self.mm_row(self.a.mm)
+        if row is None:
+            raise Fatal("vm: invalid mm_struct address\n")
+        if row.mm_count == 0:
+            raise Fatal("vm: stale mm_struct address\n")
+        return row.mm
 
     def vma_block(self, v: Vma) -> None:
         self.sink.vma_header()
@@ -176,18 +195,23 @@ class VmCommand:
 
     # --- vm_area_dump ----------------------------------------------------------------
     def dump_task(self, t: Task, search=None) -> None:
+        """crash's vm_area_dump for one task."""
         a = self.a
         if search is not None:
             search.task(self, t)
             return
-        if "m" in a.mode:
-            if t.mm:
-                self.struct_dump("mm_struct", [(self.idx.mm(t.mm, raw=True).raw, t.mm)])
-            return
-        mm = t.mm
-        if "P" in a.mode:
-            if not mm:
+        tm = self.mem_usage(t)
+        if not a.mode & {"m", "v", "P"}:
+            self.mm_lines(t, tm)
+        mm = tm[0]
+        if not mm:
+            mm = self.forced_mm()
+            if mm is None:
                 return
+        if "m" in a.mode:
+            self.struct_dump("mm_struct", [(self.idx.mm(mm, raw=True).raw, mm)])
+            return
+        if "P" in a.mode:
             for v in self.vmas(mm):
                 if v.vma == a.single_vma:
                     self.vma_block(v)
@@ -198,19 +222,9 @@ class VmCommand:
             self.out.failed = True   # nothing answered: a script should see a failure
             return
         if "v" in a.mode:
-            if mm:
-                self.struct_dump("vm_area_struct",
-                                 [(v.raw, v.vma) for v in self.idx.vmas(mm, raw=True)])
+            self.struct_dump("vm_area_struct",
+                             [(v.raw, v.vma) for v in self.idx.vmas(mm, raw=True)])
             return
-        self.mm_lines(t)
-        if not mm or t.st == "ZO":
-            if a.mm is None:
-                return
-            if self.idx.mm(a.mm) is None:
-                self.sink.text(f"vm: invalid mm_struct address: {a.mm_arg}\n")
-                self.out.failed = True
-                return
-            mm = a.mm
         vmas = self.vmas(mm)
         if "p" not in a.mode:
             self.sink.vma_header()
@@ -242,9 +256,17 @@ class RefSearch:
 
     def __init__(self, idx: DumpIndex, ref: str):
         self.idx, self.ref = idx, ref
-        num = is_number(ref)
-        self.hexval = htol(ref) if num and _hex_ok(ref) else (0 if num else None)
-        self.decval = int(ref) if num and is_decimal(ref) else (0 if num else None)
+        # vm_area_dump: a number (IS_A_NUMBER) is read by htol(FAULT_ON_ERROR), and by
+        # dtol as well when decimal (decval stays 0 otherwise); crash does that for each
+        # task it searches, so a bad number is fatal at the first task, not before.
+        self.error: Fatal | None = None
+        self.hexval = self.decval = None
+        if is_number(ref):
+            try:
+                self.hexval = htol(ref)
+                self.decval = int(ref) if is_decimal(ref) else 0
+            except Fatal as exc:
+                self.error, self.hexval = exc, None
         self.vma_hits = set(idx.vmas_matching(self.hexval, ref))
         cand: dict[tuple[int, int], set[int]] = {}
 
@@ -281,34 +303,42 @@ class RefSearch:
             name_match(self.idx.swapdev(r.swap_type), self.ref)
 
     def task(self, cmd: VmCommand, t: Task) -> None:
-        mm = cmd.mm_row(t.mm) if t.mm else None
-        if self.hexval is not None and self.hexval in (t.mm, mm.pgd if mm else 0):
+        if self.error is not None:
+            raise self.error
+        tm = cmd.mem_usage(t)
+        if self.hexval is not None and self.hexval in tm[:2]:
             cmd.header(t, False)
-            cmd.mm_lines(t)
+            cmd.mm_lines(t, tm)
             cmd.sink.blank()
             return
-        if not t.mm or (t.mm not in self.mms and not cmd.idx.table_faults(t.mm)):
+        mm = tm[0]
+        if not mm:
+            mm = cmd.forced_mm()
+            if mm is None:
+                return
+            tm = (mm, 0, 0, 0)       # crash puts only the address into its mem usage
+        if mm not in self.mms and not cmd.idx.table_faults(mm):
             return
         header = vma_printed = page_flag = False
         last_vma = None
-        for v in cmd.vmas(t.mm):
-            if (t.mm, v.seq) in self.vma_hits:
+        for v in cmd.vmas(mm):
+            if (mm, v.seq) in self.vma_hits:
                 if not header:
                     cmd.header(t, False)
-                    cmd.mm_lines(t)
+                    cmd.mm_lines(t, tm)
                     header = True
                 if not vma_printed or page_flag:
                     cmd.sink.vma_header()
                 vma_printed, page_flag, last_vma = True, False, v.vma
                 cmd.sink.vma(v)
-            cands = self.candidates.get((t.mm, v.seq))
-            fault = cmd.first_fault(t.mm, v.start, v.end)  # crash walks every page for -R
+            cands = self.candidates.get((mm, v.seq))
+            fault = cmd.first_fault(mm, v.start, v.end)  # crash walks every page for -R
             end = v.end if fault is None else fault[0]
             if not cands:
                 if fault is not None:
                     raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
                 continue
-            runs = cmd.idx.runs(t.mm, v.seq)
+            runs = cmd.idx.runs(mm, v.seq)
             hits = sorted(va for va in cands if v.start <= va < end
                           and self.page_matches(v, va, _find(runs, va)))
             if not hits:
@@ -318,7 +348,7 @@ class RefSearch:
             page_flag = True
             if not header:
                 cmd.header(t, False)
-                cmd.mm_lines(t)
+                cmd.mm_lines(t, tm)
                 header = True
             if not vma_printed or last_vma != v.vma:
                 cmd.vma_block(v)
@@ -332,38 +362,57 @@ class RefSearch:
             cmd.sink.blank()
 
 
-def _hex_ok(s: str) -> bool:
-    try:
-        htol(s)
-        return True
-    except Fatal:
-        return False
-
-
 # --- task arguments ---------------------------------------------------------------------
-def resolve_task(idx: DumpIndex, word: str) -> list[Task] | None:
-    """crash's str_to_context: a word may be a decimal pid, a hex pid or a task address."""
-    hits = []
+BADADDR = (1 << 64) - 1
+
+
+def str_to_context(idx: DumpIndex, word: str):
+    """crash's str_to_context (task.c): ("pid", value), ("task", address) or None.
+
+    A word may be a decimal pid, a decimal task address, a hex pid or a hex task address;
+    two readings that name different things make it invalid, except a decimal and a hex
+    pid (then the decimal one wins). Hex is read by htol (x/X skipped, at most 16 digits
+    after one 0x), so "0x" is pid 0 and "1x" pid 1; values that overflow are BADADDR."""
+    dvalue = hvalue = BADADDR
     if is_decimal(word):
-        v = int(word)
-        if idx.tasks_by_pid(v):
-            hits.append(("dpid", v))
-        if idx.task_at(v):
-            hits.append(("task", v))
-    body = word[2:] if word[:2].lower() == "0x" else word
-    if is_hexadecimal(word) and len(body) <= 16 and all(c not in "xX" for c in body):
-        h = int(body, 16)
-        if idx.tasks_by_pid(h) and ("dpid", h) not in hits:
-            hits.append(("hpid", h))
-        if idx.task_at(h) and ("task", h) not in hits:
-            hits.append(("task", h))
-    kinds = [k for k, _ in hits]
-    if len(hits) == 2 and "dpid" in kinds and "hpid" in kinds:
-        hits = [h for h in hits if h[0] == "dpid"]
-    if len(hits) != 1:
+        dvalue = min(int(word), BADADDR)       # sscanf %lu saturates
+    if is_hexadecimal(word):
+        body = word[2:] if word[:2] in ("0x", "0X") else word
+        if len(body) <= 16:
+            hvalue = htol(body)
+    dp = dt = hp = ht = False
+    if dvalue != BADADDR:
+        dp = bool(idx.tasks_by_pid(dvalue))
+        dt = idx.task_at(dvalue) is not None
+    if hvalue != BADADDR and dvalue != hvalue:
+        hp = bool(idx.tasks_by_pid(hvalue))
+        ht = idx.task_at(hvalue) is not None
+    found = dp + dt + hp + ht
+    if found == 2:
+        return ("pid", dvalue) if dp and hp else None
+    if found == 1:
+        if dp:
+            return ("pid", dvalue)
+        if dt:
+            return ("task", dvalue)
+        if hp:
+            return ("pid", hvalue)
+        return ("task", hvalue)
+    return None
+
+
+def resolve_task(idx: DumpIndex, word: str) -> list[Task] | None:
+    """The tasks a `vm` task argument names (every thread of a pid), None if invalid."""
+    hit = str_to_context(idx, word)
+    if hit is None:
         return None
-    kind, v = hits[0]
+    kind, v = hit
     return [idx.task_at(v)] if kind == "task" else idx.tasks_by_pid(v)
+
+
+def _print_notes(out: Out, notes) -> None:
+    for where, text in notes:
+        (out.err if where == "err" else out.write)(text)
 
 
 def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
@@ -372,11 +421,12 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
 
     sink = None
     try:
-        a = parse_vm(argv, lambda: open_index().page_offset)
-        for c in a.complaints:
-            out.err(c)
-        for m in a.messages:
-            out.write(m)
+        try:
+            a = parse_vm(argv, lambda: open_index().page_offset)
+        except Fatal as exc:
+            _print_notes(out, getattr(exc, "notes", ()))
+            raise
+        _print_notes(out, a.notes)
         if a.flags_value is not None:
             idx = open_index()
             sink = SINKS[fmt](out, 8, None)
@@ -407,9 +457,9 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
                     out.failed = True
                     continue
                 for t in tasks:
-                    if search is None:
+                    if search is None:       # crash counts only printed task headers
                         cmd.header(t, subsequent > 0)
-                    subsequent += 1
+                        subsequent += 1
                     cmd.dump_task(t, search)
         except TaskAbort as stop:    # crash's RESTART(): the rest of the command is dropped
             if str(stop):

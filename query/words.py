@@ -61,25 +61,40 @@ def getopt(cmd: str, args: list[str], optstring: str) -> tuple[list[GetoptEvent]
 
 
 def is_decimal(s: str) -> bool:
+    """crash's decimal(s, 0): decimal digits only, at least one (tools.c)."""
     return bool(s) and all(ch in string.digits for ch in s)
 
 
 def is_hexadecimal(s: str) -> bool:
-    """crash's hexadecimal(): hex digits, with an optional 0x and 'x' tolerated anywhere."""
-    body = s[2:] if s[:2].lower() == "0x" else s
-    return bool(body) and all(ch in _HEX or ch in "xX" for ch in body)
+    """crash's hexadecimal(s, 0) (tools.c): hex digits and 'x'/'X' anywhere, at least one
+    digit. So "0x" (its 0 is a digit) and "1x2" are numbers; "x" and "0xzz" are not."""
+    return any(ch in _HEX for ch in s) and all(ch in _HEX or ch in "xX" for ch in s)
 
 
 def is_number(s: str) -> bool:
+    """crash's IS_A_NUMBER()."""
     return is_decimal(s) or is_hexadecimal(s)
 
 
+MAX_HEXADDR_STRLEN = 16   # x86_64; also LONG_LONG_PRLEN, htoll's limit
+
+
 def htol(s: str, cmd: str = "vm") -> int:
-    """crash's htol(): hex with optional 0x; anything else is fatal `invalid input`."""
-    body = s[2:] if s[:2].lower() == "0x" else s
-    if not body or len(body) > 16 or any(ch not in _HEX for ch in body):
-        raise Fatal(f'{cmd}: invalid input: "{s}"\n')
-    return int(body, 16)
+    """crash's htol()/htoll() with FAULT_ON_ERROR (tools.c): one leading 0x/0X dropped;
+    more than 16 characters left is `input string too large`; 'x', 'X' and 'h' are skipped
+    wherever they are; any other non-hex character is `invalid input`. Both messages quote
+    the string without its 0x. So "0x" is 0, "0x0x10" is 0x10, "1h" is 1."""
+    body = s[2:] if s[:2] in ("0x", "0X") else s
+    if len(body) > MAX_HEXADDR_STRLEN:
+        raise Fatal(f'{cmd}: input string too large: "{body}" ({len(body)} vs '
+                    f'{MAX_HEXADDR_STRLEN})\n')
+    n = 0
+    for ch in body:
+        if ch in _HEX:
+            n = (n * 16 + int(ch, 16)) & ((1 << 64) - 1)
+        elif ch not in "xXh":
+            raise Fatal(f'{cmd}: invalid input: "{body}"\n')
+    return n
 
 
 @dataclass
@@ -88,34 +103,46 @@ class VmArgs:
     ref: str | None = None
     single_vma: int | None = None
     mm: int | None = None
-    mm_arg: str | None = None
     radix: int | None = None
     flags_value: int | None = None                # -f: print and stop
     words: list[str] = field(default_factory=list)
     usage: bool = False                          # argerrs: print the usage text
-    messages: list[str] = field(default_factory=list)   # stdout messages before the usage
-    complaints: list[str] = field(default_factory=list)  # stderr (glibc getopt)
+    # what the option loop printed, in its order: ("err", glibc getopt's complaint) or
+    # ("out", crash's INFO message)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_vm(args: list[str], page_offset=None) -> VmArgs:
-    """Parse `vm` words exactly as crash's cmd_vm getopt loop does; may raise Fatal.
+    """Parse `vm` words exactly as crash's cmd_vm getopt loop does (memory.c cmd_vm).
+
+    May raise Fatal (a bad number for -f/-P/-M, -x with -d, -M not a kernel address): the
+    exception then carries `notes`, what the loop printed before it stopped.
 
     `page_offset()` gives the dump's direct-map base (crash's PAGE_OFFSET), asked for only
     when `-M` needs it: x86_64 IS_KVADDR is `addr >= PAGE_OFFSET`, and PAGE_OFFSET differs
     between dumps (KASLR randomises it; 5-level paging puts it below 0xff20000000000000)."""
     events, words = getopt("vm", args, VM_OPTSTRING)
     v = VmArgs(words=words)
+    try:
+        _vm_options(v, events, page_offset)
+    except Fatal as exc:
+        exc.notes = v.notes
+        raise
+    return v
+
+
+def _vm_options(v: VmArgs, events: list[GetoptEvent], page_offset) -> None:
     for ev in events:
         c = ev.opt
         if c == "?":
-            v.complaints.append(ev.complaint)
+            v.notes.append(("err", ev.complaint))
             v.usage = True
         elif c == "f":
             if v.mode:
                 v.usage = True
             else:
                 v.flags_value = htol(ev.arg)
-                return v
+                return
         elif c in "pmv":
             if v.mode:
                 v.usage = True
@@ -123,7 +150,7 @@ def parse_vm(args: list[str], page_offset=None) -> VmArgs:
                 v.mode.add(c)
         elif c == "R":
             if v.ref is not None:
-                v.messages.append("vm: only one -R option allowed\n")
+                v.notes.append(("out", "vm: only one -R option allowed\n"))
                 v.usage = True
             elif v.mode and v.mode != {"p"}:
                 v.usage = True
@@ -146,7 +173,5 @@ def parse_vm(args: list[str], page_offset=None) -> VmArgs:
             v.radix = 10
         elif c == "M":
             v.mm = htol(ev.arg)
-            v.mm_arg = ev.arg
             if page_offset is not None and v.mm < page_offset():  # !IS_KVADDR(mm)
                 raise Fatal(f"vm: invalid mm_struct address: {ev.arg}\n")
-    return v

@@ -253,7 +253,7 @@ class CsvSink:
                        swap_offset=offset + (va - lo) // PAGE)
 
     def text(self, s: str) -> None:
-        self.out.err("vm: " + s.strip("\n") + "\n" if not s.startswith("vm:") else s)
+        self.out.err(s if s.startswith(("vm:", "foreach:")) else "vm: " + s.strip("\n") + "\n")
 
     def blank(self) -> None:
         pass

@@ -7,6 +7,13 @@ need=()
 dpkg -s liblzo2-dev >/dev/null 2>&1 || need+=(liblzo2-dev)          # python-lzo builds against it
 dpkg -s xz-utils >/dev/null 2>&1 || need+=(xz-utils)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)  # tests run a real server
+# The kernel matrix (tests/test_matrix.py) builds fresh dumps with
+# ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
+# what the guest's initramfs is made of (its README's host requirements).
+for p in qemu-system-x86 debootstrap busybox-static gcc libc6-dev cpio kmod zstd binutils bc \
+         debian-archive-keyring; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq

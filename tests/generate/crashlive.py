@@ -1,0 +1,55 @@
+"""Ask one live crash session many questions and keep its answers as a terminal shows
+them (stdout and stderr interleaved), one per question."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CRASH = REPO.parent / "shared" / "fixtures" / "tools" / "crash9.sh"
+
+
+def crash_command() -> list[str]:
+    return shlex.split(os.environ.get("CRASH", str(DEFAULT_CRASH)))
+
+
+def crash_options(folder: Path) -> list[str]:
+    """Options the folder's oracle was made with (e.g. --no_modules on 7.x, recorded by
+    make-dumps.sh in timings.txt / crash-error.txt), so the live session matches it."""
+    opts = []
+    if (folder / "crash-error.txt").is_file():
+        opts.append("--no_modules")
+    t = folder / "timings.txt"
+    if t.is_file():
+        m = re.search(r"(-m phys_offset=\S+)", t.read_text())
+        if m:
+            opts += m.group(1).split()
+    return opts
+
+
+def ask(vmlinux: Path, dump: Path, commands: list[str], extra: list[str] = (),
+        timeout: int = 3600) -> list[bytes]:
+    """crash's answer to each command, in order."""
+    script = []
+    for i, cmd in enumerate(commands):
+        script += [f"!echo '@@@@ {i}'", cmd]
+    script += [f"!echo '@@@@ {len(commands)}'", "quit"]
+    with tempfile.NamedTemporaryFile("w", suffix=".crash", delete=False) as f:
+        f.write("\n".join(script) + "\n")
+    try:
+        with open(f.name) as stdin:
+            p = subprocess.run(crash_command() + [*extra, "-s", str(vmlinux), str(dump)],
+                               stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TERM": "dumb"}, timeout=timeout)
+    finally:
+        os.unlink(f.name)
+    blocks = re.split(rb"^@@@@ (\d+)\n", p.stdout, flags=re.M)
+    got = {int(n): body for n, body in zip(blocks[1::2], blocks[2::2])}
+    if len(commands) not in got:
+        raise RuntimeError(f"crash session ended early: {p.stdout[-500:]!r}")
+    # What follows marker i, up to marker i + 1, is the answer to command i.
+    return [got.get(i, b"") for i in range(len(commands))]

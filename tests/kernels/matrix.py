@@ -1,0 +1,303 @@
+"""The kernel matrix: build fresh dumps of Debian kernels, ingest every dump format, and
+compare vmdex with crash 9.0.2 on each dump's whole oracle.
+
+    .venv/bin/python -m tests.kernels.matrix [--only NAME,...] [--no-build] [--doc]
+
+Rows come from tests/kernels/kernels.tsv (name, suite, abi or "current", flavour,
+make-dumps options). Each dump folder is built by ../shared/fixtures/tools/make-dumps.sh
+(root, QEMU TCG, the Debian archive, crash from a sid chroot) into $VMDEX_MATRIX_CACHE
+(default ~/.cache/vmdex-matrix/NAME) and kept: a row is rebuilt only when its folder is
+missing or incomplete, or when "current" now names another kernel (a new sid kernel is
+tested the day it appears). Every vmcore.* of a folder is ingested into a fresh SQLite
+index and every vm/foreach command of oracle/commands.tsv is compared byte for byte, exit
+status included; then the question generator (tests/generate) asks its seeded questions
+where the folder holds crash's answers for them.
+
+Prints one table (also written into docs/verified.md between its matrix markers with
+--doc) and exits non-zero when a row is not identical or could not be built.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+TOOLS = Path(os.environ.get("VMDEX_FIXTURE_TOOLS", REPO.parent / "shared" / "fixtures" / "tools"))
+VMDEX = str(Path(sys.executable).parent / "vmdex")
+DOC = REPO / "docs" / "verified.md"
+BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
+
+
+def matrix_cache() -> Path:
+    env = os.environ.get("VMDEX_MATRIX_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "vmdex-matrix"
+
+
+@dataclass
+class Row:
+    name: str
+    suite: str
+    abi: str
+    flavour: str
+    options: list[str]
+
+    @property
+    def folder(self) -> Path:
+        return matrix_cache() / self.name
+
+    def make_args(self) -> list[str]:
+        args = ["--suite", self.suite, "--flavour", self.flavour]
+        if self.abi != "current":
+            args += ["--abi", self.abi]
+        return args + self.options
+
+
+@dataclass
+class Result:
+    row: Row
+    release: str = "?"
+    paging: str = "?"
+    formats: dict[str, tuple[int, int]] = field(default_factory=dict)  # variant -> (same, asked)
+    questions: tuple[int, int] | None = None
+    error: str = ""
+
+    @property
+    def identical(self) -> bool:
+        return (not self.error and bool(self.formats)
+                and all(a == b for a, b in self.formats.values())
+                and (self.questions is None or self.questions[0] == self.questions[1]))
+
+
+def read_rows(path: Path = HERE / "kernels.tsv") -> list[Row]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, suite, abi, flavour, *opts = line.split("\t")
+        rows.append(Row(name, suite, abi, flavour, shlex.split(opts[0]) if opts else []))
+    return rows
+
+
+def current_kver(row: Row) -> str | None:
+    """The kernel make-dumps.sh would build for this row now (ABI-FLAVOUR)."""
+    p = subprocess.run(["bash", str(TOOLS / "make-dumps.sh"), *row.make_args(), "--print-kver"],
+                       capture_output=True, text=True, timeout=600)
+    lines = p.stdout.strip().splitlines()
+    return lines[-1].strip() if p.returncode == 0 and lines else None
+
+
+def built_kver(folder: Path) -> str | None:
+    info = folder / "build-info.txt"
+    if not info.is_file():
+        return None
+    for line in info.read_text().splitlines():
+        if line.startswith("kver:") or line.startswith("kernel:"):
+            return line.split(":", 1)[1].split()[0]
+    return None
+
+
+def is_complete(folder: Path) -> bool:
+    return ((folder / "oracle" / "commands.tsv").is_file()
+            and (folder / "oracle" / "foreach-vm-p.txt.gz").is_file()
+            and any(folder.glob("vmcore.*")) and (folder / "vmlinux").exists())
+
+
+def build(row: Row, log) -> str:
+    """Build (or reuse) the row's dump folder; returns an error text or ''."""
+    want = current_kver(row) if row.abi == "current" else None
+    folder = row.folder
+    if is_complete(folder) and (want is None or built_kver(folder) in (None, want)):
+        return ""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["bash", str(TOOLS / "make-dumps.sh"), *row.make_args(), "--no-slim", "--out",
+           str(folder)]
+    err = ""
+    for attempt in (1, 2):      # a TCG guest now and then hangs early in boot: try again
+        print(f"[matrix] building {row.name} (try {attempt}): {shlex.join(cmd)}", file=log,
+              flush=True)
+        code = _run_bounded(cmd, matrix_cache() / f"{row.name}.log", BUILD_TIMEOUT)
+        if code == 0 and is_complete(folder):
+            return ""
+        tail = (matrix_cache() / f"{row.name}.log").read_text(errors="replace").splitlines()[-3:]
+        err = f"make-dumps.sh failed ({code}): {' / '.join(tail)}"
+        if "did not become ready" not in err and code != "timeout":
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+    return err
+
+
+# A dump folder takes 3-8 min with cached packages, ~10 from nothing; a hung guest is given up.
+BUILD_TIMEOUT = int(os.environ.get("VMDEX_MATRIX_BUILD_TIMEOUT", "900"))
+
+
+def _run_bounded(cmd: list[str], log_path: Path, timeout: int):
+    """Run cmd in its own process group (make-dumps.sh starts QEMU and crash); on timeout
+    the whole group is killed. Returns the exit code or "timeout"."""
+    import signal
+
+    with open(log_path, "w") as out:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            out.write(f"\n[matrix] killed after {timeout} s\n")
+            return "timeout"
+
+
+def oracle_cases(folder: Path) -> list[tuple[str, str]]:
+    rows = []
+    for line in (folder / "oracle" / "commands.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            fname, cmd = line.split("\t")[:2]
+            if cmd.split()[0] in ("vm", "foreach"):
+                rows.append((fname, cmd))
+    return rows
+
+
+def expected(folder: Path, fname: str) -> bytes:
+    path = folder / "oracle" / fname
+    return gzip.open(path).read() if fname.endswith(".gz") else path.read_bytes()
+
+
+def ask(db: Path, name: str, cmd: str, merge: bool) -> subprocess.CompletedProcess:
+    return subprocess.run([VMDEX, "--db", str(db), "--dump", name, *shlex.split(cmd)],
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if merge else subprocess.DEVNULL)
+
+
+def compare_oracle(folder: Path, db: Path, name: str, diffs: list[str]) -> tuple[int, int]:
+    same = 0
+    cases = oracle_cases(folder)
+    for fname, cmd in cases:
+        is_err = fname.startswith("err.")
+        p = ask(db, name, cmd, is_err)
+        ok = p.stdout == expected(folder, fname) and ((p.returncode != 0) == is_err)
+        same += ok
+        if not ok:
+            diffs.append(f"{name}: {cmd}")
+    return same, len(cases)
+
+
+def release_of(folder: Path) -> str:
+    for line in (folder / "oracle" / "sys.txt").read_text().splitlines():
+        if line.strip().startswith("RELEASE:"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def paging_of(db: Path, name: str) -> str:
+    p = subprocess.run([VMDEX, "--db", str(db), "sql", "--format", "csv",
+                        f"SELECT paging_levels FROM dumps WHERE name = '{name}'"],
+                       capture_output=True, text=True)
+    lines = p.stdout.split()
+    return f"{lines[-1]}-level" if p.returncode == 0 and len(lines) > 1 else "?"
+
+
+def check(row: Row, diffs: list[str]) -> Result:
+    res = Result(row)
+    folder = row.folder
+    res.release = release_of(folder)
+    vmlinux = folder / "vmlinux"
+    with tempfile.TemporaryDirectory(prefix="vmdex-matrix-") as tmp:
+        db = Path(tmp) / "vmdex.db"
+        for dump in sorted(folder.glob("vmcore.*")):
+            name = dump.name
+            p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--vmlinux", str(vmlinux),
+                                "--name", name, str(dump)], capture_output=True, text=True)
+            if p.returncode != 0:
+                res.formats[name] = (0, len(oracle_cases(folder)))
+                diffs.append(f"{row.name}/{name}: ingest failed: {p.stderr.strip()[:300]}")
+                continue
+            if res.paging == "?":
+                res.paging = paging_of(db, name)
+            res.formats[name] = compare_oracle(folder, db, name, diffs)
+        res.questions = ask_generated(folder, db, diffs)
+    return res
+
+
+def ask_generated(folder: Path, db: Path, diffs: list[str]) -> tuple[int, int] | None:
+    """The generated questions recorded with crash's answers in the folder, if any."""
+    try:
+        from tests.generate import replay
+    except ImportError:
+        return None
+    return replay.replay_folder(folder, db, diffs)
+
+
+def table(results: list[Result], date: str) -> str:
+    out = ["| name | kernel | suite | flavour | paging | dumps (oracle commands identical) "
+           "| generated questions | date | result |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        fmts = ", ".join(f"{v.removeprefix('vmcore.')} {a}/{b}" for v, (a, b) in r.formats.items())
+        q = f"{r.questions[0]}/{r.questions[1]}" if r.questions else "-"
+        verdict = "identical" if r.identical else ("FAILED: " + r.error if r.error else "DIFFERS")
+        out.append(f"| {r.row.name} | {r.release} | {r.row.suite} | {r.row.flavour} | "
+                   f"{r.paging} | {fmts or '-'} | {q} | {date} | {verdict} |")
+    return "\n".join(out) + "\n"
+
+
+def write_doc(text: str) -> None:
+    doc = DOC.read_text() if DOC.exists() else ""
+    block = f"{BEGIN}\n{text}{END}"
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + block + rest.split(END, 1)[1]
+    else:
+        doc += "\n" + block + "\n"
+    DOC.write_text(doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="comma-separated row names")
+    ap.add_argument("--rows", type=Path, default=HERE / "kernels.tsv")
+    ap.add_argument("--no-build", action="store_true", help="check only folders already built")
+    ap.add_argument("--doc", action="store_true", help="write the table into docs/verified.md")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    a = ap.parse_args(argv)
+    rows = read_rows(a.rows)
+    if a.only:
+        want = set(a.only.split(","))
+        rows = [r for r in rows if r.name in want]
+    results, diffs = [], []
+    for row in rows:
+        err = "" if a.no_build else build(row, sys.stderr)
+        if a.no_build and not is_complete(row.folder):
+            err = "not built"
+        res = Result(row, error=err) if err else check(row, diffs)
+        results.append(res)
+        print(f"[matrix] {row.name}: {'identical' if res.identical else 'NOT identical'} "
+              f"{res.formats} {res.questions or ''} {res.error}", file=sys.stderr, flush=True)
+    date = datetime.date.today().isoformat()
+    text = table(results, date)
+    print(text, end="")
+    for d in diffs[:200]:
+        print("  differs:", d)
+    if a.doc:
+        write_doc(text)
+    if a.json:
+        a.json.write_text(json.dumps([{
+            "name": r.row.name, "release": r.release, "paging": r.paging,
+            "formats": r.formats, "questions": r.questions, "error": r.error,
+            "identical": r.identical} for r in results], indent=1))
+    return 0 if results and all(r.identical for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

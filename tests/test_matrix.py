@@ -1,0 +1,89 @@
+"""Kernels that ../shared/fixtures does not hold, built fresh by the kernel matrix
+(tests/kernels/matrix.py: make-dumps.sh, QEMU, the Debian archive, crash 9.0.2 from a sid
+chroot) and checked like a fixture: every dump format against the whole crash oracle, and
+questions from the generator asked of live crash and of vmdex.
+
+The rows are $VMDEX_MATRIX_ROWS (comma-separated names of tests/kernels/kernels.tsv),
+default CI_ROWS: sid's current kernel, so a new sid kernel is tested the day it appears.
+A built folder is kept in ~/.cache/vmdex-matrix and rebuilt only when the kernel changes.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests.kernels import matrix as M
+
+CI_ROWS = "sid-cloud"
+LIVE_QUESTIONS = 400
+
+ROWS = {r.name: r for r in M.read_rows()}
+WANTED = [n for n in os.environ.get("VMDEX_MATRIX_ROWS", CI_ROWS).split(",") if n]
+
+
+def _formats(row: M.Row) -> list[str]:
+    opts = row.options
+    fmts = shlex.split(opts[opts.index("--formats") + 1]) if "--formats" in opts else \
+        ["elf", "kdump-zlib", "mdf-c-d31"]
+    return [f"vmcore.{f}" for f in fmts]
+
+
+CASES = [(n, v) for n in WANTED for v in _formats(ROWS[n])]
+
+
+@pytest.fixture(scope="session")
+def built():
+    """Build (or reuse) each wanted row's dump folder: {name: error text or ''}."""
+    return {n: M.build(ROWS[n], sys.stderr) for n in WANTED}
+
+
+@pytest.fixture(scope="session")
+def matrix_index(built, tmp_path_factory):
+    """One SQLite index per row, each dump of the folder ingested under its file name."""
+    out = {}
+    for n in WANTED:
+        if built[n]:
+            continue
+        db = tmp_path_factory.mktemp("matrix") / f"{n}.db"
+        folder = ROWS[n].folder
+        for dump in sorted(folder.glob("vmcore.*")):
+            subprocess.run([M.VMDEX, "--db", str(db), "ingest", "--vmlinux",
+                            str(folder / "vmlinux"), "--name", dump.name, str(dump)],
+                           check=True, capture_output=True)
+        out[n] = db
+    return out
+
+
+def test_rows_are_in_the_matrix():
+    assert WANTED and all(n in ROWS for n in WANTED), (WANTED, sorted(ROWS))
+
+
+@pytest.mark.parametrize("row,variant", CASES, ids=[f"{n}:{v}" for n, v in CASES])
+def test_matrix_dump_matches_crash_oracle(built, matrix_index, row, variant):
+    assert not built[row], f"{row}: could not build the dump: {built[row]}"
+    folder = ROWS[row].folder
+    assert (folder / variant).exists(), f"{row}: make-dumps.sh wrote no {variant}"
+    diffs: list[str] = []
+    same, asked = M.compare_oracle(folder, matrix_index[row], variant, diffs)
+    assert asked >= 80 and same == asked, f"{row}/{variant}: {asked - same} differ: {diffs[:10]}"
+
+
+@pytest.mark.parametrize("row", WANTED)
+def test_matrix_generated_questions_live(built, matrix_index, row, tmp_path):
+    """Fresh questions (seeded by the kernel release) asked of live crash and of vmdex."""
+    from tests.generate import __main__ as G
+    from tests.generate import replay
+
+    assert not built[row], built[row]
+    folder = ROWS[row].folder
+    seed = sum(M.release_of(folder).encode())
+    answers = G.record(folder, seed, LIVE_QUESTIONS, tmp_path / "answers.jsonl.gz")
+    rows = replay.load_answers(answers)
+    diffs: list[str] = []
+    per = replay.compare(rows, str(matrix_index[row]), G.primary(folder).name, diffs)
+    bad = {f: v for f, v in per.items() if v[0] != v[1]}
+    assert not bad, f"{row}: {bad}\n" + "\n".join(diffs[:15])

@@ -1,4 +1,7 @@
 """The one error family vmdex lets escape: each carries a one-line message for the user."""
+import re
+
+_ZLIB_ERROR = re.compile(r"zlib: uncompress failed: Error (-?\d+)")
 
 
 class VmdexError(Exception):
@@ -10,11 +13,29 @@ class DumpError(VmdexError):
 
 
 class MemoryReadError(DumpError):
-    """A physical address could not be read from the dump."""
+    """A physical address could not be read from the dump. `vaddr` is set when the read
+    was of a kernel virtual address (the start of the chunk that failed)."""
+
+    vaddr: int | None = None
 
     def __init__(self, paddr: int, why: str):
         self.paddr = paddr
+        self.why = why
         super().__init__(f"{why}: physical address: {paddr:x}")
+
+    @property
+    def cause(self) -> str:
+        """The loss as a stored code, for answers to word as crash does: excluded (the
+        filter left the page out), absent (no part of the dump covers it), incomplete (a
+        descriptor never written), zlib:<code> (compressed data corrupt), unreadable."""
+        if isinstance(self, ExcludedPage):
+            return "excluded"
+        if "not in dump" in self.why:
+            return "absent"
+        if "incomplete dump" in self.why:
+            return "incomplete"
+        m = _ZLIB_ERROR.search(self.why)
+        return f"zlib:{m.group(1)}" if m else "unreadable"
 
 
 class ExcludedPage(MemoryReadError):

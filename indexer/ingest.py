@@ -42,6 +42,7 @@ class DumpImage:
     kaslr_offset: int
     cpus: int
     paddr_prlen: int
+    ram_end: int
     default_task: int
     init_mm: int | None
     swap: tuple[int, dict[int, str]] | None
@@ -193,7 +194,9 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     stage.what = "swap_info"
     swap_info = swap_devices(k, paths, errors)
     stage.what = "node_data (the size of RAM)"
-    prlen = _paddr_prlen(k)
+    nodes = _memory_nodes(k)
+    prlen = _paddr_prlen(k, nodes)
+    ram_end = _ram_end(k, nodes)
     stage.what = "the CPU masks"
     cpus = cpu_count(k)
     return DumpImage(
@@ -201,7 +204,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         compression=phys.compression,
         release=info.osrelease or getattr(phys, "utsname_release", "") or "",
         build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
-        cpus=cpus, paddr_prlen=prlen, default_task=_default_task(k, tasks),
+        cpus=cpus, paddr_prlen=prlen, ram_end=ram_end, default_task=_default_task(k, tasks),
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
@@ -232,25 +235,37 @@ def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,
                       "wrong vmlinux")
 
 
-def _paddr_prlen(k: Kernel) -> int:
-    """crash's PHYSICAL width: hex digits of present RAM (Σ node_present_pages × 4 KiB)."""
-    total = 0
+def _memory_nodes(k: Kernel) -> list[int]:
+    """The pglist_data of each NUMA node (node_data[]), or contig_page_data."""
     nd = k.sym("node_data")
-    nodes = []
     if nd is not None:
         n = k.types.variable_array_length("node_data") or 1
         raw = k.mem.read(nd, 8 * n)
-        nodes = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, 8 * n, 8)]
-    elif k.sym("contig_page_data") is not None:
-        nodes = [k.sym("contig_page_data")]
+        return [a for a in (int.from_bytes(raw[i:i + 8], "little") for i in range(0, 8 * n, 8))
+                if a]
+    single = k.sym("contig_page_data")
+    return [single] if single is not None else []
+
+
+def _paddr_prlen(k: Kernel, nodes: list[int]) -> int:
+    """crash's PHYSICAL width: hex digits of present RAM (Σ node_present_pages × 4 KiB)."""
+    total = 0
     for node in nodes:
-        if not node:
-            continue
         present = k.mem.u64(node + k.off("pglist_data", "node_present_pages"))
         if present == 0:
             present = k.mem.u64(node + k.off("pglist_data", "node_spanned_pages"))
         total += present * 4096
     return len(f"{total:x}") if total else 8
+
+
+def _ram_end(k: Kernel, nodes: list[int]) -> int:
+    """The end of the highest node's span, in bytes: past it no page has a struct page."""
+    end = 0
+    for node in nodes:
+        start = k.mem.u64(node + k.off("pglist_data", "node_start_pfn"))
+        spanned = k.mem.u64(node + k.off("pglist_data", "node_spanned_pages"))
+        end = max(end, (start + spanned) * 4096)
+    return end
 
 
 def _pointer_symbols(img: DumpImage, types, symtab) -> dict[int, str]:

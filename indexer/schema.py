@@ -39,6 +39,7 @@ dumps = Table(
     Column("paging_levels", SmallInteger, nullable=False),
     Column("cpus", Integer, nullable=False),
     Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
+    Column("ram_end", I64),                                  # end of the highest node's span (bytes)
     Column("default_task", I64, nullable=False),           # crash's startup context
     Column("init_mm", I64),
     Column("swap_lines", Boolean, nullable=False),         # nr_swapfiles + swap_info exist
@@ -151,6 +152,20 @@ pointer_symbols = Table(
     Index("ix_pointer_symbols", "dump_id", "address", unique=True),
 )
 
+vma_faults = Table(
+    # A VMA the dump lost: crash's VMA walk (fill_vma_cache) stops at it. `seq` is its
+    # place in crash's order (the VMAs before it have smaller seq), `cause` a stored code:
+    # excluded | absent | incomplete | zlib:<code> | unreadable.
+    "vma_faults", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("mm", I64, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("vma", I64, nullable=False),                     # the vm_area_struct's address
+    Column("address", I64, nullable=False),                 # the kernel address that failed
+    Column("cause", Text, nullable=False),
+    Index("ix_vma_faults", "dump_id", "mm", "seq"),
+)
+
 ingest_errors = Table(
     "ingest_errors", metadata,
     Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
@@ -164,4 +179,4 @@ page_numbers = Table(
 )
 
 BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices,
-               pointer_symbols, ingest_errors)
+               pointer_symbols, vma_faults, ingest_errors)

@@ -110,6 +110,7 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             ingest_seconds=round(seconds), kaslr_offset=to_signed(img.kaslr_offset),
             phys_base=p.phys_base, page_offset=to_signed(p.page_offset),
             paging_levels=p.levels, cpus=img.cpus, paddr_prlen=img.paddr_prlen,
+            ram_end=img.ram_end,
             default_task=to_signed(img.default_task),
             init_mm=to_signed(img.init_mm) if img.init_mm else None,
             swap_lines=img.swap is not None, swap_info_len=img.swap[0] if img.swap else 0,
@@ -148,6 +149,10 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),
             va_end=to_signed(f.va_end), level=f.level, pa=f.pa, reason=f.reason)
             for mm, f in img.faults))
+        _bulk(conn, S.vma_faults, (dict(
+            dump_id=dump_id, mm=to_signed(m.addr), seq=m.vma_fault[0],
+            vma=to_signed(m.vma_fault[1]), address=to_signed(m.vma_fault[2]),
+            cause=m.vma_fault[3]) for m in img.mms.values() if m.vma_fault))
         if img.swap:
             _bulk(conn, S.swap_devices, (dict(dump_id=dump_id, type=t, path=p)
                                          for t, p in img.swap[1].items()))

@@ -110,7 +110,11 @@ class KernelMemory:
         out = bytearray()
         while size > 0:
             n = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
-            out += self.phys.read(self.vtop(va), n)
+            try:
+                out += self.phys.read(self.vtop(va), n)
+            except MemoryReadError as exc:
+                exc.vaddr = va          # crash names the kernel address of the failed chunk
+                raise
             va += n
             size -= n
         return bytes(out)

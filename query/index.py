@@ -97,13 +97,14 @@ class DumpIndex:
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
-            "release FROM dumps WHERE name = ?", (name,))
+            "release, phys_base, ram_end FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
-         page_offset, self.release) = row
+         page_offset, self.release, self.phys_base, ram_end) = row
+        self.ram_end = u(ram_end) if ram_end is not None else None
         self.default_task = u(default_task)
         self.kaslr_offset = u(kaslr)
         self.init_mm = u(init_mm) or 0
@@ -285,6 +286,31 @@ class DumpIndex:
                     "WHERE dump_id = ? ORDER BY mm, va_start", (self.id,)):
                 self._faults.setdefault(u(m), []).append((u(lo), u(hi), lvl, u(pa), why))
         return self._faults.get(mm, [])
+
+    def mm_pages(self) -> set[int]:
+        """Page frames (kernel address >> 12) holding the start of an mm_struct the index
+        holds: crash's is_valid_mm takes any address in the mm_struct slab."""
+        if getattr(self, "_mm_pages", None) is None:
+            self._mm_pages = {u(m) >> 12 for (m,) in self.c.all(
+                "SELECT mm FROM mms WHERE dump_id = ?", (self.id,))}
+        return self._mm_pages
+
+    def kvtop(self, va: int) -> int | None:
+        """Physical address of a direct-map or kernel-image address (x86_64)."""
+        if va >= 0xFFFFFFFF80000000:
+            return (va - 0xFFFFFFFF80000000 + self.phys_base) & ((1 << 64) - 1)
+        if va >= self.page_offset:
+            return va - self.page_offset
+        return None
+
+    def vma_fault(self, mm: int) -> tuple[int, int, int, str] | None:
+        """(seq, vma, address, cause) of the first VMA of the mm the dump lost, where
+        crash's VMA walk stops (indexer: vma_faults). Loaded once per dump."""
+        if getattr(self, "_vma_faults", None) is None:
+            self._vma_faults = {u(m): (seq, u(v), u(a), cause) for m, seq, v, a, cause in self.c.all(
+                "SELECT mm, seq, vma, address, cause FROM vma_faults WHERE dump_id = ?",
+                (self.id,))}
+        return self._vma_faults.get(mm)
 
     def dump_format(self) -> tuple[str, int]:
         """(format, paging levels) of the dump: 'elf', 'kdump', 'kdump-flattened'."""

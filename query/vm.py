@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from itertools import islice
 
+from indexer.errors import VmdexError
 from query.index import PAGE, DumpIndex, Run, Task, Vma
 from query.render import crashfmt as F
 from query.render.vmflags import flag_names
@@ -73,23 +74,47 @@ def read_error(fmt: str, levels: int, fault) -> str:
     """What crash prints when uvtop's read of this table page fails (memory.c readmem)."""
     _lo, _hi, level, pa, why = fault
     what = _TABLE_TYPE.get(level) or ("p4d page" if levels == 5 and level == 4 else "pgd page")
+    return readmem_failure(fmt, _cause_of(why), "physical", pa, what)
+
+
+def vma_read_error(fmt: str, fault) -> str:
+    """crash's fill_vma_cache read of a VMA the dump lost (vm_area_dump)."""
+    _seq, _vma, address, cause = fault
+    return readmem_failure(fmt, cause, "kernel virtual", address, "fill_vma_cache")
+
+
+def readmem_failure(fmt: str, cause: str, memtype: str, addr: int, what: str) -> str:
+    """crash's readmem() message for a failed FAULT_ON_ERROR read (memory.c): a page a
+    compressed dump excluded is silent (without `set debug 8`); a page no part of the
+    dump covers is a seek error in a kdump (read_diskdump), a read error in an ELF core;
+    a descriptor never written is "page incomplete"; corrupt zlib data adds zlib's code
+    first (checked with crash 9.0.2)."""
     if fmt == "elf":
         kind = "read error"
-    elif why.startswith("page excluded"):
-        return ""                    # silent, as crash is without `set debug 8`
-    elif "not in dump" in why:
-        kind = "seek error"          # not RAM in the dump's bitmap (read_diskdump)
-    elif "incomplete dump" in why:
+    elif cause == "excluded":
+        return ""
+    elif cause == "absent":
+        kind = "seek error"
+    elif cause == "incomplete":
         kind = "page incomplete"
     else:
         kind = "read error"
-    line = f'vm: {kind}: physical address: {pa:x}  type: "{what}"\n'
-    # crash reports a zlib failure with zlib's return code first (checked with crash 9.0.2
-    # on a kdump whose page-table page has corrupt compressed data).
-    z = _ZLIB_FAILURE.search(why)
-    if z and fmt.startswith("kdump"):
-        line = f"vm: compressed kdump: uncompress failed: {z.group(1)}\n" + line
+    line = f'vm: {kind}: {memtype} address: {addr:x}  type: "{what}"\n'
+    if cause.startswith("zlib:") and fmt.startswith("kdump"):
+        line = f"vm: compressed kdump: uncompress failed: {cause[5:]}\n" + line
     return line
+
+
+def _cause_of(why: str) -> str:
+    """The cause code of a page-table fault's stored reason text (older indexes)."""
+    if why.startswith("page excluded"):
+        return "excluded"
+    if "not in dump" in why:
+        return "absent"
+    if "incomplete dump" in why:
+        return "incomplete"
+    z = _ZLIB_FAILURE.search(why)
+    return f"zlib:{z.group(1)}" if z else "unreadable"
 
 
 _ZLIB_FAILURE = re.compile(r"zlib: uncompress failed: Error (-?\d+)")
@@ -118,6 +143,17 @@ class VmCommand:
             self._vma_cache[mm] = self.idx.vmas(mm)
         return self._vma_cache[mm]
 
+    def vma_walk(self, mm: int, vmas: list[Vma] | None = None, header_each: bool = False):
+        """The mm's VMAs in crash's order; where the dump lost one, crash's walk stops with
+        its read error (TaskAbort) after the VMAs before it. With `header_each` (vm -p)
+        crash prints the VMA header before it reads each VMA, the lost one too."""
+        yield from self.vmas(mm) if vmas is None else vmas
+        fault = self.idx.vma_fault(mm)
+        if fault is not None:
+            if header_each:
+                self.sink.vma_header()
+            raise TaskAbort(vma_read_error(self.idx.dump_format()[0], fault))
+
     def mem_usage(self, t: Task) -> tuple[int, int, int, int]:
         """crash's get_task_mem_usage: (mm, pgd, rss KiB, total_vm KiB). All zero for a
         zombie or a task without mm; only the mm for an exiting task whose mm_count is
@@ -142,10 +178,27 @@ class VmCommand:
             return None
         row = self.mm_row(self.a.mm)
         if row is None:
-            raise Fatal("vm: invalid mm_struct address\n")
+            raise self.not_an_indexed_mm(self.a.mm)
         if row.mm_count == 0:
             raise Fatal("vm: stale mm_struct address\n")
         return row.mm
+
+    def not_an_indexed_mm(self, addr: int) -> Exception:
+        """-M names no mm_struct a task of the dump uses. crash's is_valid_mm looks up the
+        slab cache of the address's page: no struct page there (past the end of RAM) is a
+        warning and an invalid address; inside the mm_struct slab (a page that holds one
+        of the dump's mm_structs) crash accepts it and reads whatever memory is there,
+        which the index does not keep, so vmdex says so instead of guessing."""
+        idx = self.idx
+        pa = idx.kvtop(addr)
+        if pa is None or idx.ram_end is not None and pa >= idx.ram_end:
+            return Fatal(f"WARNING: cannot find mem_map page for address: {addr:x}\n"
+                         "vm: invalid mm_struct address\n")
+        if addr >> 12 in idx.mm_pages():
+            return VmdexError(f"vm -M {addr:x}: an address inside the mm_struct slab but no "
+                              "mm_struct a task of this dump uses: crash would read raw memory "
+                              "there, and the index keeps none")
+        return Fatal("vm: invalid mm_struct address\n")
 
     def vma_block(self, v: Vma) -> None:
         self.sink.vma_header()
@@ -212,7 +265,7 @@ class VmCommand:
             self.struct_dump("mm_struct", [(self.idx.mm(mm, raw=True).raw, mm)])
             return
         if "P" in a.mode:
-            for v in self.vmas(mm):
+            for v in self.vma_walk(mm):
                 if v.vma == a.single_vma:
                     self.vma_block(v)
                     self.sink.page_header()
@@ -222,16 +275,15 @@ class VmCommand:
             self.out.failed = True   # nothing answered: a script should see a failure
             return
         if "v" in a.mode:
-            self.struct_dump("vm_area_struct",
-                             [(v.raw, v.vma) for v in self.idx.vmas(mm, raw=True)])
+            for v in self.vma_walk(mm, self.idx.vmas(mm, raw=True)):
+                self.struct_dump("vm_area_struct", [(v.raw, v.vma)])
             return
-        vmas = self.vmas(mm)
         if "p" not in a.mode:
             self.sink.vma_header()
-            for v in vmas:
+            for v in self.vma_walk(mm):
                 self.sink.vma(v)
             return
-        for v in vmas:
+        for v in self.vma_walk(mm, header_each=True):
             self.vma_block(v)
             self.sink.page_header()
             self.page_lines(mm, v)
@@ -317,11 +369,11 @@ class RefSearch:
             if mm is None:
                 return
             tm = (mm, 0, 0, 0)       # crash puts only the address into its mem usage
-        if mm not in self.mms and not cmd.idx.table_faults(mm):
+        if mm not in self.mms and not cmd.idx.table_faults(mm) and not cmd.idx.vma_fault(mm):
             return
         header = vma_printed = page_flag = False
         last_vma = None
-        for v in cmd.vmas(mm):
+        for v in cmd.vma_walk(mm):
             if (mm, v.seq) in self.vma_hits:
                 if not header:
                     cmd.header(t, False)

@@ -24,7 +24,16 @@ def name(flags: int) -> str:
 
 
 def _zlib(data: bytes, size: int) -> bytes:
-    return zlib.decompress(data, 15, size)
+    """zlib's uncompress() into a page-sized buffer, as makedumpfile and crash call it, so
+    corrupt data fails with the code they see: Z_BUF_ERROR (-5) when the output would
+    not fit the page, Z_DATA_ERROR (-3) when the data is bad or ends early."""
+    d = zlib.decompressobj(15)
+    out = d.decompress(data, size)       # raises zlib.error "Error -3 ..." on bad data
+    if d.eof:
+        return out
+    if len(out) >= size:
+        raise zlib.error("Error -5 while decompressing data: output does not fit the page")
+    raise zlib.error("Error -3 while decompressing data: incomplete or truncated stream")
 
 
 def _load_lzo():

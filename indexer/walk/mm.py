@@ -31,6 +31,9 @@ class Mm:
     counters: list[int]          # mm-wide rss counters, signed, indexed by MM_* enum
     raw: bytes
     vmas: list[Vma] = field(default_factory=list)
+    # The first VMA the dump lost: (its place in the list, its address, the kernel address
+    # that failed, cause code). crash's walk stops there, so the list stops there too.
+    vma_fault: tuple[int, int, int, str] | None = None
 
 
 def rss_counter_indexes(k: Kernel) -> list[int]:
@@ -77,11 +80,19 @@ def read_mm(k: Kernel, addr: int, paths: PathResolver, errors: list[str]) -> Mm:
     mm_count_path = "mm_count.counter" if v.has("mm_count.counter") else "mm_count"
     mm = Mm(addr=addr, pgd=v.ptr("pgd"), total_vm=v.s("total_vm"), map_count=v.s("map_count", 4),
             mm_count=v.s(mm_count_path, 4), counters=_counters(k, v), raw=v.raw)
-    vsize = k.sizeof("vm_area_struct")
     owner = k.off("vm_area_struct", "vm_mm") if k.has("vm_area_struct", "vm_mm") else None
     for va in vma_addresses(k, addr, errors, mm.map_count):
         try:
-            vma = _read_vma(k, va, vsize, paths)
+            view = k.view("vm_area_struct", va)
+        except MemoryReadError as exc:
+            # crash reads each VMA with FAULT_ON_ERROR (fill_vma_cache): its walk of this
+            # mm ends here, with a read error naming the address.
+            errors.append(f"mm {addr:x}: VMA {va:x} lost, the VMA list stops there: {exc}")
+            mm.vma_fault = (len(mm.vmas), va, exc.vaddr if exc.vaddr is not None else va,
+                            exc.cause)
+            break
+        try:
+            vma = _vma(view, paths)
         except (MemoryReadError, WalkError) as exc:
             errors.append(f"mm {addr:x}: VMA {va:x}: {exc}")
             continue
@@ -94,8 +105,8 @@ def read_mm(k: Kernel, addr: int, paths: PathResolver, errors: list[str]) -> Mm:
     return mm
 
 
-def _read_vma(k: Kernel, addr: int, size: int, paths: PathResolver) -> Vma:
-    v = k.view("vm_area_struct", addr)
+def _vma(v, paths: PathResolver) -> Vma:
+    addr = v.addr
     flags_path = "vm_flags" if v.has("vm_flags") else "__vm_flags"
     f = v.ptr("vm_file")
     return Vma(addr=addr, start=v.ptr("vm_start"), end=v.ptr("vm_end"), flags=v.u(flags_path),

@@ -82,14 +82,20 @@ def check_dump(folder: Path, dump: Path, answer_files: list[Path]) -> int:
         subprocess.run([vmdex, "--db", db, "ingest", "--vmlinux", str(_vmlinux(folder)),
                         "--name", dump.name, str(dump)], check=True, stdout=subprocess.DEVNULL)
         diffs: list[str] = []
-        per = replay.compare(rows, db, dump.name, diffs)
+        per = replay.compare(rows, db, dump.name, diffs, damaged=True)
     return _report(f"{folder.name} {dump.name}", per, diffs)
 
 
 def _report(title: str, per: dict, diffs: list[str]) -> int:
     same = sum(a for a, _ in per.values())
     total = sum(b for _, b in per.values())
-    print(f"{title}: {same}/{total} identical")
+    refused = sum(replay.REFUSED.values())
+    failed = sum(replay.CRASH_FAILED.values())
+    print(f"{title}: {same}/{total} identical"
+          + (f" (of them {refused} refused: crash read raw memory)" if refused else "")
+          + (f"; {failed} set aside: crash failed inside itself" if failed else ""))
+    replay.REFUSED.clear()
+    replay.CRASH_FAILED.clear()
     for fam, (a, b) in per.items():
         print(f"  {fam:14} {a}/{b}{'' if a == b else '  <--'}")
     for d in diffs[:40]:

@@ -69,14 +69,36 @@ def save_answers(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
+RAW_MEMORY_REFUSAL = b"crash would read raw memory there"
+# crash failing inside itself (a structure offset it cannot find in a newer kernel, e.g.
+# `vm: invalid structure member offset: page_first_page` from compound_head() on 7.x):
+# no answer to compare with, so such questions are set aside and counted.
+CRASH_INTERNAL = re.compile(rb"invalid structure member offset|^ +FILE: \S+  LINE: \d+  FUNCTION: ",
+                            re.M)
+CRASH_FAILED: Counter = Counter()
+REFUSED: Counter = Counter()     # questions vmdex refused, by family, since import
+
+
 def compare(rows: list[dict], db: str, dump: str | None,
-            diffs: list[str] | None = None) -> dict[str, tuple[int, int]]:
-    """Per family: (identical, asked)."""
+            diffs: list[str] | None = None, damaged: bool = False) -> dict[str, tuple[int, int]]:
+    """Per family: (identical, asked). On a damaged dump crash may stop a command without
+    a word (a page the filter excluded: its RESTART is silent); vmdex then prints the same
+    bytes but exits 1, so there only "crash reported an error => non-zero" is required."""
     same, asked = Counter(), Counter()
     for r in rows:
         want = r["crash"].encode("utf-8", "surrogateescape")
+        if CRASH_INTERNAL.search(want):
+            CRASH_FAILED[r["family"]] += 1
+            continue
         got, code = vmdex_answer(db, dump, r["cmd"])
-        ok = got == want and (code != 0) == crash_reported_error(want)
+        err = crash_reported_error(want)
+        ok = got == want and ((code != 0) == err or damaged and code == 1 and not err)
+        if not ok and code == 2 and RAW_MEMORY_REFUSAL in got \
+                and b"invalid mm_struct address" not in want:
+            # crash read raw memory the index does not keep (vm -M inside the mm_struct
+            # slab): vmdex must refuse in one line, never guess. Counted apart.
+            ok = True
+            REFUSED[r["family"]] += 1
         asked[r["family"]] += 1
         same[r["family"]] += ok
         if not ok and diffs is not None:
@@ -99,10 +121,11 @@ def replay_folder(folder: Path, db: Path, diffs: list[str]) -> tuple[int, int] |
     files = sorted((folder / "generated").glob("*.jsonl.gz"))
     if not files:
         return None
+    rows = [r for f in files for r in load_answers(f)]
     same = asked = 0
-    for f in files:
-        rows = load_answers(f)
-        for dump in sorted(p.name for p in folder.glob("vmcore.*")):
-            for a, b in compare(rows, str(db), dump, diffs).values():
-                same, asked = same + a, asked + b
+    for dump in sorted(p.name for p in folder.glob("vmcore.*")):
+        dd: list[str] = []
+        for a, b in compare(rows, str(db), dump, dd).values():
+            same, asked = same + a, asked + b
+        diffs.extend(f"{folder.name}/{dump}: {d}" for d in dd)
     return same, asked

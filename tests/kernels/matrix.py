@@ -208,7 +208,7 @@ def paging_of(db: Path, name: str) -> str:
     return f"{lines[-1]}-level" if p.returncode == 0 and len(lines) > 1 else "?"
 
 
-def check(row: Row, diffs: list[str]) -> Result:
+def check(row: Row, diffs: list[str], questions: int = 300) -> Result:
     res = Result(row)
     folder = row.folder
     res.release = release_of(folder)
@@ -226,16 +226,23 @@ def check(row: Row, diffs: list[str]) -> Result:
             if res.paging == "?":
                 res.paging = paging_of(db, name)
             res.formats[name] = compare_oracle(folder, db, name, diffs)
-        res.questions = ask_generated(folder, db, diffs)
+        res.questions = ask_generated(folder, db, diffs, questions)
     return res
 
 
-def ask_generated(folder: Path, db: Path, diffs: list[str]) -> tuple[int, int] | None:
-    """The generated questions recorded with crash's answers in the folder, if any."""
-    try:
-        from tests.generate import replay
-    except ImportError:
+def ask_generated(folder: Path, db: Path, diffs: list[str], count: int) -> tuple[int, int] | None:
+    """`count` generated questions (seeded by the release), asked once of live crash on
+    the folder's primary dump and kept in FOLDER/generated/, then of vmdex on every dump
+    of the folder: (identical, asked)."""
+    from tests.generate import __main__ as G
+    from tests.generate import replay
+
+    if count <= 0:
         return None
+    seed = sum(release_of(folder).encode())
+    answers = folder / "generated" / f"seed{seed}-n{count}.jsonl.gz"
+    if not answers.exists():
+        G.record(folder, seed, count, answers)
     return replay.replay_folder(folder, db, diffs)
 
 
@@ -270,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-build", action="store_true", help="check only folders already built")
     ap.add_argument("--doc", action="store_true", help="write the table into docs/verified.md")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--questions", type=int, default=300,
+                    help="generated questions per row, asked of live crash (0: none)")
     a = ap.parse_args(argv)
     rows = read_rows(a.rows)
     if a.only:
@@ -280,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         err = "" if a.no_build else build(row, sys.stderr)
         if a.no_build and not is_complete(row.folder):
             err = "not built"
-        res = Result(row, error=err) if err else check(row, diffs)
+        res = Result(row, error=err) if err else check(row, diffs, a.questions)
         results.append(res)
         print(f"[matrix] {row.name}: {'identical' if res.identical else 'NOT identical'} "
               f"{res.formats} {res.questions or ''} {res.error}", file=sys.stderr, flush=True)

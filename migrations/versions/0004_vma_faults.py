@@ -1,0 +1,40 @@
+"""vma_faults: VMAs the dump lost, where crash's VMA walk stops (fill_vma_cache);
+dumps.ram_end: where RAM ends (crash's "cannot find mem_map page")
+
+Revision ID: 0004
+Revises: 0003
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+I64 = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def upgrade():
+    # A plain ADD COLUMN on every engine (batch mode would rebuild `dumps` under its views).
+    op.add_column('dumps', sa.Column('ram_end', I64, nullable=True))
+    op.create_table(
+        'vma_faults',
+        sa.Column('dump_id', sa.Integer(), nullable=False),
+        sa.Column('mm', I64, nullable=False),
+        sa.Column('seq', sa.Integer(), nullable=False),
+        sa.Column('vma', I64, nullable=False),
+        sa.Column('address', I64, nullable=False),
+        sa.Column('cause', sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(['dump_id'], ['dumps.id'], ondelete='CASCADE'),
+    )
+    op.create_index('ix_vma_faults', 'vma_faults', ['dump_id', 'mm', 'seq'])
+
+
+def downgrade():
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute('ALTER TABLE dumps DROP COLUMN ram_end')   # SQLite >= 3.35
+    else:
+        op.drop_column('dumps', 'ram_end')
+    op.drop_index('ix_vma_faults', table_name='vma_faults')
+    op.drop_table('vma_faults')

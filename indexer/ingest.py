@@ -19,6 +19,7 @@ from indexer.walk.kernel import Kernel
 from indexer.walk.mm import Mm, crash_rss, read_mm
 from indexer.walk.pages import PageRuns, build_runs
 from indexer.walk.paths import PathResolver, swap_devices
+from indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
 from indexer.walk.tasks import Task, cpu_count, walk_tasks
 from indexer.x86_64 import KernelMemory, Paging, swap_offsets_inverted, walk_user_tables
 
@@ -43,6 +44,7 @@ class DumpImage:
     cpus: int
     paddr_prlen: int
     ram_end: int
+    task_state_names: list[str] | None
     default_task: int
     init_mm: int | None
     swap: tuple[int, dict[int, str]] | None
@@ -150,6 +152,10 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
 
     stage.what = "the task list (per-CPU runqueues, init_pid_ns)"
     tasks = walk_tasks(k, errors)
+    state_names = read_state_names(k)
+    states = states_from_names(state_names, info.osrelease or "")
+    for t in tasks:     # crash's ps ST column, from the kernel's own state-name table
+        t.st = state_string(states, task_state(t.state, t.exit_state)) if states else "??"
     stage.what = "the kernel"
     progress("tasks", len(tasks), len(tasks))
     paths = PathResolver(k)
@@ -204,7 +210,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         compression=phys.compression,
         release=info.osrelease or getattr(phys, "utsname_release", "") or "",
         build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
-        cpus=cpus, paddr_prlen=prlen, ram_end=ram_end, default_task=_default_task(k, tasks),
+        cpus=cpus, paddr_prlen=prlen, ram_end=ram_end, task_state_names=state_names,
+        default_task=_default_task(k, tasks),
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),

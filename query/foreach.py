@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from indexer.errors import VmdexError
 from query.index import DumpIndex, Task
-from query.taskstate import INVALID, SELECTORS, selector_value
+from indexer.walk.taskstate import INVALID, SELECTORS, selector_value
 from query.vm import Out, RefSearch, TaskAbort, VmCommand, str_to_context
 from query.words import Fatal, VmArgs, getopt, is_number
 

@@ -97,13 +97,14 @@ class DumpIndex:
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
-            "release, phys_base, ram_end FROM dumps WHERE name = ?", (name,))
+            "release, phys_base, ram_end, task_state_names FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
-         page_offset, self.release, self.phys_base, ram_end) = row
+         page_offset, self.release, self.phys_base, ram_end, state_names) = row
+        self.task_state_names = state_names.split("\n") if state_names else None
         self.ram_end = u(ram_end) if ram_end is not None else None
         self.default_task = u(default_task)
         self.kaslr_offset = u(kaslr)
@@ -129,21 +130,22 @@ class DumpIndex:
             (self.id, pid))]
 
     def task_states(self):
-        """crash's TASK_* values for this dump's kernel (query.taskstate), None if unknown."""
-        from query.taskstate import states_for
+        """crash's TASK_* values for this dump's kernel, from its stored task_state_array
+        (indexer.walk.taskstate), None if unknown."""
+        from indexer.walk.taskstate import states_from_names
 
-        return states_for(self.release)
+        return states_from_names(self.task_state_names, self.release)
 
     def state_code(self, t: Task) -> str:
         """What crash's `ps` prints in its ST column for t (task_state_string)."""
-        from query.taskstate import state_string, task_state
+        from indexer.walk.taskstate import state_string, task_state
 
         s = self.task_states()
         return t.st if s is None else state_string(s, task_state(t.state, t.exit_state))
 
     def is_zombie(self, t: Task) -> bool:
         """crash's IS_ZOMBIE(): task_state() & _ZOMBIE_."""
-        from query.taskstate import task_state
+        from indexer.walk.taskstate import task_state
 
         s = self.task_states()
         return t.st == "ZO" if s is None else bool(task_state(t.state, t.exit_state) & s.zombie)

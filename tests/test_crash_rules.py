@@ -50,7 +50,13 @@ def test_crash_rules(oracle_index, kernel, fname, cmd, status):
 
 def test_state_names_follow_crash():
     """task_state_string() on a 4.14+ kernel, for states the fixtures' tasks do not have."""
-    from query.taskstate import MODERN, selector_value, state_string, task_state, INVALID
+    from indexer.walk.taskstate import (INVALID, selector_value, state_string,
+                                        states_from_names, task_state)
+
+    # task_state_array as 4.14 and later kernels have it
+    MODERN = states_from_names(["R (running)", "S (sleeping)", "D (disk sleep)",
+                                "T (stopped)", "t (tracing stop)", "X (dead)", "Z (zombie)",
+                                "P (parked)", "I (idle)"], "6.1.0")
 
     cases = {
         (0, 0): "RU", (0x1, 0): "IN", (0x2001, 0): "IN", (0x2, 0): "UN", (0x402, 0): "ID",

@@ -30,24 +30,7 @@ class Task:
     is_idle: bool = False
     is_active: bool = False
     rss_cache: list[int] = field(default_factory=list)  # per-thread rss_stat.count[] (pre-6.2)
-
-    @property
-    def st(self) -> str:
-        """crash's two-letter state (ps ST column)."""
-        if self.exit_state & 0x20:
-            return "ZO"
-        if self.exit_state & 0x10:
-            return "DE"
-        s = self.state
-        if s == 0:
-            return "RU"
-        if s & 0x402 == 0x402:  # TASK_UNINTERRUPTIBLE | TASK_NOLOAD
-            return "ID"
-        for bit, name in ((0x1, "IN"), (0x2, "UN"), (0x4, "ST"), (0x8, "TR"),
-                          (0x80, "DE"), (0x100, "WA"), (0x200, "PA")):
-            if s & bit:
-                return name
-        return "??"
+    st: str = "??"              # crash's ps ST column (indexer.walk.taskstate), set by ingest
 
 
 def _xarray_entries(k: Kernel, root_entry: int, errors: list[str]):

@@ -1,5 +1,6 @@
 """vma_faults: VMAs the dump lost, where crash's VMA walk stops (fill_vma_cache);
-dumps.ram_end: where RAM ends (crash's "cannot find mem_map page")
+dumps.ram_end: where RAM ends (crash's "cannot find mem_map page");
+dumps.task_state_names: the kernel's task_state_array (crash's state names and bits)
 
 Revision ID: 0004
 Revises: 0003
@@ -18,6 +19,7 @@ I64 = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 def upgrade():
     # A plain ADD COLUMN on every engine (batch mode would rebuild `dumps` under its views).
     op.add_column('dumps', sa.Column('ram_end', I64, nullable=True))
+    op.add_column('dumps', sa.Column('task_state_names', sa.Text(), nullable=True))
     op.create_table(
         'vma_faults',
         sa.Column('dump_id', sa.Integer(), nullable=False),
@@ -33,8 +35,10 @@ def upgrade():
 
 def downgrade():
     if op.get_bind().dialect.name == 'sqlite':
-        op.execute('ALTER TABLE dumps DROP COLUMN ram_end')   # SQLite >= 3.35
+        op.execute('ALTER TABLE dumps DROP COLUMN task_state_names')   # SQLite >= 3.35
+        op.execute('ALTER TABLE dumps DROP COLUMN ram_end')
     else:
+        op.drop_column('dumps', 'task_state_names')
         op.drop_column('dumps', 'ram_end')
     op.drop_index('ix_vma_faults', table_name='vma_faults')
     op.drop_table('vma_faults')

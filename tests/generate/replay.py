@@ -8,7 +8,6 @@ import gzip
 import io
 import json
 import re
-import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -22,12 +21,35 @@ def crash_reported_error(answer: bytes) -> bool:
     return bool(_ERROR.search(answer))
 
 
+def crash_words(line: str) -> list[str]:
+    """The words crash's parse_line (tools.c) makes of a command line: split at blanks,
+    a "double-quoted" stretch is one word without its quotes; single quotes are ordinary
+    characters (foreach's 'regex' keeps them). vmdex is given the same words."""
+    words, i, n = [], 0, len(line)
+    while i < n:
+        if line[i] in " \t":
+            i += 1
+            continue
+        if line[i] == '"':
+            j = line.find('"', i + 1)
+            j = n if j < 0 else j
+            words.append(line[i + 1:j])
+            i = j + 1
+            continue
+        j = i
+        while j < n and line[j] not in " \t":
+            j += 1
+        words.append(line[i:j])
+        i = j
+    return words
+
+
 def vmdex_answer(db: str, dump: str | None, cmd: str) -> tuple[bytes, int]:
     """(terminal output, exit status) of `vmdex --db DB [--dump N] CMD`, in-process."""
     from indexer.errors import VmdexError
     from query.answer import answer, query_words
 
-    words = shlex.split(cmd)
+    words = crash_words(cmd)
     argv = ["--db", db] + (["--dump", dump] if dump else []) + words
     fast = query_words(argv)
     if fast is None:

@@ -155,10 +155,10 @@ class ForeachParser:
                 states = idx.task_states()
                 if states is None:
                     raise VmdexError(
-                        f"foreach {w}: the index does not know this kernel's task-state "
-                        f"bits (release {idx.release}: crash reads them from the kernel's "
-                        "task_state_array/stat_nam text, which vmdex stores for no kernel; "
-                        "they are derived for 4.14 and later only)")
+                        f"foreach {w}: the index holds no task-state names for this dump "
+                        f"(release {idx.release}): crash takes the state bits from the "
+                        "kernel's task_state_array, which the ingest could not read "
+                        "(or the dump was indexed before migration 0004: ingest it again)")
                 if selector_value(states, w) == INVALID:
                     raise Fatal(f"foreach: invalid task state for this kernel: {w}\n")
                 sel.state = w

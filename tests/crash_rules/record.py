@@ -1,6 +1,6 @@
 """Record what crash 9.0.2 prints for argument rules of `vm` and `foreach ... vm`.
 
-    CRASH=/path/to/fixture-tools/crash9.sh .venv/bin/python tests/crash_rules/record.py [FOLDER...]
+    [CRASH=other-crash] .venv/bin/python tests/crash_rules/record.py [FOLDER...]
 
 The rules come from crash's task.c (cmd_foreach, foreach, str_to_context, task state
 names) and memory.c / tools.c (cmd_vm, vm_area_dump, is_valid_mm, htol/htoll): foreach
@@ -15,19 +15,15 @@ are built from each fixture's cases.json and ps.txt; run by hand, the files are 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests import fixturedata as F  # noqa: E402
+from tests.generate import crashlive  # noqa: E402
 from tests.conftest import primary_variant  # noqa: E402
 
-CRASH = shlex.split(os.environ.get("CRASH", "crash"))
 HERE = Path(__file__).resolve().parent
 ERROR = re.compile(r"^(vm: |foreach: |Usage:|\(not found\))", re.M)
 
@@ -182,20 +178,9 @@ def record(kernel: str) -> None:
     cmds = commands(kernel)
     out_dir = HERE / kernel
     out_dir.mkdir(exist_ok=True)
-    script = []
-    for name, cmd in cmds:
-        script += [f"!echo '@@@@ {name}'", cmd]
-    script += ["!echo '@@@@ END'", "quit"]
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("\n".join(script) + "\n")
     dump = F.dump(kernel, primary_variant(kernel))
-    with open(f.name) as stdin:
-        p = subprocess.run(CRASH + ["-s", str(F.vmlinux(kernel)), str(dump)], stdin=stdin,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           env={**os.environ, "TERM": "dumb"})
-    os.unlink(f.name)
-    blocks = re.split(rb"^@@@@ (\S+)\n", p.stdout, flags=re.M)
-    got = dict(zip(blocks[1::2], blocks[2::2]))
+    answers = crashlive.ask(F.vmlinux(kernel), dump, [cmd for _, cmd in cmds])
+    got = {name.encode(): text for (name, _), text in zip(cmds, answers)}
     with open(out_dir / "commands.tsv", "w") as tsv:
         tsv.write("# file\tcrash 9.0.2 command (split at whitespace)\terror|ok\n")
         for name, cmd in cmds:

@@ -1,6 +1,6 @@
 """Record what crash 9.0.2 prints for `vm` forms the fixtures' oracle does not cover.
 
-    CRASH=/path/to/fixture-tools/crash9.sh .venv/bin/python tests/extra_oracle/record.py
+    [CRASH=other-crash] .venv/bin/python tests/extra_oracle/record.py
 
 Needs the fixture tools' crash 9.0.2 (../shared/fixtures/tools: its sid chroot). Writes
 tests/extra_oracle/<kernel>/<name>.txt (stdout and stderr as a terminal shows them) and a
@@ -10,19 +10,15 @@ cases.json, so the same list serves every kernel. Run by hand; the files are com
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests import fixturedata as F  # noqa: E402
+from tests.generate import crashlive  # noqa: E402
 from tests.conftest import primary_variant  # noqa: E402
 
-CRASH = shlex.split(os.environ.get("CRASH", "crash"))
 HERE = Path(__file__).resolve().parent
 
 
@@ -88,19 +84,9 @@ def record(kernel: str) -> None:
     cmds = commands(kernel)
     out_dir = HERE / kernel
     out_dir.mkdir(exist_ok=True)
-    script = []
-    for name, cmd in cmds:
-        script += [f"!echo '@@@@ {name}'", cmd]
-    script += ["!echo '@@@@ END'", "quit"]
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("\n".join(script) + "\n")
     dump = F.dump(kernel, primary_variant(kernel))
-    p = subprocess.run(CRASH + ["-s", str(F.vmlinux(kernel)), str(dump)], stdin=open(f.name),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       env={**os.environ, "TERM": "dumb"})
-    os.unlink(f.name)
-    blocks = re.split(rb"^@@@@ (\S+)\n", p.stdout, flags=re.M)
-    got = dict(zip(blocks[1::2], blocks[2::2]))
+    answers = crashlive.ask(F.vmlinux(kernel), dump, [cmd for _, cmd in cmds])
+    got = {name.encode(): text for (name, _), text in zip(cmds, answers)}
     with open(out_dir / "commands.tsv", "w") as tsv:
         tsv.write("# file\tcrash 9.0.2 command (stdout+stderr as a terminal shows them)\n")
         for name, cmd in cmds:

@@ -45,6 +45,7 @@ class DumpImage:
     paddr_prlen: int
     ram_end: int
     task_state_names: list[str] | None
+    sparsemem: tuple[int | None, int | None]  # (SECTION_SIZE_BITS, MAX_PHYSMEM_BITS)
     default_task: int
     init_mm: int | None
     swap: tuple[int, dict[int, str]] | None
@@ -211,6 +212,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         release=info.osrelease or getattr(phys, "utsname_release", "") or "",
         build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
         cpus=cpus, paddr_prlen=prlen, ram_end=ram_end, task_state_names=state_names,
+        sparsemem=(info.number("SECTION_SIZE_BITS"), info.number("MAX_PHYSMEM_BITS")),
         default_task=_default_task(k, tasks),
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,

@@ -41,6 +41,8 @@ dumps = Table(
     Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
     Column("ram_end", I64),                                  # end of the highest node's span (bytes)
     Column("task_state_names", Text),                        # task_state_array, one per line
+    Column("section_size_bits", SmallInteger),               # VMCOREINFO (sparsemem)
+    Column("max_physmem_bits", SmallInteger),                # VMCOREINFO (sparsemem)
     Column("default_task", I64, nullable=False),           # crash's startup context
     Column("init_mm", I64),
     Column("swap_lines", Boolean, nullable=False),         # nr_swapfiles + swap_info exist

@@ -112,6 +112,7 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             paging_levels=p.levels, cpus=img.cpus, paddr_prlen=img.paddr_prlen,
             ram_end=img.ram_end,
             task_state_names="\n".join(img.task_state_names) if img.task_state_names else None,
+            section_size_bits=img.sparsemem[0], max_physmem_bits=img.sparsemem[1],
             default_task=to_signed(img.default_task),
             init_mm=to_signed(img.init_mm) if img.init_mm else None,
             swap_lines=img.swap is not None, swap_info_len=img.swap[0] if img.swap else 0,

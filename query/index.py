@@ -97,13 +97,15 @@ class DumpIndex:
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
-            "release, phys_base, ram_end, task_state_names FROM dumps WHERE name = ?", (name,))
+            "release, phys_base, ram_end, task_state_names, section_size_bits, max_physmem_bits "
+            "FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
-         page_offset, self.release, self.phys_base, ram_end, state_names) = row
+         page_offset, self.release, self.phys_base, ram_end, state_names, self.section_bits,
+         self.physmem_bits) = row
         self.task_state_names = state_names.split("\n") if state_names else None
         self.ram_end = u(ram_end) if ram_end is not None else None
         self.default_task = u(default_task)

@@ -192,7 +192,13 @@ class VmCommand:
         idx = self.idx
         pa = idx.kvtop(addr)
         if pa is None or idx.ram_end is not None and pa >= idx.ram_end:
-            return Fatal(f"WARNING: cannot find mem_map page for address: {addr:x}\n"
+            warn = ""
+            if pa is not None and idx.section_bits and idx.physmem_bits:
+                # crash's sparsemem lookup first: a section number past NR_MEM_SECTIONS
+                section = pa >> idx.section_bits
+                if section >= 1 << (idx.physmem_bits - idx.section_bits):
+                    warn = f"WARNING: sparsemem: invalid section number: {section}\n"
+            return Fatal(f"{warn}WARNING: cannot find mem_map page for address: {addr:x}\n"
                          "vm: invalid mm_struct address\n")
         if addr >> 12 in idx.mm_pages():
             return VmdexError(f"vm -M {addr:x}: an address inside the mm_struct slab but no "

@@ -273,6 +273,17 @@ class Symtab:
             i -= 1
         return None
 
+    def _prev_in_section(self, i: int, sec: int) -> int:
+        """The nearest symbol index below i that lies in section `sec` (-1 if none):
+        symbols of other sections can sit in between by the thousand (7.x links per-CPU
+        variables into the image), so the walk jumps instead of stepping."""
+        cache = self.__dict__.setdefault("_by_section", {})
+        idxs = cache.get(sec)
+        if idxs is None:
+            idxs = cache[sec] = np.flatnonzero(self.shndx == sec)
+        j = int(np.searchsorted(idxs, i, side="left")) - 1
+        return int(idxs[j]) if j >= 0 else -1
+
     def lookup(self, addr: int, offset: int = 0) -> tuple[str, int] | None:
         """(name, offset) gdb would print for pointer value `addr`, or None."""
         a = (addr - offset) & MASK64
@@ -290,7 +301,7 @@ class Symtab:
                 hi -= 1
                 continue
             if int(X[hi]) != sec:
-                hi -= 1
+                hi = self._prev_in_section(hi, sec)   # what stepping back one by one finds
                 continue
             if (hi > 0 and k != TEXT and int(K[hi - 1]) == TEXT and S[hi] == S[hi - 1]
                     and A[hi] == A[hi - 1] and X[hi] == X[hi - 1]):

@@ -119,14 +119,7 @@ def check(folder: Path, answer_files: list[Path], variants: list[str] | None) ->
                            stdout=subprocess.DEVNULL)
             diffs: list[str] = []
             per = replay.compare(rows, db, dump.name, diffs)
-            same = sum(a for a, _ in per.values())
-            total = sum(b for _, b in per.values())
-            print(f"{folder.name} {dump.name}: {same}/{total} identical")
-            for fam, (a, b) in per.items():
-                print(f"  {fam:14} {a}/{b}{'' if a == b else '  <--'}")
-            for d in diffs[:40]:
-                print("   ", d)
-            bad += same != total
+            bad += _report(f"{folder.name} {dump.name}", per, diffs)
     return 1 if bad else 0
 
 

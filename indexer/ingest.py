@@ -195,6 +195,9 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
                 errors.append(f"mm {a:x}: page tables not walked: {type(exc).__name__}: {exc}")
                 continue
             faults.extend((a, f) for f in mm_faults)
+            # A walk the bounds stopped loses what crash would still show: say so.
+            errors.extend(f"mm {a:x}: {f.reason}" for f in mm_faults
+                          if f.reason.endswith("walk stopped"))
             progress("page tables", i + 1, len(mms))
             yield a, runs
 

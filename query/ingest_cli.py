@@ -40,7 +40,9 @@ def run_ingest(db: str | None, dump: str, vmlinux: str, name: str | None,
     runs = img.run_count
     vmas = sum(len(m.vmas) for m in img.mms.values())
     print(f"ingested {img.name}: {img.release}, {len(img.tasks)} tasks, {len(img.mms)} mms, "
-          f"{vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors in {secs:.1f}s",
+          f"{vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors"
+          + (f", {len(img.faults)} unreadable page tables" if img.faults else "")
+          + f" in {secs:.1f}s",
           file=sys.stderr)
 
 

@@ -17,11 +17,11 @@ from indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, 
 from indexer.kernel.vmcoreinfo import VmcoreInfo
 from indexer.walk.kernel import Kernel
 from indexer.walk.mm import Mm, crash_rss, read_mm
-from indexer.walk.pages import PageRuns, build_runs
+from indexer.walk.pages import PageRuns, RunBuilder
 from indexer.walk.paths import PathResolver, swap_devices
 from indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
 from indexer.walk.tasks import Task, cpu_count, walk_tasks
-from indexer.x86_64 import KernelMemory, Paging, swap_offsets_inverted, walk_user_tables
+from indexer.x86_64 import KernelMemory, Paging, iter_user_leaves, swap_offsets_inverted
 
 Progress = Callable[[str, int, int], None]
 
@@ -181,25 +181,28 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     faults: list = []
 
     def page_runs() -> Iterator[tuple[int, PageRuns]]:
-        """Each mm's page runs in turn. The store consumes them one mm at a time inside its
-        transaction, so memory holds one address space's entries, not the whole dump's."""
+        """Each mm's page runs in turn, chunk by chunk as the walk streams them. The store
+        writes them inside its transaction, so memory holds one chunk of one address
+        space, never a whole address space or the dump."""
         user_top = 1 << (56 if paging.levels == 5 else 47)
         for i, (a, mm) in enumerate(mms.items()):
             ranges = [(v.start, v.end) for v in mm.vmas]
+            mm_faults: list = []
+            builder = RunBuilder(ranges, paging)
             try:
-                batch, mm_faults = walk_user_tables(phys, paging, mm.pgd - paging.page_offset,
-                                                    user_top, ranges)
-                runs = build_runs(batch, ranges, paging)
+                for batch in iter_user_leaves(phys, paging, mm.pgd - paging.page_offset,
+                                              user_top, ranges, mm_faults):
+                    runs = builder.feed(batch)
+                    if len(runs):
+                        yield a, runs
+                yield a, builder.finish()
             except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
-                # Garbage VMAs or tables that trip the array code: this mm has no pages.
-                errors.append(f"mm {a:x}: page tables not walked: {type(exc).__name__}: {exc}")
-                continue
+                # Garbage VMAs or tables that trip the array code: the rest of this mm's
+                # pages are unknown (what was stored before stays, and the error says so).
+                errors.append(f"mm {a:x}: page tables not walked to the end: "
+                              f"{type(exc).__name__}: {exc}")
             faults.extend((a, f) for f in mm_faults)
-            # A walk the bounds stopped loses what crash would still show: say so.
-            errors.extend(f"mm {a:x}: {f.reason}" for f in mm_faults
-                          if f.reason.endswith("walk stopped"))
             progress("page tables", i + 1, len(mms))
-            yield a, runs
 
     stage.what = "swap_info"
     swap_info = swap_devices(k, paths, errors)

@@ -192,34 +192,32 @@ class TableFault:
     reason: str
 
 
-MAX_TABLES = 1 << 17    # table pages per address space: 256 GiB mapped with 4 KiB pages
-MAX_LEAVES = 1 << 24    # non-empty leaf entries per address space
-MAX_HUGE_RUNS = 1 << 20  # 2 MiB stretches of huge leaves (2 TiB): each is split in Python
 MAX_TABLE_REUSE = 4     # a table page is normally under one entry (hugetlb PMD sharing: few)
+CHUNK_LEAVES = 1 << 20  # leaf entries handed on at a time: memory is bounded by this, not by
+                        # the size of the address space
 
 
-class _TooBig(Exception):
-    pass
-
-
-def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
-                     ranges: list[tuple[int, int]] | None = None):
-    """Every non-empty leaf below user_top, and the table pages that could not be read.
+def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
+                     ranges: list[tuple[int, int]] | None, faults: list,
+                     chunk_leaves: int = CHUNK_LEAVES):
+    """Every non-empty leaf below user_top, in address order, as LeafBatch chunks of about
+    `chunk_leaves` entries (cut only between page-table pages); the table pages that
+    could not be read are appended to `faults`. Memory holds one chunk, whatever the
+    size of the address space.
 
     `ranges` (sorted, non-overlapping [start, end) VMAs) prunes subtrees no VMA touches:
     crash only ever looks up addresses inside VMAs, so entries elsewhere are never shown.
 
     Corrupt tables cannot make this loop or explode: a table that points back at one of
-    its own ancestors, or is under more than MAX_TABLE_REUSE entries, is a fault, and past
-    MAX_TABLES tables / MAX_LEAVES leaves / MAX_HUGE_RUNS huge stretches the walk stops
-    with one fault covering the rest of the address space. Faults, not exceptions:
-    only the affected addresses are unknown.
+    its own ancestors, or is under more than MAX_TABLE_REUSE entries, is a fault, so no
+    table page is read more than MAX_TABLE_REUSE times: the walk is bounded by the dump's
+    size. Faults, not exceptions: only the affected addresses are unknown.
     """
     mask = np.uint64(paging.phys_mask)
     sme_keep = np.uint64(~paging.sme_mask & U64)
     shifts = _shifts(paging.levels)
-    chunks: list[tuple] = []
-    faults: list[TableFault] = []
+    pending: list[tuple] = []
+    held = [0]                  # leaves in `pending`
     starts = np.array([r[0] for r in ranges] if ranges else [], dtype=np.uint64)
     ends = np.array([r[1] for r in ranges] if ranges else [], dtype=np.uint64)
 
@@ -231,8 +229,13 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
 
     idx = np.arange(ENTRIES, dtype=np.uint64)
     path: list[int] = []        # table pages from the top down to the one being read
-    count = [0, 0, 0]           # tables read, leaves found, 2 MiB stretches of huge leaves
     uses: dict[int, int] = {}   # table page -> entries that led to it so far
+
+    def flush():
+        cols = list(zip(*pending))
+        pending.clear()
+        held[0] = 0
+        return LeafBatch(*(np.concatenate(c) for c in cols))
 
     def visit(table_pa: int, base: int, depth: int):
         shift = shifts[depth]
@@ -249,9 +252,6 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
                                      f"page table {table_pa:x} is under more than "
                                      f"{MAX_TABLE_REUSE} entries (corrupt tables?)"))
             return
-        count[0] += 1
-        if count[0] > MAX_TABLES or count[1] > MAX_LEAVES or count[2] > MAX_HUGE_RUNS:
-            raise _TooBig(base)
         try:
             raw = phys.read(table_pa, PAGE_SIZE)
         except MemoryReadError as exc:
@@ -272,38 +272,44 @@ def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
             pres = present[sel]
             val = np.where(pres, e[sel] & mask, e[sel])
             n = int(sel.sum())
-            count[1] += n
-            chunks.append((vas[sel], np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
-                           np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8), val))
+            pending.append((vas[sel], np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
+                            np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8), val))
+            held[0] += n
+            if held[0] >= chunk_leaves:
+                yield flush()
             return
         huge = nz & present & ((e & np.uint64(_PSE)) != 0) if level in (LEVEL_PMD, LEVEL_PUD) \
             else np.zeros(ENTRIES, bool)
-        if huge.any():
-            n = int(huge.sum())
-            count[2] += n * max(1, span >> 21)
-            chunks.append((vas[huge], np.full(n, span // PAGE_SIZE, np.int64),
-                           np.full(n, level, np.int8), np.full(n, KIND_PRESENT, np.int8),
-                           e[huge] & mask))
         # Non-present entries above the PTE level are "not mapped" for crash.
-        down = np.nonzero(nz & present & ~huge)[0]
+        down = nz & present & ~huge
         path.append(table_pa)
-        for i in down:
+        for i in np.nonzero(huge | down)[0]:      # in address order, leaves and tables alike
             va = base + int(i) * span
-            if overlaps(va, va + span):
-                visit(int(e[i] & mask), va, depth + 1)
+            if huge[i]:
+                pending.append((vas[i:i + 1], np.full(1, span // PAGE_SIZE, np.int64),
+                                np.full(1, level, np.int8), np.full(1, KIND_PRESENT, np.int8),
+                                e[i:i + 1] & mask))
+                held[0] += max(1, span >> 21)     # each 2 MiB of it becomes a run
+                if held[0] >= chunk_leaves:
+                    yield flush()
+            elif overlaps(va, va + span):
+                yield from visit(int(e[i] & mask), va, depth + 1)
         path.pop()
 
-    try:
-        visit(top_pa, 0, 0)
-    except _TooBig as stop:
-        faults.append(TableFault(stop.args[0], user_top, len(shifts), top_pa,
-                                 f"more than {MAX_TABLES} page tables, {MAX_LEAVES} entries or "
-                                 f"{MAX_HUGE_RUNS * 2} MiB of huge pages (corrupt tables?): "
-                                 "walk stopped"))
+    yield from visit(top_pa, 0, 0)
+    if pending:
+        yield flush()
+
+
+def walk_user_tables(phys, paging: Paging, top_pa: int, user_top: int,
+                     ranges: list[tuple[int, int]] | None = None):
+    """(all leaves as one LeafBatch, faults): iter_user_leaves gathered, for small
+    address spaces and tests."""
+    faults: list[TableFault] = []
+    chunks = list(iter_user_leaves(phys, paging, top_pa, user_top, ranges, faults))
     if not chunks:
         empty = np.zeros(0, np.uint64)
         return LeafBatch(empty, np.zeros(0, np.int64), np.zeros(0, np.int8),
                          np.zeros(0, np.int8), empty), faults
-    cols = list(zip(*chunks))
-    batch = LeafBatch(*(np.concatenate(c) for c in cols))
-    return batch, faults
+    return LeafBatch(*(np.concatenate(c) for c in zip(*(
+        (b.va, b.npages, b.level, b.kind, b.value) for b in chunks)))), faults

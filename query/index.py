@@ -185,6 +185,20 @@ class DumpIndex:
             (self.id, s64(mm), vma_seq))
         return [Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5]) for r in rows]
 
+    def run_at(self, mm: int, va: int):
+        """(run, page index in it) of the stored run holding user page va, or None: one
+        indexed probe (ix_page_runs_va), whatever the size of the address space."""
+        r = self.c.one(
+            "SELECT va, npages, kind, pa, swap_type, swap_offset FROM page_runs "
+            "WHERE dump_id = ? AND mm = ? AND va <= ? ORDER BY va DESC LIMIT 1",
+            (self.id, s64(mm), s64(va)))
+        if r is None:
+            return None
+        run = Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5])
+        if not run.va <= va < run.va + run.npages * PAGE:
+            return None
+        return run, (va - run.va) // PAGE
+
     def swapdev(self, typ: int | None) -> str:
         if self._swapdev is None:
             self._swapdev = dict(self.c.all(

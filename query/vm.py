@@ -10,7 +10,7 @@ import re
 from itertools import islice
 
 from indexer.errors import VmdexError
-from query.index import PAGE, DumpIndex, Run, Task, Vma
+from query.index import PAGE, DumpIndex, Task, Vma
 from query.render import crashfmt as F
 from query.render.vmflags import flag_names
 from query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
@@ -302,13 +302,6 @@ class VmCommand:
                                                     self.a.radix or 10))
 
 
-def _find(runs: list[Run], va: int):
-    for r in runs:
-        if r.va <= va < r.va + r.npages * PAGE:
-            return r, (va - r.va) // PAGE
-    return None
-
-
 class RefSearch:
     """`-R reference`: crash's matching rules, answered from reverse indexes in one go."""
 
@@ -396,9 +389,10 @@ class RefSearch:
                 if fault is not None:
                     raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
                 continue
-            runs = cmd.idx.runs(mm, v.seq)
+            # Only the runs under the candidate pages: a VMA can hold millions of pages.
+            hit_of = {va: cmd.idx.run_at(mm, va) for va in cands}
             hits = sorted(va for va in cands if v.start <= va < end
-                          and self.page_matches(v, va, _find(runs, va)))
+                          and self.page_matches(v, va, hit_of[va]))
             if not hits:
                 if fault is not None:
                     raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
@@ -413,7 +407,7 @@ class RefSearch:
                 vma_printed, last_vma = True, v.vma
             cmd.sink.page_header()
             for va in hits:
-                cmd.page_range(v, va, va + PAGE, _find(runs, va))
+                cmd.page_range(v, va, va + PAGE, hit_of[va])
             if fault is not None:
                 raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
         if header:

@@ -66,10 +66,47 @@ def _clip_to_vmas(b: LeafBatch, starts: np.ndarray, ends: np.ndarray):
     return out
 
 
+class RunBuilder:
+    """Page runs of one address space from leaf chunks in address order (the streaming
+    walk), with the same run boundaries as if all leaves came at once: the unfinished
+    stretch at the end of a chunk, less than MAX_RUN_PAGES leaves, waits for the next."""
+
+    def __init__(self, vmas: list[tuple[int, int]], paging: Paging):
+        self.starts = np.array([s for s, _ in vmas], dtype=np.uint64)
+        self.ends = np.array([e for _, e in vmas], dtype=np.uint64)
+        self.paging = paging
+        self.carry: list[np.ndarray] | None = None
+
+    def feed(self, batch: LeafBatch) -> PageRuns:
+        cols = _clip_to_vmas(batch, self.starts, self.ends)
+        if self.carry is not None:
+            cols = [np.concatenate([c, x]) for c, x in zip(self.carry, cols)]
+        runs, self.carry = _runs(cols, self.paging, hold_tail=True)
+        return runs
+
+    def finish(self) -> PageRuns:
+        cols, self.carry = self.carry, None
+        if cols is None:
+            cols = _clip_to_vmas(_EMPTY, self.starts, self.ends)
+        return _runs(cols, self.paging, hold_tail=False)[0]
+
+
 def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], paging: Paging) -> PageRuns:
-    starts = np.array([s for s, _ in vmas], dtype=np.uint64)
-    ends = np.array([e for _, e in vmas], dtype=np.uint64)
-    va, npg, lvl, kind, val, vi = _clip_to_vmas(batch, starts, ends)
+    """All runs of one address space's leaves, given at once."""
+    b = RunBuilder(vmas, paging)
+    b.feed(batch)
+    return b.finish()
+
+
+_EMPTY = LeafBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int8),
+                   np.zeros(0, np.int8), np.zeros(0, np.uint64))
+
+
+def _runs(cols: list[np.ndarray], paging: Paging, hold_tail: bool):
+    """(runs, held-back leaf columns or None) of clipped, address-sorted leaves. With
+    hold_tail the last continuous stretch is held back from its last MAX_RUN_PAGES
+    boundary on: the next chunk may continue it."""
+    va, npg, lvl, kind, val, vi = cols
     n = len(va)
     swap = kind == KIND_SWAP
     styp = np.zeros(n, np.uint64)
@@ -78,7 +115,7 @@ def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], paging: Paging) ->
         styp[swap], soff[swap] = paging.swap_type_offset(val[swap])
     if n == 0:
         z = np.zeros(0, np.int64)
-        return PageRuns(z, va, npg, lvl, kind, val, z, z, val)
+        return PageRuns(z, va, npg, lvl, kind, val, z, z, val), None
     # Where does a new run start? Any break in continuity between neighbours.
     brk = np.ones(n, bool)
     if n > 1:
@@ -97,6 +134,11 @@ def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], paging: Paging) ->
     heads = np.nonzero(brk)[0]
     # Sum npages per run (all 1 for PTE runs, the leaf size for a lone huge leaf).
     run_pages = np.add.reduceat(npg, heads) if n else npg
+    carry = None
+    if hold_tail:       # the last run may go on in the next chunk: its leaves wait
+        cut = int(heads[-1])
+        carry = [c[cut:] for c in cols]
+        heads, run_pages = heads[:-1], run_pages[:-1]
     present = kind[heads] == KIND_PRESENT
     return PageRuns(
         vma_index=vi[heads].astype(np.int64),
@@ -108,4 +150,4 @@ def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], paging: Paging) ->
         swap_type=styp[heads].astype(np.int64),
         swap_offset=soff[heads].astype(np.int64),
         pte=val[heads],
-    )
+    ), carry

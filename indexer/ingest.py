@@ -1,8 +1,8 @@
 """One pass over a dump: open it, learn the kernel, walk every task and mm, store the rows.
 
 Tasks, mms and VMAs are walked before the database is touched; the page tables are then
-walked one mm at a time inside the single transaction that writes the dump (so memory
-holds one address space, not the dump). A failed or interrupted ingest leaves no trace,
+walked one mm at a time, in chunks, inside the single transaction that writes the dump
+(so memory holds one chunk of one address space, never a whole one). A failed or interrupted ingest leaves no trace,
 and a re-ingested name is replaced only when the new copy is complete.
 """
 from __future__ import annotations

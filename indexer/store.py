@@ -96,7 +96,7 @@ def _copy(conn: Connection, table, rows) -> None:
 
 def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -> int:
     """Write the dump in one transaction, walking each mm's page tables as its rows go in
-    (`img.page_runs`), so the walk's memory is one address space at a time."""
+    (`img.page_runs`, chunk by chunk), so the walk's memory is one chunk at a time."""
     vma_count = sum(len(m.vmas) for m in img.mms.values())
     with engine.begin() as conn:
         old = conn.execute(select(S.dumps.c.id).where(S.dumps.c.name == img.name)).scalar()

@@ -193,7 +193,7 @@ class TableFault:
 
 
 MAX_TABLE_REUSE = 4     # a table page is normally under one entry (hugetlb PMD sharing: few)
-CHUNK_LEAVES = 1 << 20  # leaf entries handed on at a time: memory is bounded by this, not by
+CHUNK_LEAVES = 1 << 18  # leaf entries handed on at a time: memory is bounded by this, not by
                         # the size of the address space
 
 

@@ -2,8 +2,9 @@
 
 Tasks, mms and VMAs are walked before the database is touched; the page tables are then
 walked one mm at a time, in chunks, inside the single transaction that writes the dump
-(so memory holds one chunk of one address space, never a whole one). A failed or interrupted ingest leaves no trace,
-and a re-ingested name is replaced only when the new copy is complete.
+(so memory holds one chunk of one address space, never a whole one). A failed or
+interrupted ingest leaves no trace, and a re-ingested name is replaced only when the new
+copy is complete.
 """
 from __future__ import annotations
 

@@ -314,7 +314,8 @@ class DumpIndex:
         return self._mm_pages
 
     def kvtop(self, va: int) -> int | None:
-        """Physical address of a direct-map or kernel-image address (x86_64)."""
+        """Physical address of a direct-map or kernel-image address. x86_64 only, like the
+        rest of the index today (START_KERNEL_MAP); the architecture seam will own it."""
         if va >= 0xFFFFFFFF80000000:
             return (va - 0xFFFFFFFF80000000 + self.phys_base) & ((1 << 64) - 1)
         if va >= self.page_offset:

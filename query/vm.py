@@ -171,9 +171,8 @@ class VmCommand:
 
     def forced_mm(self) -> int | None:
         """`-M mm` for a task without one (vm_area_dump's MM_STRUCT_FORCE): crash's
-        is_valid_mm, fatal for the whole command. crash accepts any address inside the
-        mm_struct slab cache; the index knows the mm_structs tasks use, so any other
-        address is taken as invalid here."""
+        is_valid_mm, fatal for the whole command; an address that is no mm_struct of the
+        index is judged by not_an_indexed_mm."""
         if self.a.mm is None:
             return None
         row = self.mm_row(self.a.mm)

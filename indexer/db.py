@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from indexer.errors import VmdexError
-from indexer.location import url_for
+from indexer.location import need_psycopg, url_for
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 HEAD = "0004"  # newest migration id; checked cheaply before Alembic is imported (query/conn.py too)
@@ -42,7 +42,10 @@ def make_engine(location: str | None = None, readonly: bool = False) -> Engine:
         return engine
     if url.startswith(("postgresql://", "postgres://")):  # plain libpq URL: use psycopg 3
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+psycopg"):
+        need_psycopg()
     return create_engine(url, pool_pre_ping=True)
+
 
 
 def schema_version(engine: Engine) -> str | None:

@@ -14,3 +14,16 @@ def url_for(location: str | None) -> str:
     if "://" in loc:
         return loc
     return "sqlite:///" + str(Path(loc).expanduser().absolute())
+
+
+def need_psycopg() -> None:
+    """PostgreSQL indexes need the optional driver: say in one line which extra brings it."""
+    import importlib
+
+    try:
+        importlib.import_module("psycopg")
+    except ImportError:
+        from indexer.errors import VmdexError
+
+        raise VmdexError("a PostgreSQL index needs the psycopg driver: "
+                         "pip install 'vmdex[postgres]'") from None

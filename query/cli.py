@@ -106,7 +106,7 @@ def vm(ctx: typer.Context):
 
 @app.command(context_settings=PASS_THROUGH)
 def foreach(ctx: typer.Context):
-    """crash's `foreach [tasks...] vm [args]`."""
+    """crash's `foreach TASK-SELECTORS... vm VM-ARGS...`, answered from the index."""
     from query.foreach import run_foreach
 
     _answer(run_foreach, list(ctx.args))

@@ -47,6 +47,9 @@ def connect(location: str | None) -> Conn:
         db.execute("PRAGMA query_only=ON")
         conn = Conn(db, False)
     elif url.startswith(("postgresql", "postgres")):
+        from indexer.location import need_psycopg
+
+        need_psycopg()
         import psycopg
 
         # postgresql+psycopg://user@host/db → libpq's postgresql://user@host/db

@@ -4,6 +4,20 @@ import re
 _ZLIB_ERROR = re.compile(r"zlib: uncompress failed: Error (-?\d+)")
 
 
+def read_cause(reason: str) -> str:
+    """The cause code of a failed read's message text (MemoryReadError.cause; also the
+    reason stored in page_table_faults): excluded, absent, incomplete, zlib:<code>,
+    unreadable."""
+    if reason.startswith("page excluded"):
+        return "excluded"
+    if "not in dump" in reason:
+        return "absent"
+    if "incomplete dump" in reason:
+        return "incomplete"
+    m = _ZLIB_ERROR.search(reason)
+    return f"zlib:{m.group(1)}" if m else "unreadable"
+
+
 class VmdexError(Exception):
     """Base of every error vmdex reports to the user (one line, non-zero exit)."""
 
@@ -28,14 +42,7 @@ class MemoryReadError(DumpError):
         """The loss as a stored code, for answers to word as crash does: excluded (the
         filter left the page out), absent (no part of the dump covers it), incomplete (a
         descriptor never written), zlib:<code> (compressed data corrupt), unreadable."""
-        if isinstance(self, ExcludedPage):
-            return "excluded"
-        if "not in dump" in self.why:
-            return "absent"
-        if "incomplete dump" in self.why:
-            return "incomplete"
-        m = _ZLIB_ERROR.search(self.why)
-        return f"zlib:{m.group(1)}" if m else "unreadable"
+        return "excluded" if isinstance(self, ExcludedPage) else read_cause(self.why)
 
 
 class ExcludedPage(MemoryReadError):

@@ -6,10 +6,9 @@ from their VMA (never stored). `-R` is answered by indexed reverse lookups, not 
 """
 from __future__ import annotations
 
-import re
 from itertools import islice
 
-from indexer.errors import VmdexError
+from indexer.errors import VmdexError, read_cause
 from query.index import PAGE, DumpIndex, Task, Vma
 from query.render import crashfmt as F
 from query.render.vmflags import flag_names
@@ -74,7 +73,7 @@ def read_error(fmt: str, levels: int, fault) -> str:
     """What crash prints when uvtop's read of this table page fails (memory.c readmem)."""
     _lo, _hi, level, pa, why = fault
     what = _TABLE_TYPE.get(level) or ("p4d page" if levels == 5 and level == 4 else "pgd page")
-    return readmem_failure(fmt, _cause_of(why), "physical", pa, what)
+    return readmem_failure(fmt, read_cause(why), "physical", pa, what)
 
 
 def vma_read_error(fmt: str, fault) -> str:
@@ -105,19 +104,6 @@ def readmem_failure(fmt: str, cause: str, memtype: str, addr: int, what: str) ->
     return line
 
 
-def _cause_of(why: str) -> str:
-    """The cause code of a page-table fault's stored reason text (older indexes)."""
-    if why.startswith("page excluded"):
-        return "excluded"
-    if "not in dump" in why:
-        return "absent"
-    if "incomplete dump" in why:
-        return "incomplete"
-    z = _ZLIB_FAILURE.search(why)
-    return f"zlib:{z.group(1)}" if z else "unreadable"
-
-
-_ZLIB_FAILURE = re.compile(r"zlib: uncompress failed: Error (-?\d+)")
 
 
 class VmCommand:

@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests import fixturedata as F  # noqa: E402
 from tests.generate import crashlive  # noqa: E402
-from tests.conftest import primary_variant  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,13 +83,11 @@ def record(kernel: str) -> None:
     cmds = commands(kernel)
     out_dir = HERE / kernel
     out_dir.mkdir(exist_ok=True)
-    dump = F.dump(kernel, primary_variant(kernel))
-    answers = crashlive.ask(F.vmlinux(kernel), dump, [cmd for _, cmd in cmds])
-    got = {name.encode(): text for (name, _), text in zip(cmds, answers)}
+    got = crashlive.ask_named(kernel, cmds)
     with open(out_dir / "commands.tsv", "w") as tsv:
         tsv.write("# file\tcrash 9.0.2 command (stdout+stderr as a terminal shows them)\n")
         for name, cmd in cmds:
-            (out_dir / f"{name}.txt").write_bytes(got.get(name.encode(), b"(no output)\n"))
+            (out_dir / f"{name}.txt").write_bytes(got.get(name, b"(no output)\n"))
             tsv.write(f"{name}.txt\t{cmd}\n")
 
 

@@ -53,3 +53,14 @@ def ask(vmlinux: Path, dump: Path, commands: list[str], extra: list[str] = (),
         raise RuntimeError(f"crash session ended early: {p.stdout[-500:]!r}")
     # What follows marker i, up to marker i + 1, is the answer to command i.
     return [got.get(i, b"") for i in range(len(commands))]
+
+
+def ask_named(kernel: str, cmds: list[tuple[str, str]]) -> dict[str, bytes]:
+    """crash's answer to each (name, command) on a fixture folder's primary dump, by name:
+    the recorders of tests/extra_oracle and tests/crash_rules."""
+    from tests import fixturedata as F
+    from tests.conftest import primary_variant
+
+    dump = F.dump(kernel, primary_variant(kernel))
+    answers = ask(F.vmlinux(kernel), dump, [cmd for _, cmd in cmds])
+    return {name: text for (name, _), text in zip(cmds, answers)}

@@ -20,7 +20,7 @@ import numpy as np
 from common import VMDEX, machine, timed, today
 
 from tests import fixturedata as F
-from tests.pg import new_database, pg_server
+from tests.pg import new_database, new_reader, pg_server
 
 REPS = 5
 TILE = 20   # the synthetic dump: every mm's page runs repeated this many times
@@ -189,6 +189,7 @@ def query_section(pg_url: str) -> None:
         sq = str(Path(d) / "fleet.db")
         pg = new_database(pg_url, "bench_fleet")
         secs = {"SQLite": fill(sq), "PostgreSQL": fill(pg)}
+        pg = new_reader(pg)   # vmdex sql runs under a reader role on PostgreSQL
         cols, rows = query(sq, "SELECT count(*), sum(task_count), sum(vma_count), "
                                "sum(page_run_count) FROM dumps")
         pages = query(sq, "SELECT count(*) FROM v_pages")[1][0][0]

@@ -65,13 +65,32 @@ def ingest(
 
 @app.command()
 def sql(
-    statement: str = typer.Argument(..., help="One read-only SQL statement (SELECT ...)."),
+    statement: str = typer.Argument(..., help="One read-only SQL statement (SELECT ...), "
+                                    "or - to read it from stdin."),
     fmt: Optional[str] = typer.Option(None, "--format", help="table (default), csv or json."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS",
+                                            help="Stop the statement after SECONDS (default "
+                                            "60; 0: no limit)."),
 ):
     """Run one read-only SQL query on the index (tables and v_* views: docs/schema.md)."""
-    from query.sql import run_sql
+    import sys
 
-    run_sql(State.db, statement, fmt or State.fmt)
+    from query.sql import MAX_STATEMENT_BYTES, run_sql
+
+    if statement == "-":   # read no more than the bound: a longer one is refused anyway
+        statement = sys.stdin.read(MAX_STATEMENT_BYTES + 1)
+    run_sql(State.db, statement, fmt or State.fmt, timeout)  # None: query.sql's default
+
+
+@app.command("grant-reader")
+def grant_reader(
+    role: str = typer.Argument(..., help="Login role to create or grant (PostgreSQL)."),
+    password: Optional[str] = typer.Option(None, "--password", help="Set its password."),
+):
+    """Make ROLE a reader of this PostgreSQL index, the role `vmdex sql` runs under."""
+    from query.manage import run_grant_reader
+
+    run_grant_reader(State.db, role, password)
 
 
 @app.command()

@@ -22,11 +22,11 @@ def list_dumps(location: str | None) -> tuple[list[str], list[tuple]]:
 
 
 def run_dumps(location: str | None, fmt: str | None, out: IO[str] = sys.stdout) -> None:
-    from query.sql import output_format, write_csv, write_json, write_table
+    from query.render.tables import WRITERS
+    from query.sql import output_format
 
-    f = output_format(fmt)
     cols, rows = list_dumps(location)
-    {"table": write_table, "csv": write_csv, "json": write_json}[f](cols, rows, out)
+    WRITERS[output_format(fmt)](cols, rows, out)
 
 
 def run_rm(location: str | None, name: str) -> None:
@@ -45,3 +45,41 @@ def run_rm(location: str | None, name: str) -> None:
     finally:
         engine.dispose()
     print(f"removed {name}", file=sys.stderr)
+
+
+def run_grant_reader(location: str | None, role: str, password: str | None) -> None:
+    """Make `role` a reader of this PostgreSQL index: what `vmdex sql` accepts to run under.
+    Run it as the role that ingests (it owns the tables and runs the migrations)."""
+    from indexer.location import need_psycopg, url_for
+    from query.conn import connect
+    from query.pgreader import grant_reader_statements, unfit_reasons
+
+    url = url_for(location)
+    if not url.startswith(("postgresql", "postgres")):
+        raise VmdexError("grant-reader is for PostgreSQL indexes; an SQLite index is "
+                         "confined by vmdex sql itself")
+    need_psycopg()
+    import psycopg
+
+    connect(location).close()   # the index exists, at the current schema
+    dsn = "postgresql://" + url.split("://", 1)[1]
+    with psycopg.connect(dsn, autocommit=False) as db:
+        cur = db.cursor()
+        schema, database = cur.execute(
+            "SELECT n.nspname, current_database() FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('alembic_version')").fetchone()
+        exists = cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        try:
+            for stmt in grant_reader_statements(role, schema, database, not exists, password):
+                cur.execute(stmt)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()
+            raise VmdexError(f"grant-reader: {first[0] if first else exc}") from None
+        reasons = unfit_reasons(cur, role)
+        if reasons:   # e.g. an existing role that was a superuser: say so, change nothing
+            db.rollback()
+            raise VmdexError(f"grant-reader: role {role} cannot be a reader: "
+                             + "; ".join(reasons))
+        db.commit()
+    print(f"{'granted' if exists else 'created'} reader role {role}: "
+          f"vmdex --db postgresql+psycopg://{role}@HOST/{database} sql ...", file=sys.stderr)

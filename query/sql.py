@@ -1,28 +1,38 @@
 """`vmdex sql "SELECT ..."`: one read-only statement against the index, printed as a table,
-CSV or JSON.
+CSV or JSON as the rows arrive.
 
-Read-only is enforced by the database engines, not by looking at the text:
+Confinement is the database engines' job, not a look at the text:
 - SQLite: the file is opened with mode=ro, PRAGMA query_only is on, and an authorizer
   callback (sqlite3 set_authorizer) denies every action but reading: no INSERT/UPDATE/
   DELETE, no CREATE/DROP/ALTER, no ATTACH, no transaction control, no PRAGMA beyond a short
   list of introspection ones. Python's sqlite3 refuses a string holding several statements.
-- PostgreSQL: the session defaults to read-only transactions and the statement runs in a
-  READ ONLY transaction that is rolled back; it is sent as a server-side prepared statement,
-  which the server refuses to build from more than one command.
+- PostgreSQL: the session's role must be a plain reader (query.pgreader: no superuser, no
+  server-file/program/signal role, no write right on vmdex's tables), checked before the
+  statement is sent. The session defaults to read-only transactions and the statement runs
+  in a READ ONLY transaction that is rolled back, through the extended protocol, where the
+  server parses exactly one command.
+
+Bounded: a statement runs at most `timeout` seconds (SQLite: a progress handler; PostgreSQL:
+statement_timeout, and a cancel request from the client should the statement have undone
+it), its text is at most MAX_STATEMENT_BYTES, and rows are streamed, never all held.
 """
 from __future__ import annotations
 
-import csv
-import json
+import contextlib
 import re
 import sqlite3
 import sys
-from decimal import Decimal
-from typing import IO
+import threading
+import time
+from typing import IO, Iterator
 
 from indexer.errors import VmdexError
+from query.render.tables import FORMATS, WRITERS
 
-FORMATS = ("table", "csv", "json")
+DEFAULT_TIMEOUT = 60.0
+MAX_STATEMENT_BYTES = 1 << 20
+FETCH_ROWS = 500           # rows fetched from the engine at a time
+_PROGRESS_STEPS = 10_000   # SQLite VM instructions between two looks at the clock
 
 # SQLite authorizer action codes → what a refusal message calls them.
 _ACTIONS = {
@@ -91,133 +101,176 @@ def _refused(what: str, statement: str = "") -> VmdexError:
                       f"(denied: {what})")
 
 
+def _timed_out(timeout: float) -> VmdexError:
+    return VmdexError(f"sql: statement stopped after {timeout:g} s "
+                      "(vmdex sql --timeout SECONDS)")
+
+
 def _one_line(exc: Exception) -> str:
     msg = str(exc).strip().splitlines()
     return msg[0] if msg else type(exc).__name__
 
 
-def query(location: str | None, statement: str) -> tuple[list[str], list[tuple]]:
-    """Run one read-only statement; return (column names, rows)."""
+@contextlib.contextmanager
+def open_query(location: str | None, statement: str,
+               timeout: float = DEFAULT_TIMEOUT) -> Iterator[tuple[list[str], Iterator[tuple]]]:
+    """Run one read-only statement; yield (column names, an iterator over its rows).
+    timeout 0 means no time bound."""
     from query.conn import connect
 
     if not statement.strip():
         raise VmdexError("sql: empty statement")
+    if len(statement.encode()) > MAX_STATEMENT_BYTES:
+        raise VmdexError(f"sql: statement longer than {MAX_STATEMENT_BYTES} bytes")
+    if timeout < 0:
+        raise VmdexError("sql: --timeout must be 0 (none) or more seconds")
     conn = connect(location)
     try:
-        if conn.pyformat:
-            return _query_pg(conn.dbapi, statement)
-        return _query_sqlite(conn.dbapi, statement)
+        run = _PgQuery if conn.pyformat else _SqliteQuery
+        q = run(conn.dbapi, statement, timeout)
+        try:
+            yield q.columns, q.rows()
+        finally:
+            q.close()
     finally:
         conn.close()
 
 
-def _query_sqlite(db: sqlite3.Connection, statement: str):
-    auth = _Authorizer()
-    db.set_authorizer(auth)
-    cur = db.cursor()
-    try:
-        cur.execute(statement)
-        rows = cur.fetchall()
-    except sqlite3.ProgrammingError as exc:
-        if "one statement at a time" in str(exc):
-            raise _refused("more than one statement") from None
-        raise VmdexError(f"sql: {_one_line(exc)}") from None
-    except sqlite3.Error as exc:
-        if auth.refused:
-            raise _refused(auth.refused, statement) from None
-        msg = _one_line(exc)
-        if "readonly" in msg or "read-only" in msg or "query_only" in msg:
-            raise _refused(msg, statement) from None
-        raise VmdexError(f"sql: {msg}") from None
-    if auth.refused:   # denied but tolerated by SQLite (cannot happen for SQLITE_DENY)
-        raise _refused(auth.refused, statement)
-    cols = [d[0] for d in cur.description or ()]
-    if not cols:  # a statement that returns nothing (e.g. a no-op PRAGMA) is not a query
-        raise _refused("a statement that is not a query", statement)
-    return cols, rows
+def query(location: str | None, statement: str,
+          timeout: float = DEFAULT_TIMEOUT) -> tuple[list[str], list[tuple]]:
+    """Run one read-only statement; return (column names, all rows)."""
+    with open_query(location, statement, timeout) as (cols, rows):
+        return cols, list(rows)
 
 
-def _query_pg(db, statement: str):
-    import psycopg
-
-    try:
-        # prepare=True: the extended protocol, where the server parses exactly one command.
-        cur = db.execute(statement, prepare=True)
-        if cur.description is None:
-            raise _refused("a statement that is not a query", statement)
-        cols = [d.name for d in cur.description]
-        rows = cur.fetchall()
-    except psycopg.errors.ReadOnlySqlTransaction as exc:
-        raise _refused(_one_line(exc), statement) from None
-    except psycopg.errors.ActiveSqlTransaction as exc:
-        raise _refused(_one_line(exc), statement) from None
-    except psycopg.errors.SyntaxError as exc:
-        if "multiple commands" in str(exc):
-            raise _refused("more than one statement") from None
-        raise VmdexError(f"sql: {_one_line(exc)}") from None
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise _refused(_one_line(exc), statement) from None
-    except psycopg.ProgrammingError as exc:
-        if "COPY" in str(exc):   # COPY needs the copy protocol: not a query here
-            raise _refused("COPY (use SELECT)", statement) from None
-        raise VmdexError(f"sql: {_one_line(exc)}") from None
-    except psycopg.Error as exc:
-        raise VmdexError(f"sql: {_one_line(exc)}") from None
-    finally:
+class _SqliteQuery:
+    def __init__(self, db: sqlite3.Connection, statement: str, timeout: float):
+        self.statement, self.timeout = statement, timeout
+        self.auth = _Authorizer()
+        db.set_authorizer(self.auth)
+        if timeout:
+            deadline = time.monotonic() + timeout
+            db.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+        self.db = db
+        self.cur = db.cursor()
         try:
-            db.rollback()
+            self.cur.execute(statement)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if self.auth.refused:   # denied but tolerated by SQLite (cannot happen for SQLITE_DENY)
+            raise _refused(self.auth.refused, statement)
+        self.columns = [d[0] for d in self.cur.description or ()]
+        if not self.columns:  # a statement that returns nothing (e.g. a no-op PRAGMA)
+            raise _refused("a statement that is not a query", statement)
+
+    def rows(self) -> Iterator[tuple]:
+        while True:
+            try:
+                chunk = self.cur.fetchmany(FETCH_ROWS)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+            if not chunk:
+                return
+            yield from chunk
+
+    def _error(self, exc: sqlite3.Error) -> VmdexError:
+        msg = _one_line(exc)
+        if isinstance(exc, sqlite3.ProgrammingError) and "one statement at a time" in msg:
+            return _refused("more than one statement")
+        if self.auth.refused:
+            return _refused(self.auth.refused, self.statement)
+        if isinstance(exc, sqlite3.OperationalError) and msg == "interrupted":
+            return _timed_out(self.timeout)
+        if "readonly" in msg or "read-only" in msg or "query_only" in msg:
+            return _refused(msg, self.statement)
+        return VmdexError(f"sql: {msg}")
+
+    def close(self) -> None:
+        self.db.set_progress_handler(None, 0)
+
+
+class _PgQuery:
+    def __init__(self, db, statement: str, timeout: float):
+        self.db, self.statement, self.timeout = db, statement, timeout
+        self.watchdog = self.stream = None
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        from query.pgreader import unfit_reasons
+
+        cur = self.db.cursor()
+        role = cur.execute("SELECT current_user").fetchone()[0]
+        reasons = unfit_reasons(cur, role)
+        if reasons:
+            raise VmdexError(
+                f"refused: role {role} reaches beyond the index ({'; '.join(reasons)}); "
+                "vmdex sql runs only under a plain reader role: make one with "
+                "`vmdex --db ADMIN_URL grant-reader NAME` (docs/schema.md)")
+        if self.timeout:
+            cur.execute("SELECT set_config('statement_timeout', %s, true)",
+                        (f"{int(self.timeout * 1000)}ms",))
+            # Should the statement itself reset statement_timeout, the client still cancels.
+            cancel = getattr(self.db, "cancel_safe", None) or self.db.cancel
+            self.watchdog = threading.Timer(self.timeout + 2.0, cancel)
+            self.watchdog.daemon = True
+            self.watchdog.start()
+        self.cur = self.db.cursor()
+        self.stream = self.cur.stream(self.statement)  # the extended protocol: one command only
+        self.first = self._next()
+        if self.cur.description is None:
+            raise _refused("a statement that is not a query", self.statement)
+        self.columns = [d.name for d in self.cur.description]
+
+    def _next(self):
+        import psycopg
+
+        try:
+            return next(self.stream, None)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def rows(self) -> Iterator[tuple]:
+        row = self.first
+        while row is not None:
+            yield row
+            row = self._next()
+
+    def _error(self, exc) -> VmdexError:
+        import psycopg
+
+        msg = _one_line(exc)
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return _timed_out(self.timeout)
+        if isinstance(exc, (psycopg.errors.ReadOnlySqlTransaction,
+                            psycopg.errors.ActiveSqlTransaction,
+                            psycopg.errors.InsufficientPrivilege)):
+            return _refused(msg, self.statement)
+        if isinstance(exc, psycopg.errors.SyntaxError) and "multiple commands" in msg:
+            return _refused("more than one statement")
+        if isinstance(exc, psycopg.ProgrammingError) and "didn't produce a result" in msg:
+            return _refused("a statement that is not a query", self.statement)
+        if isinstance(exc, psycopg.ProgrammingError) and "COPY" in msg:
+            return _refused("COPY (use SELECT)", self.statement)   # needs the copy protocol
+        return VmdexError(f"sql: {msg}")
+
+    def close(self) -> None:
+        import psycopg
+
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        try:
+            if self.stream is not None:
+                self.stream.close()
         except psycopg.Error:
             pass
-    return cols, rows
-
-
-# --- output ---------------------------------------------------------------------------
-def _plain(v):
-    """A JSON-able value: Decimal → int/float, bytes → hex text."""
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).hex()
-    return v
-
-
-def _text(v, null: str) -> str:
-    v = _plain(v)
-    if v is None:
-        return null
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def write_table(cols: list[str], rows: list[tuple], out: IO[str]) -> None:
-    cells = [[_text(v, "NULL") for v in r] for r in rows]
-    numeric = [all(isinstance(_plain(r[i]), (int, float)) and not isinstance(r[i], bool)
-                   for r in rows if r[i] is not None) and any(r[i] is not None for r in rows)
-               for i in range(len(cols))]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-
-    def line(vals, align=True):
-        parts = [v.rjust(w) if align and num else v.ljust(w)
-                 for v, w, num in zip(vals, widths, numeric)]
-        return "  ".join(parts).rstrip() + "\n"
-
-    out.write(line(cols, align=False))
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for r in cells:
-        out.write(line(r))
-
-
-def write_csv(cols: list[str], rows: list[tuple], out: IO[str]) -> None:
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(cols)
-    for r in rows:
-        w.writerow(["" if v is None else _text(v, "") for v in r])
-
-
-def write_json(cols: list[str], rows: list[tuple], out: IO[str]) -> None:
-    json.dump([dict(zip(cols, map(_plain, r))) for r in rows], out, indent=1)
-    out.write("\n")
+        try:
+            self.db.rollback()
+        except psycopg.Error:
+            pass
 
 
 def output_format(fmt: str | None) -> str:
@@ -230,7 +283,8 @@ def output_format(fmt: str | None) -> str:
 
 
 def run_sql(location: str | None, statement: str, fmt: str | None,
-            out: IO[str] = sys.stdout) -> None:
+            timeout: float | None = None, out: IO[str] = sys.stdout) -> None:
     f = output_format(fmt)
-    cols, rows = query(location, statement)
-    {"table": write_table, "csv": write_csv, "json": write_json}[f](cols, rows, out)
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    with open_query(location, statement, timeout) as (cols, rows):
+        WRITERS[f](cols, rows, out)

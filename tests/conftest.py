@@ -110,6 +110,15 @@ def fleet_pg(pg_server_url):
 
 
 @pytest.fixture(scope="session")
+def fleet_pg_reader(fleet_pg):
+    """The PostgreSQL fleet as a reader role made by `vmdex grant-reader` (what `vmdex sql`
+    runs under; fleet_pg's own role is the server's superuser)."""
+    from tests.pg import new_reader
+
+    return new_reader(fleet_pg)
+
+
+@pytest.fixture(scope="session")
 def pg_oracle_index(fleet_pg):
     """Like oracle_index, on PostgreSQL: {kernel: (url, name of its primary dump)}."""
     return {k: (fleet_pg, f"{k}/{primary_variant(k)}") for k in F.kernels()}

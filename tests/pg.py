@@ -126,10 +126,38 @@ def new_database(server_url: str, prefix: str = "vmdex") -> str:
     return f"{base}/{name}{query}"
 
 
+def as_role(url: str, role: str) -> str:
+    """The same URL, logging in as `role` (trust auth: no password)."""
+    head, _, tail = url.partition("://")
+    host = tail.split("@", 1)[1] if "@" in tail.split("/", 1)[0] else tail
+    return f"{head}://{role}@{host}"
+
+
+_roles: list[str] = []
+
+
+def new_reader(db_url: str) -> str:
+    """`vmdex grant-reader` a fresh role on the database; return the URL logging in as it."""
+    import shutil
+    import subprocess
+    import sys
+
+    role = f"reader_{uuid.uuid4().hex[:10]}"
+    exe = shutil.which("vmdex", path=str(Path(sys.executable).parent)) or "vmdex"
+    p = subprocess.run([exe, "--db", db_url, "grant-reader", role], capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"grant-reader failed: {p.stderr.decode()}")
+    _roles.append(role)
+    return as_role(db_url, role)
+
+
 def _drop_created(server_url: str) -> None:
-    """On a server we do not own ($VMDEX_TEST_PG_URL), drop the databases the tests made."""
+    """On a server we do not own ($VMDEX_TEST_PG_URL), drop the databases and roles the
+    tests made."""
     import psycopg
 
     with psycopg.connect(_dsn(server_url), autocommit=True) as c:
         while _created:
             c.execute(f'DROP DATABASE IF EXISTS "{_created.pop()}" WITH (FORCE)')
+        while _roles:
+            c.execute(f'DROP ROLE IF EXISTS "{_roles.pop()}"')

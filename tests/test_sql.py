@@ -194,7 +194,8 @@ EXPECT = {
 # --- running vmdex sql -------------------------------------------------------------------------
 @pytest.fixture(params=["sqlite", "pg"])
 def fleet_db(request):
-    return request.getfixturevalue("fleet_sqlite" if request.param == "sqlite" else "fleet_pg")
+    return request.getfixturevalue("fleet_sqlite" if request.param == "sqlite"
+                                   else "fleet_pg_reader")
 
 
 def sql_rows(db, statement: str) -> list[tuple]:
@@ -382,14 +383,17 @@ REFUSED = {
 }
 # Statements that are not even SQL on one engine fail as syntax errors there (still refused,
 # still one line, still nothing written).
+# The superuser is refused before its statement is sent, whatever the statement.
 NOT_SQL = {"sqlite": {"cte-delete", "select-for-update", "set-read-write"},
-           "pg": {"attach", "pragma-writable-schema", "pragma-query-only-off", "replace"}}
+           "pg-reader": {"attach", "pragma-writable-schema", "pragma-query-only-off", "replace"},
+           "pg-superuser": set()}
+FLEETS = {"sqlite": "fleet_sqlite", "pg-reader": "fleet_pg_reader", "pg-superuser": "fleet_pg"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "pg"])
+@pytest.fixture(scope="module", params=sorted(FLEETS))
 def engine_and_db(request):
     """(engine, index, its fingerprint before any refused statement ran)."""
-    db = request.getfixturevalue("fleet_sqlite" if request.param == "sqlite" else "fleet_pg")
+    db = request.getfixturevalue(FLEETS[request.param])
     return request.param, db, fingerprint(db)
 
 
@@ -453,16 +457,26 @@ def test_migration_0002_up_and_down(engine_name, tmp_path, request):
     try:
         to("0001")
         assert schema_version(engine) == "0001"
-        assert sql_rows(db, "SELECT count(*), min(n), max(n) FROM page_numbers") == [(512, 0, 511)]
-        assert schema_version(engine) == HEAD  # vmdex sql upgraded the old index itself
-        assert sql_rows(db, "SELECT count(*) FROM v_pages") == [(0,)]
+        # Opening the index (vmdex sql on SQLite, any vmdex command as the PostgreSQL
+        # owner) upgrades it; vmdex sql on PostgreSQL then runs as a reader.
+        if engine_name == "pg":
+            vmdex("dumps", db=db, check=True)
+            from tests.pg import new_reader
+
+            reader = new_reader(db)
+        else:
+            reader = db
+        assert sql_rows(reader, "SELECT count(*), min(n), max(n) FROM page_numbers") == \
+            [(512, 0, 511)]
+        assert schema_version(engine) == HEAD  # the old index was brought up to date
+        assert sql_rows(reader, "SELECT count(*) FROM v_pages") == [(0,)]
         to("0001", command.downgrade)
         assert schema_version(engine) == "0001"
         with engine.connect() as conn:
             names = set(sa_inspect(conn).get_table_names()) | set(sa_inspect(conn).get_view_names())
         assert "page_numbers" not in names and not any(n.startswith("v_") for n in names)
         to("head")
-        assert sql_rows(db, "SELECT count(*) FROM v_tasks") == [(0,)]
+        assert sql_rows(reader, "SELECT count(*) FROM v_tasks") == [(0,)]
     finally:
         engine.dispose()
 

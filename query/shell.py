@@ -138,8 +138,12 @@ class Shell:
             return 2
         if kind in ("sh", "run"):
             sys.stdout.flush()
-            return subprocess.call(["/bin/sh"] if kind == "sh" else target,
-                                   shell=kind == "run")
+            try:
+                return subprocess.call(["/bin/sh"] if kind == "sh" else target,
+                                       shell=kind == "run")
+            except OSError as exc:
+                sys.stderr.write(f"vmdex: cannot run the shell: {exc.strerror or exc}\n")
+                return 2
         words = crash_words(cmd)
         if not words:
             return 0
@@ -195,7 +199,10 @@ class Shell:
                 yield f
             return
         sys.stdout.flush()
-        proc = subprocess.Popen(target, shell=True, stdin=subprocess.PIPE, **enc)
+        try:
+            proc = subprocess.Popen(target, shell=True, stdin=subprocess.PIPE, **enc)
+        except OSError:
+            raise LineError("cannot open pipe") from None
         try:
             yield proc.stdin
         finally:

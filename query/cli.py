@@ -3,10 +3,11 @@
     vmdex [--db URL_OR_PATH] ingest --vmlinux VMLINUX [--name NAME] DUMP...
     vmdex [--db ...] [--dump NAME] vm ARGS...
     vmdex [--db ...] [--dump NAME] foreach FOREACH-ARGS... vm ARGS...
+    vmdex [--db ...] [--dump NAME] [shell]        # crash's prompt (query.shell)
 
-The entry point is query.main: `vm`/`foreach` lines are answered there without importing
-Typer; everything else comes here. Imports are lazy: answering `vm` must not pay for the
-ingest machinery.
+The entry point is query.main: `vm`/`foreach` lines and the shell are answered there
+without importing Typer; everything else comes here. Imports are lazy: answering `vm`
+must not pay for the ingest machinery.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import typer
 from indexer.errors import VmdexError
 from query.answer import answer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Index Linux crash dumps once; answer crash's `vm` from the index.")
+app = typer.Typer(add_completion=False,
+                  help="Index Linux crash dumps once; answer crash's `vm` from the index. "
+                  "Without a command: a `vmdex>` prompt (see `shell`).")
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                 "help_option_names": []}
 
@@ -29,8 +31,9 @@ class State:
     fmt: str = "text"
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def main_options(
+    ctx: typer.Context,
     db: Optional[str] = typer.Option(None, "--db", help="Index: SQLite path or SQLAlchemy URL "
                                      "(default $VMDEX_DB or ./vmdex.db)."),
     dump: Optional[str] = typer.Option(None, "--dump", help="Dump name (needed when the index "
@@ -38,6 +41,14 @@ def main_options(
     fmt: str = typer.Option("text", "--format", help="text (crash's output), json or csv."),
 ):
     State.db, State.dump, State.fmt = db, dump, fmt
+    if ctx.invoked_subcommand is None:
+        _shell()
+
+
+def _shell() -> None:
+    from query.shell import run_shell
+
+    raise typer.Exit(run_shell(State.db, State.dump, State.fmt))
 
 
 @app.command()
@@ -129,6 +140,13 @@ def foreach(ctx: typer.Context):
     from query.foreach import run_foreach
 
     _answer(run_foreach, list(ctx.args))
+
+
+@app.command()
+def shell():
+    """crash's prompt on one dump: vm, foreach ... vm, set, help, q; `| cmd`, `> file`.
+    Reads commands from stdin when it is not a terminal."""
+    _shell()
 
 
 def run_app() -> int:

@@ -108,7 +108,8 @@ class DumpIndex:
          self.physmem_bits) = row
         self.task_state_names = state_names.split("\n") if state_names else None
         self.ram_end = u(ram_end) if ram_end is not None else None
-        self.default_task = u(default_task)
+        self.default_task = u(default_task)   # crash's startup context
+        self.context = self.default_task      # crash's current context: `set` moves it
         self.kaslr_offset = u(kaslr)
         self.init_mm = u(init_mm) or 0
         self.page_offset = u(page_offset)   # direct-map base: crash's IS_KVADDR threshold
@@ -156,6 +157,12 @@ class DumpIndex:
         r = self.c.one("SELECT is_active FROM tasks WHERE dump_id = ? AND task = ?",
                        (self.id, s64(addr)))
         return bool(r and r[0])
+
+    def active_task(self, cpu: int) -> int | None:
+        """The task running on `cpu` when the dump was taken (crash's get_active_task)."""
+        r = self.c.one("SELECT task FROM tasks WHERE dump_id = ? AND is_active = 1 AND cpu = ? "
+                       "ORDER BY seq", (self.id, cpu))
+        return u(r[0]) if r else None
 
     def task_at(self, addr: int) -> Task | None:
         r = self.c.one(f"SELECT {_TASK_COLS} FROM tasks WHERE dump_id = ? AND task = ?",

@@ -479,7 +479,7 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
         search = RefSearch(idx, a.ref) if a.ref is not None else None
         try:
             if not a.words:
-                t = idx.task_at(idx.default_task)
+                t = idx.task_at(idx.context)
                 if search is None:
                     cmd.header(t, False)
                 cmd.dump_task(t, search)

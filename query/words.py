@@ -1,4 +1,5 @@
-"""crash's argument words for `vm`: glibc getopt (permuting), crash's number parsers.
+"""crash's argument words for `vm`: crash's line splitting, glibc getopt (permuting),
+crash's number parsers.
 
 Options are handled one at a time in command-line order, as crash's getopt loop does, so
 side effects (an immediate `-f`, a fatal `-x -d`) happen exactly where crash has them.
@@ -14,6 +15,29 @@ _HEX = set(string.hexdigits)
 
 class Fatal(Exception):
     """crash's error(FATAL, ...): the message, then the command stops (no usage text)."""
+
+
+def crash_words(line: str) -> list[str]:
+    """The words crash's parse_line (tools.c) makes of a command line: split at blanks,
+    a "double-quoted" stretch is one word without its quotes; single quotes are ordinary
+    characters (foreach's 'regex' keeps them)."""
+    words, i, n = [], 0, len(line)
+    while i < n:
+        if line[i] in " \t":
+            i += 1
+            continue
+        if line[i] == '"':
+            j = line.find('"', i + 1)
+            j = n if j < 0 else j
+            words.append(line[i + 1:j])
+            i = j + 1
+            continue
+        j = i
+        while j < n and line[j] not in " \t":
+            j += 1
+        words.append(line[i:j])
+        i = j
+    return words
 
 
 @dataclass

@@ -32,7 +32,7 @@ def vmdex(*args: str, db: str | os.PathLike | None = None, merge_stderr: bool = 
           check: bool = False) -> subprocess.CompletedProcess:
     """Run the installed CLI as a user would."""
     cmd = [VMDEX] + (["--db", str(db)] if db else []) + list(args)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE,
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stderr or p.stdout!r}")

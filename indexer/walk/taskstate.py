@@ -7,7 +7,8 @@ bit is 0 for i = 0, else 1 << (i - 1). The ingest reads that table from the dump
 including the states the table does not list, which crash adds by kernel version
 (task.c: >= 4.14 the five bits above PARKED, 2.6.32-4.13 the three above DEAD): one of
 the rules vmdex takes by release number because crash does. task_state() ORs
-task_struct.state (`__state`) with exit_state; state_string() is task_state_string().
+task_struct.state (`__state`) with exit_state; state_string() is task_state_string(),
+verbose_state_string() its VERBOSE form (`set`'s STATE line).
 Pure functions only: the query side imports this module without the walkers.
 """
 from __future__ import annotations
@@ -145,6 +146,34 @@ def state_string(s: States, value: int) -> str:
     if found and exclusive:
         buf += "EX"
     return buf
+
+
+def verbose_state_string(s: States, value: int) -> str:
+    """crash's task_state_string_verbose() (task.c) for a task_state() value:
+    "TASK_RUNNING", "TASK_UNINTERRUPTIBLE|TASK_NOLOAD", ..."""
+    def eq(x):
+        return value == x & U64
+
+    if eq(s.running):
+        return "TASK_RUNNING"
+    names = []
+    for bits, name in ((s.interruptible, "TASK_INTERRUPTIBLE"),
+                       (s.uninterruptible, "TASK_UNINTERRUPTIBLE"),
+                       (s.stopped, "TASK_STOPPED"), (s.tracing_stopped, "TASK_TRACED")):
+        if value & bits & U64:
+            names.append(name)
+    both = value & s.dead & U64
+    if both:
+        names.append("EXIT_DEAD|TASK_DEAD" if bin(both).count("1") > 1 else "EXIT_DEAD")
+    if value & s.zombie & U64:
+        names.append("EXIT_ZOMBIE")
+    for bits, name in ((s.waking, "TASK_WAKING"), (s.wakekill, "TASK_WAKEKILL"),
+                       (s.noload, "TASK_NOLOAD"), (s.new, "TASK_NEW")):
+        if valid(bits) and value & bits:
+            names.append(name)
+    if eq(s.parked):
+        return "TASK_PARKED"
+    return "|".join(names)
 
 
 SELECTORS = ("RU", "IN", "UN", "ST", "TR", "ZO", "DE", "PA", "WA", "ID", "NE", "SW")

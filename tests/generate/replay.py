@@ -11,6 +11,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from query.words import crash_words
+
 # crash reports a failed command through error(): a line starting with the command's
 # name (`vm: ...`, `foreach: ...`), or the usage text (cmd_usage, "Usage:"); `vm -P` of a
 # VMA the task does not have says "(not found)" (the fixtures' oracle files it as err.*).
@@ -19,29 +21,6 @@ _ERROR = re.compile(rb"^(vm|foreach): |^Usage:|^\(not found\)$", re.M)
 
 def crash_reported_error(answer: bytes) -> bool:
     return bool(_ERROR.search(answer))
-
-
-def crash_words(line: str) -> list[str]:
-    """The words crash's parse_line (tools.c) makes of a command line: split at blanks,
-    a "double-quoted" stretch is one word without its quotes; single quotes are ordinary
-    characters (foreach's 'regex' keeps them). vmdex is given the same words."""
-    words, i, n = [], 0, len(line)
-    while i < n:
-        if line[i] in " \t":
-            i += 1
-            continue
-        if line[i] == '"':
-            j = line.find('"', i + 1)
-            j = n if j < 0 else j
-            words.append(line[i + 1:j])
-            i = j + 1
-            continue
-        j = i
-        while j < n and line[j] not in " \t":
-            j += 1
-        words.append(line[i:j])
-        i = j
-    return words
 
 
 def vmdex_answer(db: str, dump: str | None, cmd: str) -> tuple[bytes, int]:

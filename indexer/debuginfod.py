@@ -44,8 +44,13 @@ def timeout() -> float:
 
 
 def cached(build_id: str, cache: Path | None = None) -> Path | None:
+    """The cached file, if any. elfutils marks a failed lookup with an empty file of the
+    same name (its negative cache): that is not a hit."""
     path = (cache or cache_dir()) / build_id.lower() / "debuginfo"
-    return path if path.is_file() else None
+    try:
+        return path if path.is_file() and path.stat().st_size > 0 else None
+    except OSError:
+        return None
 
 
 def fetch(build_id: str, urls: list[str], cache: Path | None = None,
@@ -58,7 +63,7 @@ def fetch(build_id: str, urls: list[str], cache: Path | None = None,
     bid = build_id.lower()
     cache = cache or cache_dir()
     hit = cached(bid, cache)
-    if hit:
+    if hit and not (check and check(hit)):
         return hit, []
     failures = []
     for url in urls:

@@ -65,8 +65,8 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
     if not dirs:
         return [(p, name) for p in paths], False
     if name:
-        raise VmdexError("--name applies to a single dump file (dumps in a directory are "
-                         "named after their directories)")
+        raise VmdexError(f"{dirs[0]}: is a directory (the dumps under it are named after "
+                         "their directories): --name applies to a single dump file")
     engine = make_engine(db)
     todo: list[tuple[str, str | None]] = []
     try:

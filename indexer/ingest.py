@@ -373,7 +373,7 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
         info = VmcoreInfo.parse(phys.vmcoreinfo)
         dump_bid = (info.build_id or "").strip().lower()
-        kernel_from = str(vmlinux_path)
+        kernel_from = str(vmlinux_path) if vmlinux_path else ""
         bid = None
         if vmlinux_path is None:
             with index_errors(engine):

@@ -42,8 +42,8 @@ def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
     runs = img.run_count
     vmas = sum(len(m.vmas) for m in img.mms.values())
     found = f" ({img.kernel_from})" if not vmlinux else ""   # say where the kernel came from
-    print(f"ingested {img.name}: {img.release}{found}, {len(img.tasks)} tasks, {len(img.mms)} mms, "
-          f"{vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors"
+    print(f"ingested {img.name}: {img.release}{found}, {len(img.tasks)} tasks, "
+          f"{len(img.mms)} mms, {vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors"
           + (f", {len(img.faults)} unreadable page tables" if img.faults else "")
           + f" in {secs:.1f}s",
           file=sys.stderr)
@@ -81,9 +81,13 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
                 raise VmdexError(f"{p}: no crash dumps under this directory (looked for "
                                  "<dir>/dump.<stamp> and <dir>/vmcore files)")
             for path, stamp in found:
+                try:
+                    size = os.stat(path).st_size
+                except OSError:   # gone since the walk: its ingest will say so
+                    todo.append((str(path), stamp))
+                    continue
                 with index_errors(engine):
-                    have = dump_from_source(engine, os.path.abspath(path),
-                                            os.stat(path).st_size)
+                    have = dump_from_source(engine, os.path.abspath(path), size)
                 if have is not None:
                     print(f"vmdex: {path}: skipped, already in the index as {have} (same "
                           "file, same size)", file=sys.stderr)

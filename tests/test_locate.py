@@ -196,6 +196,17 @@ def test_second_dump_of_a_kernel_needs_no_vmlinux(tmp_path):
             VMDEX_DEBUG_DIRS=str(tmp_path / "none"))
     assert f"(kernel {BID61} cached in the index)" in ok(p)
     check_oracle(db, "second", K61)
+    # A dump without a build id finds the cached kernel by its release (one build has it).
+    from indexer.db import make_engine
+    from indexer.store import known_kernel
+
+    engine = make_engine(str(db))
+    try:
+        assert known_kernel(engine, None, REL61) == BID61
+        assert known_kernel(engine, None, REL510) is None
+        assert known_kernel(engine, BID510, REL61) is None   # the build id decides
+    finally:
+        engine.dispose()
 
 
 # --- /var/crash trees ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ need=()
 dpkg -s liblzo2-dev >/dev/null 2>&1 || need+=(liblzo2-dev)          # python-lzo builds against it
 dpkg -s xz-utils >/dev/null 2>&1 || need+=(xz-utils)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)  # tests run a real server
+dpkg -s debuginfod >/dev/null 2>&1 || need+=(debuginfod)   # tests/test_locate.py runs a real server
 # The kernel matrix (tests/test_matrix.py) builds fresh dumps with
 # ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
 # what the guest's initramfs is made of (its README's host requirements).

@@ -8,6 +8,7 @@ copy is complete.
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class DumpImage:
     errors: list[str] = field(default_factory=list)
     pointer_symbols: dict[int, str] = field(default_factory=dict)  # for vm -m / -v
     run_count: int = 0                        # page runs stored (set while storing)
+    source_size: int | None = None            # bytes of the dump file (`ingest DIR` skips)
+    kernel_from: str = ""                     # the vmlinux read, or the cached kernel row
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -326,7 +329,7 @@ def _default_task(k: Kernel, tasks: list[Task]) -> int:
 
 
 @contextmanager
-def _index_errors(engine):
+def index_errors(engine):
     """The index itself failing (unwritable path, not a database, disk full, locked too
     long): one line naming the index instead of a driver traceback. The transaction is
     rolled back by then, so what the index held is untouched."""
@@ -343,47 +346,75 @@ def _index_errors(engine):
         raise VmdexError(f"index {where}: {first or type(orig).__name__}") from None
 
 
-def ingest(engine, dump_path: Path, vmlinux_path: Path, name: str | None = None,
+def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None = None,
            progress: Progress = _noop) -> tuple[DumpImage, float]:
-    """Read a dump once and store it under `name`; returns what was stored and the time."""
+    """Read a dump once and store it under `name`; returns what was stored and the time.
+
+    Without `vmlinux_path` the kernel comes from the index when it already holds the dump's
+    build (nothing is read from any vmlinux then), else from indexer.kernel.locate."""
     from indexer import store
     from indexer.db import upgrade
     from indexer.dumpfile import open_dump
     from indexer.errors import DumpError
+    from indexer.kernel.locate import find_vmlinux
     from indexer.kernel.symtab import Symtab, build_id
     from indexer.kernel.types import KernelTypes, load_kernel_types
 
     t0 = time.perf_counter()
-    dump_path, vmlinux_path = Path(dump_path), Path(vmlinux_path)
-    if not vmlinux_path.is_file():
-        raise KernelError(f"{vmlinux_path}: no such vmlinux")
-    with _index_errors(engine):
+    dump_path = Path(dump_path)
+    if vmlinux_path is not None:
+        vmlinux_path = Path(vmlinux_path)
+        if not vmlinux_path.is_file():
+            raise KernelError(f"{vmlinux_path}: no such vmlinux")
+    with index_errors(engine):
         upgrade(engine)
     with open_dump(dump_path) as phys:
         if not phys.vmcoreinfo:
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
         info = VmcoreInfo.parse(phys.vmcoreinfo)
-        bid = build_id(vmlinux_path)
+        dump_bid = (info.build_id or "").strip().lower()
+        kernel_from = str(vmlinux_path) if vmlinux_path else ""
+        bid = None
+        if vmlinux_path is None:
+            with index_errors(engine):
+                bid = store.known_kernel(engine, dump_bid or None, info.osrelease)
+            if bid:
+                kernel_from = f"kernel {bid} cached in the index"
+            else:
+                vmlinux_path = find_vmlinux(str(dump_path), dump_bid or None, info.osrelease,
+                                            progress)
+                kernel_from = str(vmlinux_path)
         if bid is None:
-            raise KernelError(f"{vmlinux_path}: no build id note: not a kernel vmlinux?")
-        dump_bid = (info.build_id or "").lower()
-        if dump_bid and not bid.lower().startswith(dump_bid):
-            raise KernelError(f"{vmlinux_path}: build id {bid} is not the dump's {dump_bid} "
-                              f"(dump kernel {info.osrelease}): wrong vmlinux")
-        with _index_errors(engine):
+            bid = build_id(vmlinux_path)
+            if bid is None:
+                raise KernelError(f"{vmlinux_path}: no build id note: not a kernel vmlinux?")
+            if dump_bid and not bid.lower().startswith(dump_bid):
+                raise KernelError(f"{vmlinux_path}: build id {bid} is not the dump's "
+                                  f"{dump_bid} (dump kernel {info.osrelease}): wrong vmlinux")
+        with index_errors(engine):
             cached = store.cached_kernel(engine, bid)
         if cached:
             types, symtab = KernelTypes.from_json(cached[0]), Symtab.from_bytes(cached[1])
         else:
             types, symtab = load_kernel_types(vmlinux_path)
         progress("types", 1, 1)
-        img = walk_dump(phys, info, types, symtab.address, vmlinux_path, bid,
+        img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kernel_from, bid,
                         name or dump_path.name, progress)
+        img.source_path = os.path.abspath(dump_path)
+        img.source_size = _file_size(dump_path)
+        img.kernel_from = kernel_from
         img.pointer_symbols = _pointer_symbols(img, types, symtab)
-        with _index_errors(engine):
+        with index_errors(engine):
             kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
                                            cached[0] if cached else types.to_json(),
                                            cached[1] if cached else symtab.to_bytes())
             seconds = time.perf_counter() - t0
             store.store_dump(engine, img, kernel_id, seconds)
     return img, time.perf_counter() - t0
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None

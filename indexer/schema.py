@@ -28,6 +28,7 @@ dumps = Table(
     Column("name", String(255), nullable=False, unique=True),
     Column("kernel_id", Integer, ForeignKey("kernels.id"), nullable=False),
     Column("source_path", Text, nullable=False),
+    Column("source_size", I64),                              # bytes at ingest (migration 0005)
     Column("format", String(40), nullable=False),
     Column("compression", String(40), nullable=False),
     Column("release", String(200), nullable=False),
@@ -53,6 +54,7 @@ dumps = Table(
     Column("vma_count", Integer, nullable=False),
     Column("page_run_count", Integer, nullable=False),
     Column("error_count", Integer, nullable=False),
+    Index("ix_dumps_source", "source_path", "source_size"),   # `vmdex ingest DIR` skips
 )
 
 tasks = Table(

@@ -37,6 +37,27 @@ def cached_kernel(engine: Engine, build_id: str):
     return (row[0], bytes(row[1])) if row else None
 
 
+def known_kernel(engine: Engine, build_id: str | None, release: str | None) -> str | None:
+    """The build id of the cached kernel a dump needs, if the index holds it: by the dump's
+    build id, or (a dump without one) by release when exactly one build has that release."""
+    with engine.connect() as conn:
+        if build_id:
+            return conn.execute(select(S.kernels.c.build_id)
+                                .where(S.kernels.c.build_id == build_id)).scalar()
+        if not release:
+            return None
+        rows = conn.execute(select(S.kernels.c.build_id)
+                            .where(S.kernels.c.release == release)).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def dump_from_source(engine: Engine, source_path: str, size: int) -> str | None:
+    """The name of a dump already ingested from this file (same path, same size)."""
+    with engine.connect() as conn:
+        return conn.execute(select(S.dumps.c.name).where(
+            S.dumps.c.source_path == source_path, S.dumps.c.source_size == size)).scalar()
+
+
 def store_kernel(engine: Engine, build_id: str, release: str, types_json: str,
                  symtab: bytes) -> int:
     """Cache a kernel's layouts and symbols under its build id (once per kernel)."""
@@ -104,7 +125,8 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             _delete_dump(conn, old)
         p = img.paging
         dump_id = conn.execute(insert(S.dumps).values(
-            name=img.name, kernel_id=kernel_id, source_path=img.source_path, format=img.format,
+            name=img.name, kernel_id=kernel_id, source_path=img.source_path,
+            source_size=img.source_size, format=img.format,
             compression=img.compression, release=img.release,
             ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             ingest_seconds=round(seconds), kaslr_offset=to_signed(img.kaslr_offset),

@@ -1,6 +1,6 @@
 """The `vmdex` command line: a thin skin over the ingest and the index.
 
-    vmdex [--db URL_OR_PATH] ingest --vmlinux VMLINUX [--name NAME] DUMP...
+    vmdex [--db URL_OR_PATH] ingest [--vmlinux VMLINUX] [--name NAME] DUMP|DIR...
     vmdex [--db ...] [--dump NAME] vm ARGS...
     vmdex [--db ...] [--dump NAME] foreach FOREACH-ARGS... vm ARGS...
     vmdex [--db ...] [--dump NAME] [shell]        # crash's prompt (query.shell)
@@ -53,25 +53,33 @@ def _shell() -> None:
 
 @app.command()
 def ingest(
-    dumps: List[str] = typer.Argument(..., help="Dump file(s): ELF, kdump-compressed or flattened."),
-    vmlinux: str = typer.Option(..., "--vmlinux", help="The kernel's vmlinux with DWARF."),
+    dumps: List[str] = typer.Argument(..., help="Dump file(s) (ELF, kdump-compressed or "
+                                      "flattened), or /var/crash-style directories."),
+    vmlinux: Optional[str] = typer.Option(None, "--vmlinux", help="The kernel's vmlinux with "
+                                          "DWARF (default: the index's copy of the dump's "
+                                          "kernel, $VMDEX_DEBUG_DIRS, /usr/lib/debug, "
+                                          "$DEBUGINFOD_URLS)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name in the index (default: the "
-                                       "dump's file name)."),
+                                       "dump's file name; in a directory, the directory's)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Ingest up to N dumps at once, "
                              "one process per dump."),
 ):
     """Read a dump once and index every task's address space."""
-    from query.ingest_cli import run_ingest
+    from query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
 
     if name and len(dumps) > 1:
         raise VmdexError("--name applies to a single dump")
-    if jobs > 1 and len(dumps) > 1:
+    todo, walked = collect_dumps(State.db, dumps, name)
+    if jobs > 1 and len(todo) > 1:
         from query.ingest_cli import run_ingest_many
 
-        run_ingest_many(State.db, dumps, vmlinux, jobs)
+        run_ingest_many(State.db, todo, vmlinux, jobs)
         return
-    for d in dumps:
-        run_ingest(State.db, d, vmlinux, name)
+    if walked:   # a crash directory: one bad dump must not keep the others out
+        run_ingest_each(State.db, todo, vmlinux)
+        return
+    for d, n in todo:
+        run_ingest(State.db, d, vmlinux, n)
 
 
 @app.command()

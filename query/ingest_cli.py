@@ -1,6 +1,7 @@
 """`vmdex ingest`: progress on a terminal, a one-line summary otherwise."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,14 +18,14 @@ class _Bar:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self.tasks:
-            self.tasks[stage] = self.p.add_task(stage, total=total)
-        self.p.update(self.tasks[stage], completed=done, total=total)
+            self.tasks[stage] = self.p.add_task(stage, total=total or None)
+        self.p.update(self.tasks[stage], completed=done, total=total or None)
 
     def stop(self) -> None:
         self.p.stop()
 
 
-def run_ingest(db: str | None, dump: str, vmlinux: str, name: str | None,
+def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
                show_progress: bool = True) -> None:
     from indexer.db import make_engine
     from indexer.ingest import ingest
@@ -32,26 +33,100 @@ def run_ingest(db: str | None, dump: str, vmlinux: str, name: str | None,
     engine = make_engine(db)
     bar = _Bar() if show_progress and sys.stderr.isatty() else None
     try:
-        img, secs = ingest(engine, Path(dump), Path(vmlinux), name, bar or (lambda *a: None))
+        img, secs = ingest(engine, Path(dump), Path(vmlinux) if vmlinux else None, name,
+                           bar or (lambda *a: None))
     finally:
         if bar:
             bar.stop()
         engine.dispose()
     runs = img.run_count
     vmas = sum(len(m.vmas) for m in img.mms.values())
-    print(f"ingested {img.name}: {img.release}, {len(img.tasks)} tasks, {len(img.mms)} mms, "
-          f"{vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors"
+    found = f" ({img.kernel_from})" if not vmlinux else ""   # say where the kernel came from
+    print(f"ingested {img.name}: {img.release}{found}, {len(img.tasks)} tasks, "
+          f"{len(img.mms)} mms, {vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors"
           + (f", {len(img.faults)} unreadable page tables" if img.faults else "")
           + f" in {secs:.1f}s",
           file=sys.stderr)
 
 
-def _ingest_one(db: str | None, dump: str, vmlinux: str) -> str | None:
+def collect_dumps(db: str | None, paths: list[str], name: str | None
+                  ) -> tuple[list[tuple[str, str | None]], bool]:
+    """What to ingest: ([(dump, name)], whether a directory was given). Files are taken as
+    given; directories are walked for crash dumps (indexer.crashdir), each named after its
+    own directory, and a dump the index already holds from the same file with the same
+    size is skipped with one line."""
+    from indexer.crashdir import find_dumps
+    from indexer.db import make_engine, upgrade
+    from indexer.errors import VmdexError
+    from indexer.ingest import index_errors
+    from indexer.store import dump_from_source
+
+    dirs = [p for p in paths if os.path.isdir(p)]
+    if not dirs:
+        return [(p, name) for p in paths], False
+    if name:
+        raise VmdexError(f"{dirs[0]}: is a directory (the dumps under it are named after "
+                         "their directories): --name applies to a single dump file")
+    engine = make_engine(db)
+    todo: list[tuple[str, str | None]] = []
+    try:
+        with index_errors(engine):
+            upgrade(engine)
+        for p in paths:
+            if p not in dirs:
+                todo.append((p, None))
+                continue
+            found = find_dumps(Path(p))
+            if not found:
+                raise VmdexError(f"{p}: no crash dumps under this directory (looked for "
+                                 "<dir>/dump.<stamp> and <dir>/vmcore files)")
+            for path, stamp in found:
+                try:
+                    size = os.stat(path).st_size
+                except OSError:   # gone since the walk: its ingest will say so
+                    todo.append((str(path), stamp))
+                    continue
+                with index_errors(engine):
+                    have = dump_from_source(engine, os.path.abspath(path), size)
+                if have is not None:
+                    print(f"vmdex: {path}: skipped, already in the index as {have} (same "
+                          "file, same size)", file=sys.stderr)
+                else:
+                    todo.append((str(path), stamp))
+    finally:
+        engine.dispose()
+    return todo, True
+
+
+def run_ingest_each(db: str | None, todo: list[tuple[str, str | None]],
+                    vmlinux: str | None) -> None:
+    """One dump after another; a failed dump is reported and the others still go in."""
+    from indexer.errors import VmdexError
+
+    failed = []
+    for d, name in todo:
+        try:
+            run_ingest(db, d, vmlinux, name)
+        except VmdexError as exc:
+            print(f"vmdex: {_about(d, str(exc))}", file=sys.stderr)
+            failed.append(d)
+    if failed:
+        raise VmdexError(f"{len(failed)} of {len(todo)} dumps not ingested: "
+                         + ", ".join(failed))
+
+
+def _about(dump: str, message: str) -> str:
+    """The message, naming the dump unless it already does."""
+    return message if message.startswith(f"{dump}: ") else f"{dump}: {message}"
+
+
+def _ingest_one(db: str | None, dump: str, vmlinux: str | None,
+                name: str | None = None) -> str | None:
     """Pool worker: ingest one dump in this process; the error message, or None."""
     from indexer.errors import VmdexError
 
     try:
-        run_ingest(db, dump, vmlinux, None, show_progress=False)
+        run_ingest(db, dump, vmlinux, name, show_progress=False)
         return None
     except VmdexError as exc:
         return str(exc)
@@ -59,7 +134,8 @@ def _ingest_one(db: str | None, dump: str, vmlinux: str) -> str | None:
         return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def run_ingest_many(db: str | None, dumps: list[str], vmlinux: str, jobs: int) -> None:
+def run_ingest_many(db: str | None, dumps: list[tuple[str, str | None]], vmlinux: str | None,
+                    jobs: int) -> None:
     """Ingest several dumps with up to `jobs` processes, one process per dump at a time.
 
     Each worker opens its own dump and its own database connection; every dump is stored in
@@ -80,11 +156,11 @@ def run_ingest_many(db: str | None, dumps: list[str], vmlinux: str, jobs: int) -
     failed = []
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(dumps)), mp_context=ctx) as pool:
-        futures = [(d, pool.submit(_ingest_one, db, d, vmlinux)) for d in dumps]
+        futures = [(d, pool.submit(_ingest_one, db, d, vmlinux, n)) for d, n in dumps]
         for d, fut in futures:
             err = fut.result()
             if err is not None:
-                print(f"vmdex: {d}: {err}", file=sys.stderr)
+                print(f"vmdex: {_about(d, err)}", file=sys.stderr)
                 failed.append(d)
     if failed:
         raise VmdexError(f"{len(failed)} of {len(dumps)} dumps not ingested: "

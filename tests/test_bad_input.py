@@ -532,7 +532,9 @@ def test_not_a_dump(index, tmp_path):
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     refused(index, empty, K61, "empty", real=True)
-    refused(index, tmp_path, K61, "cannot open", real=True)            # a directory
+    # a directory is a /var/crash tree (tests/test_locate.py), whose dumps --name cannot name
+    refused(index, tmp_path, K61, "is a directory", "--name applies to a single dump",
+            real=True)
     refused(index, tmp_path / "missing", K61, "No such file", real=True)
     refused(index, fd.vmlinux(K61), K61, "not a core dump", real=True)  # an ELF, not a core
     refused(index, "/bin/ls", K61, "not a core dump", real=True)

@@ -1,8 +1,12 @@
-"""Scale benchmark: ingest a big dump (e.g. the fixture tools' `--scale 8` benchmark dump)
-and time the same `vm` / `foreach vm -R` commands on it and on the small 512 MiB fixture.
+"""Scale benchmark: ingest big dumps (the fixture tools' `--scale N` dumps: many processes;
+`--big "GIB COPIES ..."` dumps: one giant address space) and time the same `vm` /
+`foreach vm -R` commands on each and on the small 512 MiB fixture, next to crash's own
+timings of the same dump (its `timings.txt`), all in one run.
 
-    .venv/bin/python bench/scale.py --dump /root/bigdump/linux-6.1.0-56-amd64-scale8/vmcore.kdump-zlib \
-        --vmlinux ~/.cache/vmdex-fixtures/k/6.1.0-56-amd64/vmlinux
+    .venv/bin/python bench/scale.py --dump ~/.cache/vmdex-matrix/big-6.1/vmcore.mdf-c-d31 \
+        --dump ~/.cache/vmdex-matrix/big68-6.1/vmcore.mdf-c-d31 --foreach-p
+
+--vmlinux defaults to the `vmlinux` beside each dump (make-dumps.sh links it there).
 
 Each command runs as a whole `vmdex` process (best of --runs). Commands and addresses come
 from the dump's perf oracle (`<dump dir>/oracle/cases.json` + `commands.tsv`, made by
@@ -111,7 +115,13 @@ def plan(db: Path, oracle: Path | None, big_role: str) -> list[tuple[str, str, P
         sparse = next(iter(pids(db, "wl_sparse")), None)
         pa = int(cases["phys_anon"], 16) if "phys_anon" in cases else bulk and first_phys_of_largest_vma(db, bulk)
         pf = int(cases["phys_file"], 16) if "phys_file" in cases else filemap and blob_page0(db, filemap)
-    rows = [("vm <bulk pid>", f"vm {bulk}" if bulk else None),
+    big = cases.get("pid_big")     # a --big dump: the one giant address space
+    phys_big = next((c.split()[-1] for c, f in files.items() if f.name.endswith("phys-big.txt")),
+                    None)
+    rows = [("vm <big pid>", f"vm {big}" if big else None),
+            ("vm -p <big pid>", f"vm -p {big}" if big else None),
+            ("foreach vm -R <big mapping phys>", f"foreach vm -R {phys_big}" if phys_big else None),
+            ("vm <bulk pid>", f"vm {bulk}" if bulk else None),
             ("vm <sparse pid>", f"vm {sparse}" if sparse else None),
             ("vm <wl_filemap pid>", f"vm {filemap}" if filemap else None),
             ("vm -p <bulk pid>", f"vm -p {bulk}" if bulk else None),
@@ -124,6 +134,11 @@ def plan(db: Path, oracle: Path | None, big_role: str) -> list[tuple[str, str, P
 def measure(db: Path, cmds, runs: int) -> dict[str, tuple[float, int, str]]:
     res = {}
     for label, cmd, ref in cmds:
+        if ref is None and "-p" in cmd.split():   # millions of lines, no oracle: count only
+            rs = [counted([VMDEX, "--db", str(db), *cmd.split()]) for _ in range(runs)]
+            res[label] = (min(r[0] for r in rs), max(r[1] for r in rs),
+                          f"exit {rs[0][3]}" if rs[0][3] else "–", cmd, rs[0][2])
+            continue
         rs = [timed([VMDEX, "--db", str(db), *cmd.split()]) for _ in range(runs)]
         out = rs[0][2]
         if out.returncode:
@@ -157,73 +172,80 @@ def crash_times(timings: Path) -> dict[str, float]:
     return out
 
 
+def report_big(dump: str, db: Path, res: dict, plan_rows, counts_: dict, ingest_: tuple,
+               small: dict, fvp: tuple | None) -> None:
+    f = lambda x, fmt="{:.2f}": "–" if x is None else fmt.format(x)
+    ct = crash_times(Path(dump).parent / "timings.txt")
+    wall, peak, msg = ingest_
+    c = counts_
+    print(f"#### `{dump}` ({Path(dump).stat().st_size / 2**20:.0f} MiB)\n")
+    print(f"{c['tasks']} tasks, {c['mms']} mms, {c['vmas']} VMAs, {c['page_runs']} page runs, "
+          f"{c['pages']} present or swapped pages; ingest {f(wall)} s, peak RSS "
+          f"{f(peak, '{}')} MiB ({msg}).\n")
+    startup = [v for k, v in ct.items() if k.startswith("startup_only_session")]
+    if startup:
+        print(f"crash 9.0.2 on this dump (`timings.txt`): start-up alone {min(startup):.1f} s; "
+              "its column is the command alone, after start-up.\n")
+    print("| command | vmdex s (whole process, best of runs) | peak MiB | output bytes | "
+          "crash s (cmd only) | == crash | small fixture s |")
+    print("|---|---|---|---|---|---|---|")
+    for label, _, _ in plan_rows:
+        b, s = res[label], small.get(label)
+        crash = ct.get(b[3])
+        print(f"| `{b[3]}` ({label}) | {b[0]:.3f} | {b[1]} | {b[4]} | {f(crash, '{:.1f}')} | "
+              f"{b[2]} | {f(s[0], '{:.3f}') if s else '–'} |")
+    if fvp:
+        bw_, bp_, bn, brc = fvp
+        same = f"exit {brc}" if brc else ("same size" if bn == ct.get("foreach_vm_p_bytes")
+                                          else "**size differs**")
+        lines = ct.get("foreach_vm_p_lines")
+        print(f"| `foreach vm -p` (once, output counted) | {bw_:.3f} | {bp_} | {bn} | "
+              f"{f(ct.get('foreach vm -p'), '{:.1f}')} | {same} | – |")
+        if lines:
+            print(f"\n`foreach vm -p`: {lines / bw_ / 1e6:.1f} M lines/s for vmdex, "
+                  f"{lines / ct['foreach vm -p'] / 1e6:.1f} M lines/s for crash.")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dump", required=True)
-    ap.add_argument("--vmlinux", required=True)
-    ap.add_argument("--oracle", help="perf oracle dir (default: <dump dir>/oracle if present)")
+    ap.add_argument("--dump", required=True, action="append", help="a big dump (repeatable)")
+    ap.add_argument("--vmlinux", action="append", help="its vmlinux (repeatable, in --dump "
+                    "order; default: the vmlinux beside the dump)")
     ap.add_argument("--small-dump", default=str(SMALL / "vmcore.kdump-zlib"))
     ap.add_argument("--small-vmlinux", default=str(Path.home() / ".cache/vmdex-fixtures/linux-6.1.0-56-amd64/vmlinux"))
-    ap.add_argument("--small-oracle", help="default: <small dump dir>/oracle if present")
-    ap.add_argument("--db", help="SQLite index of the big dump (default: a temporary file)")
+    ap.add_argument("--db", action="append", help="SQLite index per big dump (default: temporary)")
     ap.add_argument("--small-db", help="SQLite index of the small dump (default: a temporary file)")
     ap.add_argument("--reuse", action="store_true", help="keep existing --db/--small-db instead of re-ingesting")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--foreach-p", action="store_true",
-                    help="also time `foreach vm -p > /dev/null` once per dump (51.6M lines on the scale-8 dump)")
+                    help="also time `foreach vm -p` once per dump (output counted, not kept)")
     a = ap.parse_args()
 
-    def odir(given, dump):
-        d = Path(given) if given else Path(dump).parent / "oracle"
+    def odir(dump):
+        d = Path(dump).parent / "oracle"
         return d if d.is_dir() else None
 
     with tempfile.TemporaryDirectory() as tmp:
-        big_db = Path(a.db or Path(tmp) / "big.db")
         small_db = Path(a.small_db or Path(tmp) / "small.db")
-        bw, bp, bmsg = ingest(big_db, a.vmlinux, a.dump, a.reuse)
         sw, sp, smsg = ingest(small_db, a.small_vmlinux, a.small_dump, a.reuse)
-        bc, sc = counts(big_db), counts(small_db)
-        big_oracle, small_oracle = odir(a.oracle, a.dump), odir(a.small_oracle, a.small_dump)
-        bplan, splan = plan(big_db, big_oracle, "wl_bulk"), plan(small_db, small_oracle, "wl_anon")
-        bres, sres = measure(big_db, bplan, a.runs), measure(small_db, splan, a.runs)
-        ct = crash_times(Path(a.dump).parent / "timings.txt")
-        fvp = {}
-        if a.foreach_p:
-            for name, db in (("small", small_db), ("big", big_db)):
-                fvp[name] = counted([VMDEX, "--db", str(db), "foreach", "vm", "-p"])
-
-    f = lambda x, fmt="{:.2f}": "–" if x is None else fmt.format(x)
-    print(f"### {today()}; {machine()}\n")
-    print(f"Big dump: `{a.dump}` ({Path(a.dump).stat().st_size / 2**20:.0f} MiB); "
-          f"small: `{a.small_dump}` ({Path(a.small_dump).stat().st_size / 2**20:.0f} MiB).\n")
-    print("| | tasks | mms | VMAs | page runs | pages | wl_bulk | ingest wall s | ingest peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, c, w, p in (("small", sc, sw, sp), ("big", bc, bw, bp)):
-        print(f"| {name} | {c['tasks']} | {c['mms']} | {c['vmas']} | {c['page_runs']} | {c['pages']} | "
-              f"{c['wl_bulk']} | {f(w)} | {f(p, '{}')} |")
-    print(f"\nvmdex: small: {smsg}; big: {bmsg}\n")
-    startup = [v for k, v in ct.items() if k.startswith("startup_only_session")]
-    if ct:
-        print(f"crash 9.0.2 on the big dump (`timings.txt`): start-up alone {min(startup):.1f} s"
-              f"{', `foreach vm -p` ' + f(ct.get('foreach vm -p'), '{:.1f}') + ' s' if 'foreach vm -p' in ct else ''}"
-              f"; the column below is the command alone, after start-up.\n")
-    print("| command | small cmd | small s | big cmd | big s | big peak MiB | big output bytes | "
-          "crash big s (cmd only) | big == crash |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, _, _ in bplan:
-        b, s = bres[label], sres.get(label)
-        crash = ct.get(b[3]) if b[3].startswith("foreach") else None
-        print(f"| `{label}` | {'`' + s[3] + '`' if s else '–'} | {f(s[0], '{:.3f}') if s else '–'} | "
-              f"`{b[3]}` | {b[0]:.3f} | {b[1]} | {b[4]} | {f(crash, '{:.1f}')} | {b[2]} |")
-    if fvp:
-        (sw_, _, _, _), (bw_, bp_, bn, brc) = fvp["small"], fvp["big"]
-        same = f"exit {brc}" if brc else ("same size" if bn == ct.get("foreach_vm_p_bytes") else "**size differs**")
-        print(f"| `foreach vm -p` (once, output counted and dropped) | `foreach vm -p` | {sw_:.3f} | `foreach vm -p` | "
-              f"{bw_:.3f} | {bp_} | {bn} | {f(ct.get('foreach vm -p'), '{:.1f}')} | {same} |")
-    small_diff = [f"`{s[3]}`" for s in sres.values() if s[2] not in ("yes", "–")]
-    print("\nSmall side: `<bulk pid>` is `wl_anon` (the fixture has no `wl_bulk`); its outputs "
-          + (f"differ from crash for: {', '.join(small_diff)}" if small_diff
-             else "are byte-identical to the fixture's oracle files."))
+        sres = measure(small_db, plan(small_db, odir(a.small_dump), "wl_anon"), a.runs)
+        print(f"### {today()}; {machine()}\n")
+        print(f"Small fixture `{a.small_dump}`: ingest {sw or 0:.2f} s, peak {sp} MiB.\n")
+        for i, dump in enumerate(a.dump):
+            vmlinux = (a.vmlinux[i] if a.vmlinux and i < len(a.vmlinux)
+                       else str(Path(dump).parent / "vmlinux"))
+            db = Path(a.db[i] if a.db and i < len(a.db) else Path(tmp) / f"big{i}.db")
+            ing = ingest(db, vmlinux, dump, a.reuse)
+            rows = plan(db, odir(dump), "wl_bulk")
+            res = measure(db, rows, a.runs)
+            fvp = (counted([VMDEX, "--db", str(db), "foreach", "vm", "-p"])
+                   if a.foreach_p else None)
+            report_big(dump, db, res, rows, counts(db), ing, sres, fvp)
+        small_diff = [f"`{s[3]}`" for s in sres.values() if s[2] not in ("yes", "–")]
+        print("Small side: `<bulk pid>` is `wl_anon` (the fixture has no `wl_bulk`); its outputs "
+              + (f"differ from crash for: {', '.join(small_diff)}" if small_diff
+                 else "are byte-identical to the fixture's oracle files."))
 
 
 if __name__ == "__main__":

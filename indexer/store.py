@@ -5,6 +5,7 @@ either the old copy or the complete new one, never a mix and never a half-writte
 """
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,6 +18,8 @@ from indexer.ingest import DumpImage
 from indexer.x86_64 import to_signed
 
 BATCH = 20000
+RUN_COLUMNS = ["dump_id", "mm", "vma_seq", "va", "npages", "level", "kind", "pa", "swap_type",
+               "swap_offset", "pte"]
 
 
 def _i64(a: np.ndarray) -> list[int]:
@@ -90,29 +93,36 @@ def remove_dump(engine: Engine, name: str) -> bool:
 
 
 def _bulk(conn: Connection, table, rows) -> None:
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy(conn, table, rows)
-        return
-    rows = list(rows)
-    for i in range(0, len(rows), BATCH):
-        conn.execute(insert(table), rows[i:i + BATCH])
-
-
-def _copy(conn: Connection, table, rows) -> None:
-    """PostgreSQL: stream the rows with COPY ... FROM STDIN on the transaction's own
-    connection (psycopg's cursor.copy), several times faster than executemany."""
+    """Insert dict rows (all with the same keys)."""
     it = iter(rows)
     first = next(it, None)
     if first is None:
         return
     cols = list(first)
+    _bulk_tuples(conn, table, cols, itertools.chain([tuple(first.values())],
+                                                    (tuple(r.values()) for r in it)))
+
+
+def _bulk_tuples(conn: Connection, table, cols: list[str], rows) -> None:
+    """Insert tuple rows on the transaction's own DBAPI connection: PostgreSQL by COPY,
+    SQLite by the driver's executemany of one prepared INSERT (SQLAlchemy's own executemany
+    spends more time building per-row parameters than SQLite spends storing them)."""
     dbapi = conn.connection.driver_connection
     names = ", ".join(f'"{c}"' for c in cols)
-    with dbapi.cursor() as cur:
-        with cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as cp:
-            cp.write_row([first[c] for c in cols])
-            for r in it:
-                cp.write_row([r[c] for c in cols])
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        with dbapi.cursor() as cur:
+            with cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as cp:
+                for r in rows:
+                    cp.write_row(r)
+        return
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(cols))})'
+    cur = dbapi.cursor()
+    try:
+        it = iter(rows)
+        while batch := list(itertools.islice(it, BATCH)):
+            cur.executemany(sql, batch)
+    finally:
+        cur.close()
 
 
 def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -> int:
@@ -164,10 +174,9 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
                        r.kind.tolist(), _i64(r.pa), r.swap_type.tolist(), r.swap_offset.tolist(),
                        _i64(r.pte), present)
             mm_s = to_signed(mm)
-            _bulk(conn, S.page_runs, (dict(
-                dump_id=dump_id, mm=mm_s, vma_seq=vi, va=va, npages=n, level=lv, kind=kd,
-                pa=pa if pr else None, swap_type=None if pr else st,
-                swap_offset=None if pr else so, pte=pte)
+            _bulk_tuples(conn, S.page_runs, RUN_COLUMNS, (
+                (dump_id, mm_s, vi, va, n, lv, kd, pa if pr else None, None if pr else st,
+                 None if pr else so, pte)
                 for vi, va, n, lv, kd, pa, st, so, pte, pr in cols))
         _bulk(conn, S.page_table_faults, (dict(
             dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),

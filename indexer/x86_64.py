@@ -201,7 +201,8 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
                      ranges: list[tuple[int, int]] | None, faults: list,
                      chunk_leaves: int = CHUNK_LEAVES):
     """Every non-empty leaf below user_top, in address order, as LeafBatch chunks of about
-    `chunk_leaves` entries (cut only between page-table pages); the table pages that
+    `chunk_leaves` entries (cut only between PMD tables, so at most 512 * 512 leaves over;
+    within a chunk leaves are in address order per PMD table); the table pages that
     could not be read are appended to `faults`. Memory holds one chunk, whatever the
     size of the address space.
 
@@ -237,26 +238,47 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
         held[0] = 0
         return LeafBatch(*(np.concatenate(c) for c in cols))
 
-    def visit(table_pa: int, base: int, depth: int):
-        shift = shifts[depth]
+    def read_table(table_pa: int, base: int, depth: int) -> bytes | None:
+        """The table page's bytes, or None after recording why it is not walked."""
+        span = 1 << shifts[depth]
         level = len(shifts) - depth
-        span = 1 << shift
         if table_pa in path:
             faults.append(TableFault(base, base + span * ENTRIES, level, table_pa,
                                      f"page table {table_pa:x} points back at a higher level "
                                      "(corrupt entry)"))
-            return
+            return None
         n = uses[table_pa] = uses.get(table_pa, 0) + 1
         if n > MAX_TABLE_REUSE:
             faults.append(TableFault(base, base + span * ENTRIES, level, table_pa,
                                      f"page table {table_pa:x} is under more than "
                                      f"{MAX_TABLE_REUSE} entries (corrupt tables?)"))
-            return
+            return None
         try:
-            raw = phys.read(table_pa, PAGE_SIZE)
+            return phys.read(table_pa, PAGE_SIZE)
         except MemoryReadError as exc:
             faults.append(TableFault(base, base + span * ENTRIES, level, table_pa, str(exc)))
+            return None
+
+    def pte_leaves(raws: list[bytes], bases: list[int]) -> int:
+        """Decode many PTE pages at once (numpy's cost is per call, not per entry)."""
+        e = np.frombuffer(b"".join(raws), dtype="<u8").reshape(len(raws), ENTRIES) & sme_keep
+        vas = np.array(bases, dtype=np.uint64)[:, None] + idx * np.uint64(PAGE_SIZE)
+        sel = e != 0
+        e, vas = e[sel], vas[sel]
+        pres = (e & np.uint64(_P | _PROTNONE)) != 0
+        n = len(e)
+        pending.append((vas, np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
+                        np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8),
+                        np.where(pres, e & mask, e)))
+        return n
+
+    def visit(table_pa: int, base: int, depth: int):
+        raw = read_table(table_pa, base, depth)
+        if raw is None:
             return
+        shift = shifts[depth]
+        level = len(shifts) - depth
+        span = 1 << shift
         e = np.frombuffer(raw, dtype="<u8") & sme_keep
         vas = np.uint64(base) + idx * np.uint64(span)
         nz = e != 0
@@ -265,24 +287,18 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
         if not nz.any():
             return
         present = (e & np.uint64(_P)) != 0
-        if level <= LEVEL_PMD:
+        if level == LEVEL_PMD:
             present |= (e & np.uint64(_PROTNONE)) != 0
-        if level == LEVEL_PTE:
-            sel = nz
-            pres = present[sel]
-            val = np.where(pres, e[sel] & mask, e[sel])
-            n = int(sel.sum())
-            pending.append((vas[sel], np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
-                            np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8), val))
-            held[0] += n
-            if held[0] >= chunk_leaves:
-                yield flush()
-            return
         huge = nz & present & ((e & np.uint64(_PSE)) != 0) if level in (LEVEL_PMD, LEVEL_PUD) \
             else np.zeros(ENTRIES, bool)
         # Non-present entries above the PTE level are "not mapped" for crash.
         down = nz & present & ~huge
         path.append(table_pa)
+        # Under a PMD table the children are PTE pages: read them in address order, decode
+        # them together. Huge leaves among them go into the same chunk (the run builder
+        # orders a chunk by address; chunks are cut only between PMD tables).
+        raws: list[bytes] = []
+        bases: list[int] = []
         for i in np.nonzero(huge | down)[0]:      # in address order, leaves and tables alike
             va = base + int(i) * span
             if huge[i]:
@@ -290,11 +306,22 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
                                 np.full(1, level, np.int8), np.full(1, KIND_PRESENT, np.int8),
                                 e[i:i + 1] & mask))
                 held[0] += max(1, span >> 21)     # each 2 MiB of it becomes a run
-                if held[0] >= chunk_leaves:
+                if held[0] >= chunk_leaves and level != LEVEL_PMD:
                     yield flush()
-            elif overlaps(va, va + span):
+            elif not overlaps(va, va + span):
+                continue
+            elif level == LEVEL_PMD:
+                child = read_table(int(e[i] & mask), va, depth + 1)
+                if child is not None:
+                    raws.append(child)
+                    bases.append(va)
+            else:
                 yield from visit(int(e[i] & mask), va, depth + 1)
         path.pop()
+        if raws:
+            held[0] += pte_leaves(raws, bases)
+        if level == LEVEL_PMD and held[0] >= chunk_leaves:
+            yield flush()
 
     yield from visit(top_pa, 0, 0)
     if pending:

@@ -25,8 +25,11 @@ class Out:
         self.buf: list[str] = []
         self.size = 0
         self.failed = False
+        self.pending = None   # lines held for rendering in bulk: settled before anything else
 
     def write(self, s: str) -> None:
+        if self.pending is not None:
+            self.pending()
         self.buf.append(s)
         self.size += len(s)
         if self.size > 1 << 20:
@@ -42,11 +45,13 @@ class Out:
             self.write(chunk)
 
     def err(self, s: str) -> None:
-        self.flush()
+        self.flush()   # (settles pending lines first: stdout and stderr stay in order)
         self.stderr.write(s)
         self.stderr.flush()
 
     def flush(self) -> None:
+        if self.pending is not None:
+            self.pending()
         if self.buf:
             self.stdout.write("".join(self.buf))
             self.buf, self.size = [], 0
@@ -200,7 +205,7 @@ class VmCommand:
         Up to the first page whose page table the dump lost, then TaskAbort."""
         fault = self.first_fault(mm, v.start, v.end)
         end = v.end if fault is None else fault[0]
-        runs = self.idx.runs(mm, v.seq)
+        runs = self.idx.runs(mm, v)
         va = v.start
         for r in runs:
             if r.va >= end:

@@ -39,7 +39,8 @@ def _runs(phys, img, chunk):
         parts = []
         for batch in iter_user_leaves(phys, img.paging, mm.pgd - img.paging.page_offset, top,
                                       ranges, faults, chunk_leaves=chunk):
-            assert len(batch.va) <= chunk + 512, "a chunk outgrew its bound"
+            # chunks are cut between PMD tables: at most one PMD table's leaves over
+            assert len(batch.va) <= chunk + 512 * 512, "a chunk outgrew its bound"
             batches += 1
             parts.append(b.feed(batch))
         parts.append(b.finish())

@@ -12,6 +12,9 @@ import json
 from query.render import crashfmt as F
 
 PAGE = 4096
+VECTOR_MIN_LINES = 48        # a stretch this long goes to numpy ...
+VECTOR_AFTER_LINES = 50_000  # ... once the answer has this many page lines
+VECTOR_CHUNK = 65_536
 
 
 def _hex(v):
@@ -23,6 +26,8 @@ class TextSink:
 
     def __init__(self, out, pwidth: int, swapdev):
         self.out, self.pw, self.swapdev = out, pwidth, swapdev
+        self.count = 0   # page lines so far
+        self.batch = None
 
     def header(self, t, newline: bool) -> None:
         self.out.write(("\n" if newline else "") + F.task_header(t.pid, t.task, t.cpu, t.comm))
@@ -39,19 +44,54 @@ class TextSink:
     def page_header(self) -> None:
         self.out.write(F.page_header(self.pw))
 
-    # Page lines come by the hundred thousand: printf-style formatting mapped over ranges
-    # is the fastest pure-Python way to build them (no per-line generator frame).
+    # Page lines come by the million. Short stretches are formatted printf-style (mapped
+    # over ranges: no per-line frame); once an answer is long, long stretches go to numpy
+    # (render.pagelines), whose import would cost more than it saves on a small answer.
+    def _vector(self, n: int) -> bool:
+        self.count += n
+        return n >= VECTOR_MIN_LINES and self.count >= VECTOR_AFTER_LINES
+
+    def _vector_lines(self, lo: int, n: int, mid: bytes, second=None, width=0, tail=b""):
+        from query.render import pagelines
+
+        for i in range(0, n, VECTOR_CHUNK):   # bounded text per write (a VMA may be 16 M lines)
+            m = min(VECTOR_CHUNK, n - i)
+            self.out.write(pagelines.lines(lo + i * PAGE, m, mid,
+                                           None if second is None else second + i * PAGE,
+                                           width, tail))
+
     def empty_pages(self, v, lo: int, hi: int) -> None:
         """Pages with no entry: FILE lines for file VMAs, `(not mapped)` otherwise."""
+        n = (hi - lo) // PAGE
         if v.path:
             base = v.start - v.pgoff * PAGE
+            if self._vector(n):
+                mid = ("  FILE: " + v.path + "  OFFSET: ").encode("utf-8", "surrogateescape")
+                self._vector_lines(lo, n, mid, lo - base, 0, b"\n")
+                return
             fmt = "%-10x  FILE: " + v.path.replace("%", "%%") + "  OFFSET: %x\n"
             self.out.lines(map(fmt.__mod__, zip(range(lo, hi, PAGE),
                                                 range(lo - base, hi - base, PAGE))))
+        elif self._vector(n):
+            self._vector_lines(lo, n, b"  (not mapped)\n")
         else:
             self.out.lines(map("%-10x  (not mapped)\n".__mod__, range(lo, hi, PAGE)))
 
     def present_pages(self, v, lo: int, hi: int, pa: int) -> None:
+        n = (hi - lo) // PAGE
+        if self.count >= VECTOR_AFTER_LINES:
+            self.count += n
+            if self.batch is None:
+                from query.render.pagelines import PresentBatch
+
+                self.batch = PresentBatch(self.out.write, self.pw)
+                self.out.pending = self.batch.flush
+            if self.batch.fits(lo, n, pa):
+                self.batch.add(lo, n, pa)
+            else:
+                self._vector_lines(lo, n, b"  ", pa, self.pw, b"\n")
+            return
+        self.count += n
         fmt = "%%-10x  %%%dx\n" % self.pw
         self.out.lines(map(fmt.__mod__, zip(range(lo, hi, PAGE), range(pa, pa + hi - lo, PAGE))))
 

@@ -20,6 +20,7 @@ from indexer.kernel.vmcoreinfo import VmcoreInfo
 from indexer.walk.kernel import Kernel
 from indexer.walk.mm import Mm, crash_rss, read_mm
 from indexer.walk.pages import PageRuns, RunBuilder
+from indexer.walk.parallel import MIN_PARALLEL_PAGES, parallel_runs, total_pages
 from indexer.walk.paths import PathResolver, swap_devices
 from indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
 from indexer.walk.tasks import Task, cpu_count, walk_tasks
@@ -124,21 +125,22 @@ class _Stage:
 
 
 def walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
-              vmlinux_build_id: str | None, name: str, progress: Progress = _noop) -> DumpImage:
+              vmlinux_build_id: str | None, name: str, progress: Progress = _noop,
+              workers: int = 1) -> DumpImage:
     """The whole walk. Damage confined to one task, mm or page table is recorded in the
     image's `errors` / `faults`; a structure every answer depends on (the task list, the
     per-CPU areas) that cannot be read is a WalkError naming the dump and what was read."""
     stage = _Stage(str(phys.path), vmlinux_path, info.osrelease or "")
     try:
         return _walk_dump(phys, info, types, symbol_address, vmlinux_path, vmlinux_build_id,
-                          name, progress, stage)
+                          name, progress, stage, workers)
     except (MemoryReadError, WalkError) as exc:
         raise stage.fail(exc) from None
 
 
 def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path,
                vmlinux_build_id: str | None, name: str, progress: Progress,
-               stage: _Stage) -> DumpImage:
+               stage: _Stage, workers: int) -> DumpImage:
     errors: list[str] = []
     kaslr = _check_vmlinux(info, vmlinux_build_id, vmlinux_path, symbol_address("_stext"))
     paging = _paging(phys, info, symbol_address)
@@ -184,28 +186,38 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
 
     faults: list = []
 
-    def page_runs() -> Iterator[tuple[int, PageRuns]]:
-        """Each mm's page runs in turn, chunk by chunk as the walk streams them. The store
-        writes them inside its transaction, so memory holds one chunk of one address
-        space, never a whole address space or the dump."""
-        user_top = 1 << (56 if paging.levels == 5 else 47)
-        for i, (a, mm) in enumerate(mms.items()):
-            ranges = [(v.start, v.end) for v in mm.vmas]
-            mm_faults: list = []
-            builder = RunBuilder(ranges, paging)
-            try:
-                for batch in iter_user_leaves(phys, paging, mm.pgd - paging.page_offset,
-                                              user_top, ranges, mm_faults):
-                    runs = builder.feed(batch)
-                    if len(runs):
-                        yield a, runs
-                yield a, builder.finish()
-            except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
-                # Garbage VMAs or tables that trip the array code: the rest of this mm's
-                # pages are unknown (what was stored before stays, and the error says so).
-                errors.append(f"mm {a:x}: page tables not walked to the end: "
-                              f"{type(exc).__name__}: {exc}")
-            faults.extend((a, f) for f in mm_faults)
+    user_top = 1 << (56 if paging.levels == 5 else 47)
+
+    def walk_mm(a: int) -> Iterator[tuple[int, PageRuns]]:
+        """One mm's page runs, chunk by chunk as the walk streams them."""
+        mm = mms[a]
+        ranges = [(v.start, v.end) for v in mm.vmas]
+        mm_faults: list = []
+        builder = RunBuilder(ranges, paging)
+        try:
+            for batch in iter_user_leaves(phys, paging, mm.pgd - paging.page_offset,
+                                          user_top, ranges, mm_faults):
+                runs = builder.feed(batch)
+                if len(runs):
+                    yield a, runs
+            yield a, builder.finish()
+        except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
+            # Garbage VMAs or tables that trip the array code: the rest of this mm's
+            # pages are unknown (what was stored before stays, and the error says so).
+            errors.append(f"mm {a:x}: page tables not walked to the end: "
+                          f"{type(exc).__name__}: {exc}")
+        faults.extend((a, f) for f in mm_faults)
+
+    def page_runs() -> Iterator:
+        """Every mm's page runs. The store writes them inside its transaction as they
+        come, so memory holds a few chunks, never a whole address space or the dump.
+        With several workers the mms are walked in other processes (walk.parallel)."""
+        if workers > 1 and total_pages(mms) >= MIN_PARALLEL_PAGES:
+            yield from parallel_runs(mms, str(phys.path), paging, user_top, workers, walk_mm,
+                                     faults, progress)
+            return
+        for i, a in enumerate(mms):
+            yield from walk_mm(a)
             progress("page tables", i + 1, len(mms))
 
     stage.what = "swap_info"
@@ -347,8 +359,9 @@ def index_errors(engine):
 
 
 def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None = None,
-           progress: Progress = _noop) -> tuple[DumpImage, float]:
+           progress: Progress = _noop, workers: int = 1) -> tuple[DumpImage, float]:
     """Read a dump once and store it under `name`; returns what was stored and the time.
+    `workers` > 1 walks the page tables in that many processes (indexer.walk.parallel).
 
     Without `vmlinux_path` the kernel comes from the index when it already holds the dump's
     build (nothing is read from any vmlinux then), else from indexer.kernel.locate."""
@@ -399,7 +412,7 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
             types, symtab = load_kernel_types(vmlinux_path)
         progress("types", 1, 1)
         img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kernel_from, bid,
-                        name or dump_path.name, progress)
+                        name or dump_path.name, progress, workers)
         img.source_path = os.path.abspath(dump_path)
         img.source_size = _file_size(dump_path)
         img.kernel_from = kernel_from

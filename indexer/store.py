@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from indexer import schema as S
 from indexer.ingest import DumpImage
+from indexer.walk.parallel import DropMm
 from indexer.x86_64 import to_signed
 
 BATCH = 20000
@@ -165,7 +166,13 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             vm_start=to_signed(v.start), vm_end=to_signed(v.end), vm_flags=to_signed(v.flags),
             vm_pgoff=to_signed(v.pgoff), file_path=v.path, raw=v.raw)
             for m in img.mms.values() for i, v in enumerate(m.vmas)))
-        for mm, r in img.page_runs():
+        for item in img.page_runs():
+            if isinstance(item, DropMm):   # walked again: what came for it so far is void
+                img.run_count -= conn.execute(delete(S.page_runs).where(
+                    S.page_runs.c.dump_id == dump_id,
+                    S.page_runs.c.mm == to_signed(item.mm))).rowcount
+                continue
+            mm, r = item
             img.run_count += len(r)
             if not len(r):
                 continue

@@ -199,7 +199,7 @@ CHUNK_LEAVES = 1 << 18  # leaf entries handed on at a time: memory is bounded by
 
 def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
                      ranges: list[tuple[int, int]] | None, faults: list,
-                     chunk_leaves: int = CHUNK_LEAVES):
+                     chunk_leaves: int = CHUNK_LEAVES, edges: list | None = None):
     """Every non-empty leaf below user_top, in address order, as LeafBatch chunks of about
     `chunk_leaves` entries (cut only between PMD tables, so at most 512 * 512 leaves over;
     within a chunk leaves are in address order per PMD table); the table pages that
@@ -213,6 +213,9 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
     its own ancestors, or is under more than MAX_TABLE_REUSE entries, is a fault, so no
     table page is read more than MAX_TABLE_REUSE times: the walk is bounded by the dump's
     size. Faults, not exceptions: only the affected addresses are unknown.
+
+    `edges`, if given, receives (table page, parent table page, entry index) for every table
+    page reached (the parallel walk checks with them that no table is cross-linked).
     """
     mask = np.uint64(paging.phys_mask)
     sme_keep = np.uint64(~paging.sme_mask & U64)
@@ -238,8 +241,11 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
         held[0] = 0
         return LeafBatch(*(np.concatenate(c) for c in cols))
 
-    def read_table(table_pa: int, base: int, depth: int) -> bytes | None:
+    def read_table(table_pa: int, base: int, depth: int, parent: int = 0,
+                   entry: int = 0) -> bytes | None:
         """The table page's bytes, or None after recording why it is not walked."""
+        if edges is not None:
+            edges.append((table_pa, parent, entry))
         span = 1 << shifts[depth]
         level = len(shifts) - depth
         if table_pa in path:
@@ -272,8 +278,8 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
                         np.where(pres, e & mask, e)))
         return n
 
-    def visit(table_pa: int, base: int, depth: int):
-        raw = read_table(table_pa, base, depth)
+    def visit(table_pa: int, base: int, depth: int, parent: int = 0, entry: int = 0):
+        raw = read_table(table_pa, base, depth, parent, entry)
         if raw is None:
             return
         shift = shifts[depth]
@@ -311,12 +317,12 @@ def iter_user_leaves(phys, paging: Paging, top_pa: int, user_top: int,
             elif not overlaps(va, va + span):
                 continue
             elif level == LEVEL_PMD:
-                child = read_table(int(e[i] & mask), va, depth + 1)
+                child = read_table(int(e[i] & mask), va, depth + 1, table_pa, int(i))
                 if child is not None:
                     raws.append(child)
                     bases.append(va)
             else:
-                yield from visit(int(e[i] & mask), va, depth + 1)
+                yield from visit(int(e[i] & mask), va, depth + 1, table_pa, int(i))
         path.pop()
         if raws:
             held[0] += pte_leaves(raws, bases)

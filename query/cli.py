@@ -63,8 +63,12 @@ def ingest(
                                        "dump's file name; in a directory, the directory's)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Ingest up to N dumps at once, "
                              "one process per dump."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Walk each "
+                                          "dump's page tables in N processes (default: one "
+                                          "per core, up to 4, shared by --jobs)."),
 ):
     """Read a dump once and index every task's address space."""
+    from indexer.walk.parallel import default_workers
     from query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
 
     if name and len(dumps) > 1:
@@ -73,13 +77,15 @@ def ingest(
     if jobs > 1 and len(todo) > 1:
         from query.ingest_cli import run_ingest_many
 
-        run_ingest_many(State.db, todo, vmlinux, jobs)
+        per_dump = workers or max(1, default_workers() // min(jobs, len(todo)))
+        run_ingest_many(State.db, todo, vmlinux, jobs, per_dump)
         return
+    workers = workers or default_workers()
     if walked:   # a crash directory: one bad dump must not keep the others out
-        run_ingest_each(State.db, todo, vmlinux)
+        run_ingest_each(State.db, todo, vmlinux, workers)
         return
     for d, n in todo:
-        run_ingest(State.db, d, vmlinux, n)
+        run_ingest(State.db, d, vmlinux, n, workers=workers)
 
 
 @app.command()

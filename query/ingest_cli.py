@@ -26,7 +26,7 @@ class _Bar:
 
 
 def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
-               show_progress: bool = True) -> None:
+               show_progress: bool = True, workers: int = 1) -> None:
     from indexer.db import make_engine
     from indexer.ingest import ingest
 
@@ -34,7 +34,7 @@ def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
     bar = _Bar() if show_progress and sys.stderr.isatty() else None
     try:
         img, secs = ingest(engine, Path(dump), Path(vmlinux) if vmlinux else None, name,
-                           bar or (lambda *a: None))
+                           bar or (lambda *a: None), workers)
     finally:
         if bar:
             bar.stop()
@@ -99,14 +99,14 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
 
 
 def run_ingest_each(db: str | None, todo: list[tuple[str, str | None]],
-                    vmlinux: str | None) -> None:
+                    vmlinux: str | None, workers: int = 1) -> None:
     """One dump after another; a failed dump is reported and the others still go in."""
     from indexer.errors import VmdexError
 
     failed = []
     for d, name in todo:
         try:
-            run_ingest(db, d, vmlinux, name)
+            run_ingest(db, d, vmlinux, name, workers=workers)
         except VmdexError as exc:
             print(f"vmdex: {_about(d, str(exc))}", file=sys.stderr)
             failed.append(d)
@@ -121,12 +121,12 @@ def _about(dump: str, message: str) -> str:
 
 
 def _ingest_one(db: str | None, dump: str, vmlinux: str | None,
-                name: str | None = None) -> str | None:
+                name: str | None = None, workers: int = 1) -> str | None:
     """Pool worker: ingest one dump in this process; the error message, or None."""
     from indexer.errors import VmdexError
 
     try:
-        run_ingest(db, dump, vmlinux, name, show_progress=False)
+        run_ingest(db, dump, vmlinux, name, show_progress=False, workers=workers)
         return None
     except VmdexError as exc:
         return str(exc)
@@ -135,7 +135,7 @@ def _ingest_one(db: str | None, dump: str, vmlinux: str | None,
 
 
 def run_ingest_many(db: str | None, dumps: list[tuple[str, str | None]], vmlinux: str | None,
-                    jobs: int) -> None:
+                    jobs: int, workers: int = 1) -> None:
     """Ingest several dumps with up to `jobs` processes, one process per dump at a time.
 
     Each worker opens its own dump and its own database connection; every dump is stored in
@@ -156,7 +156,7 @@ def run_ingest_many(db: str | None, dumps: list[tuple[str, str | None]], vmlinux
     failed = []
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(dumps)), mp_context=ctx) as pool:
-        futures = [(d, pool.submit(_ingest_one, db, d, vmlinux, n)) for d, n in dumps]
+        futures = [(d, pool.submit(_ingest_one, db, d, vmlinux, n, workers)) for d, n in dumps]
         for d, fut in futures:
             err = fut.result()
             if err is not None:

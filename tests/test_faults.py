@@ -360,6 +360,69 @@ def test_page_table_pointing_back_up(c61):
     c61.ingest_damaged({c61.mm_of(pid)}, "points back")
 
 
+def _walk_rows(elf, workers: int) -> tuple[list, list, list]:
+    """(runs, faults, errors) of an in-process walk of the dump with `workers` processes."""
+    from indexer.dumpfile import open_dump
+    from indexer.ingest import walk_dump
+    from indexer.kernel.symtab import build_id
+    from indexer.kernel.types import load_kernel_types
+    from indexer.kernel.vmcoreinfo import VmcoreInfo
+    from indexer.walk.parallel import DropMm
+
+    vml = fd.vmlinux(K61)
+    types, symtab = load_kernel_types(vml)
+    with open_dump(elf) as phys:
+        img = walk_dump(phys, VmcoreInfo.parse(phys.vmcoreinfo), types, symtab.address, vml,
+                        build_id(vml), "x", workers=workers)
+        rows: dict[int, list] = {}
+        for item in img.page_runs():
+            if isinstance(item, DropMm):
+                rows.pop(item.mm, None)
+                continue
+            mm, r = item
+            rows.setdefault(mm, []).extend(zip(r.vma_index.tolist(), r.va.tolist(),
+                                               r.npages.tolist(), r.kind.tolist(),
+                                               r.pa.tolist(), r.pte.tolist()))
+    faults = sorted((a, f.va_start, f.va_end, f.level, f.pa, f.reason) for a, f in img.faults)
+    return sorted((a, *t) for a, ts in rows.items() for t in ts), faults, sorted(img.errors)
+
+
+@pytest.mark.parametrize("damage", ["none", "cross-linked", "points back", "past ram"])
+def test_walk_does_not_depend_on_workers(c61, damage, monkeypatch):
+    """Runs, faults and errors are the same whether one process walks or several, in
+    pieces of one VMA each, with good tables and with a PMD entry cross-linked to another
+    PTE table of the same mm (which only the whole mm's walk can count), pointing back up,
+    or past RAM."""
+    from indexer.walk import parallel
+
+    c = roles(K61)
+    pid = c["roles"]["anon"]
+    va = int(c["phys_anon_uvaddr"], 16)
+    pgd, pud, pmd, pte = _tables(c61, pid, va)
+    entry = pmd + 8 * ((va >> 21) & 511)
+    if damage == "cross-linked":   # other present PMD entries get this PTE page too
+        others = [pmd + 8 * i for i in range(512)
+                  if c61.mem.u64_pa(pmd + 8 * i) & 1 and pmd + 8 * i != entry]
+        assert others
+        for e in others[:5]:
+            c61.mem.poke_pa(e, pte | 0x67)
+    elif damage == "points back":
+        c61.mem.poke_pa(entry, pgd | 0x67)
+    elif damage == "past ram":
+        c61.mem.poke_pa(entry, 0x3FFFFFFFF000 | 0x67)
+    try:
+        serial = _walk_rows(c61.elf, 1)
+        monkeypatch.setattr(parallel, "PIECE_PAGES", 1)           # one VMA a piece
+        monkeypatch.setattr(parallel, "MIN_PARALLEL_PAGES", 0)
+        assert _walk_rows(c61.elf, 2) == serial
+        assert _walk_rows(c61.elf, 3) == serial
+    finally:
+        c61.mem.restore()
+    assert serial[0]
+    assert bool(serial[1]) == (damage != "none" and (damage != "cross-linked" or
+                                                     len(others) >= 4)), serial[1]
+
+
 def test_page_tables_full_of_junk(c61):
     """Every entry of a PMD table present and pointing at kernel text pages: bounded."""
     c = roles(K61)

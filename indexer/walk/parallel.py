@@ -1,0 +1,199 @@
+"""The page-table walk of one dump in several worker processes.
+
+The address spaces are cut into pieces at VMA boundaries (runs never cross a VMA, so a
+piece's runs are exactly the runs the single walk makes for those VMAs). Each worker opens
+the dump itself after the fork, walks its pieces and sends the runs in chunks through a
+bounded queue; the parent, the only database writer, stores them as they come (row order
+does not matter to the index). Memory: the queue holds at most QUEUE_CHUNKS chunks.
+
+What only the whole walk of an mm can see is checked after the pieces: a page-table page
+reached from two different entries (a corrupt, cross-linked table), which the single walk
+counts against MAX_TABLE_REUSE. Such an mm's rows are dropped and it is walked again in the
+parent, so answers never depend on the number of workers. Faults of a table that several
+pieces read are recorded once.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass
+from queue import Full
+
+from indexer.errors import MemoryReadError, WalkError
+from indexer.walk.pages import RunBuilder
+from indexer.x86_64 import iter_user_leaves
+
+QUEUE_CHUNKS = 8
+PIECE_PAGES = 1 << 20   # aim: pieces of about 4 GiB of VMA each (balance, not a bound)
+MIN_PARALLEL_PAGES = 1 << 16   # below 256 MiB of VMAs in all, forking costs more than it saves
+
+
+@dataclass
+class Piece:
+    mm: int
+    top_pa: int
+    first_vma: int                 # index of its first VMA in the mm's list
+    ranges: list[tuple[int, int]]
+
+
+def pieces(mms: dict, page_offset: int) -> list[Piece]:
+    """Each mm cut into runs of whole VMAs of about PIECE_PAGES pages, largest first (so
+    the last pieces to finish are small)."""
+    out = []
+    for a, mm in mms.items():
+        cur: list[tuple[int, int]] = []
+        first = size = 0
+        for i, v in enumerate(mm.vmas):
+            if cur and size >= PIECE_PAGES:
+                out.append(Piece(a, mm.pgd - page_offset, first, cur))
+                cur, first, size = [], i, 0
+            cur.append((v.start, v.end))
+            size += (v.end - v.start) >> 12
+        if cur:
+            out.append(Piece(a, mm.pgd - page_offset, first, cur))
+    out.sort(key=lambda p: -sum(e - s for s, e in p.ranges))
+    return out
+
+
+def total_pages(mms: dict) -> int:
+    return sum((v.end - v.start) >> 12 for mm in mms.values() for v in mm.vmas)
+
+
+# --- worker side ------------------------------------------------------------------------
+_job: dict = {}
+
+
+@dataclass
+class DropMm:
+    """The rows stored so far for this mm are void: it is walked again."""
+    mm: int
+
+
+def _worker(todo, queue, dump_path: str, paging, user_top: int) -> None:
+    import numpy as np
+
+    from indexer.dumpfile import open_dump
+
+    parent = os.getppid()
+
+    class results:   # a parent killed mid-ingest (kill -9) must not leave workers behind
+        @staticmethod
+        def put(item):
+            while True:
+                try:
+                    return queue.put(item, timeout=1)
+                except Full:
+                    if os.getppid() != parent:
+                        os._exit(1)
+
+    try:
+        phys = open_dump(dump_path)   # its own file handle, opened after the fork
+    except Exception as exc:   # the parent walks what no worker took
+        results.put(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        n = todo.get()
+        if n is None:
+            results.put(("done", None))
+            return
+        p = _job["pieces"][n]
+        faults: list = []
+        edges: list = []
+        builder = RunBuilder(p.ranges, paging)
+        error = None
+        try:
+            for batch in iter_user_leaves(phys, paging, p.top_pa, user_top, p.ranges, faults,
+                                          edges=edges):
+                runs = builder.feed(batch)
+                if len(runs):
+                    runs.vma_index += p.first_vma
+                    results.put(("runs", (p.mm, runs)))
+            runs = builder.finish()
+            runs.vma_index += p.first_vma
+            results.put(("runs", (p.mm, runs)))
+        except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        results.put(("piece", (n, faults, np.array(edges, dtype=np.uint64).reshape(-1, 3),
+                               error)))
+
+
+def _cross_linked(edge_arrays: list) -> bool:
+    """Whether some table page is reached from two different entries."""
+    import numpy as np
+
+    e = np.unique(np.concatenate(edge_arrays), axis=0)
+    return len(np.unique(e[:, 0])) < len(e)
+
+
+def parallel_runs(mms: dict, dump_path: str, paging, user_top: int, workers: int,
+                  walk_serially, faults_out: list, progress):
+    """Yield (mm, PageRuns) for every mm, walked by `workers` processes, appending the
+    faults to faults_out as (mm, fault). An mm the pieces cannot settle (a piece that
+    failed, a cross-linked table, a worker that could not open the dump) is walked again by
+    walk_serially(mm) — a generator of the same pairs, which records its own faults and
+    errors — after a DropMm(mm) telling the store to remove what it wrote for it."""
+    todo_pieces = pieces(mms, paging.page_offset)
+    _job["pieces"] = todo_pieces       # inherited by the fork
+    ctx = multiprocessing.get_context("fork")
+    todo, results = ctx.Queue(), ctx.Queue(QUEUE_CHUNKS)
+    for i in range(len(todo_pieces)):
+        todo.put(i)
+    workers = max(1, min(workers, len(todo_pieces)))
+    for _ in range(workers):
+        todo.put(None)
+    procs = [ctx.Process(target=_worker, args=(todo, results, dump_path, paging, user_top),
+                         daemon=True) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    faults: dict[int, dict] = {a: {} for a in mms}
+    edges: dict[int, list] = {a: [] for a in mms}
+    left = {a: 0 for a in mms}
+    for p in todo_pieces:
+        left[p.mm] += 1
+    rewalk: set[int] = set()
+    running, settled = workers, 0
+    try:
+        while running:
+            kind, value = results.get()
+            if kind == "runs":
+                yield value
+            elif kind == "piece":
+                n, fs, es, error = value
+                mm = todo_pieces[n].mm
+                for f in fs:   # a table several pieces read is one fault
+                    faults[mm][(f.va_start, f.va_end, f.level, f.pa, f.reason)] = f
+                    if "points back" in f.reason or "more than" in f.reason:
+                        rewalk.add(mm)   # counted over the whole mm by the single walk
+                if error is not None:
+                    rewalk.add(mm)
+                edges[mm].append(es)
+                left[mm] -= 1
+                if left[mm] == 0:
+                    if _cross_linked(edges.pop(mm)):
+                        rewalk.add(mm)
+                    settled += 1
+                    progress("page tables", settled, len(mms))
+            else:   # "done", or "failed" (that worker took no piece)
+                running -= 1
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+        _job.clear()
+    rewalk.update(a for a, n in left.items() if n)   # pieces no worker could take
+    for a in mms:
+        if a in rewalk:
+            yield DropMm(a)
+            yield from walk_serially(a)
+        else:
+            faults_out.extend((a, f) for f in faults[a].values())
+
+
+def default_workers() -> int:
+    """One per core this process may use, up to 4 (the walk is not all of an ingest)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))

@@ -17,6 +17,7 @@ class Conn:
     def __init__(self, dbapi, pyformat: bool):
         self.dbapi = dbapi
         self.pyformat = pyformat
+        self._cursors = 0
 
     def all(self, sql: str, params=()) -> list[tuple]:
         cur = self.dbapi.cursor()
@@ -24,6 +25,23 @@ class Conn:
         rows = cur.fetchall()
         cur.close()
         return rows
+
+    def iter(self, sql: str, params=(), size: int = 4096):
+        """The rows one at a time, fetched `size` at a time: a result of millions of rows
+        (the runs of one giant VMA) is never held whole (PostgreSQL: a server-side cursor)."""
+        if self.pyformat:
+            self._cursors += 1
+            cur = self.dbapi.cursor(name=f"vmdex_iter_{self._cursors}")
+            cur.itersize = size
+            cur.execute(sql.replace("?", "%s"), tuple(params))
+        else:
+            cur = self.dbapi.cursor()
+            cur.execute(sql, tuple(params))
+        try:
+            while rows := cur.fetchmany(size):
+                yield from rows
+        finally:
+            cur.close()
 
     def one(self, sql: str, params=()):
         rows = self.all(sql, params)

@@ -185,14 +185,15 @@ class DumpIndex:
         return [Vma(r[0], u(r[1]), u(r[2]), u(r[3]), u(r[4]), u(r[5]), r[6],
                     bytes(r[7]) if raw else None) for r in rows]
 
-    def runs(self, mm: int, v: Vma) -> list[Run]:
-        """The runs of VMA v, in va order. The walk cuts runs at VMA bounds, so the range
-        of v is a probe of ix_page_runs_va; vma_seq only guards against overlapping VMAs."""
-        rows = self.c.all(
+    def runs(self, mm: int, v: Vma):
+        """The runs of VMA v, in va order, streamed (a VMA may hold millions). The walk cuts
+        runs at VMA bounds, so the range of v is a probe of ix_page_runs_va; vma_seq only
+        guards against overlapping VMAs."""
+        rows = self.c.iter(
             "SELECT va, npages, kind, pa, swap_type, swap_offset FROM page_runs "
             "WHERE dump_id = ? AND mm = ? AND va >= ? AND va < ? AND vma_seq = ? ORDER BY va",
             (self.id, s64(mm), s64(v.start), s64(v.end), v.seq))
-        return [Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5]) for r in rows]
+        return (Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5]) for r in rows)
 
     def run_at(self, mm: int, va: int):
         """(run, page index in it) of the stored run holding user page va, or None: one

@@ -214,6 +214,7 @@ class VmCommand:
                 self.sink.empty_pages(v, va, r.va)
             self.page_range(v, r.va, min(r.va + r.npages * PAGE, end), (r, 0))
             va = r.va + r.npages * PAGE
+        runs.close()   # (its cursor, when the loop stopped early)
         if va < end:
             self.sink.empty_pages(v, va, end)
         if fault is not None:

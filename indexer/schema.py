@@ -38,6 +38,8 @@ dumps = Table(
     Column("phys_base", I64, nullable=False),
     Column("page_offset", I64, nullable=False),
     Column("paging_levels", SmallInteger, nullable=False),
+    Column("arch", String(16), nullable=False, server_default="x86_64"),   # indexer.arch (0006)
+    Column("page_size", Integer, nullable=False, server_default="4096"),  # bytes (0006)
     Column("cpus", Integer, nullable=False),
     Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
     Column("ram_end", I64),                                  # end of the highest node's span (bytes)
@@ -137,7 +139,14 @@ page_table_faults = Table(
     Column("va_end", I64, nullable=False),
     Column("level", SmallInteger, nullable=False),
     Column("pa", I64, nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("reason", Text, nullable=False),                 # the read error's text
+    # crash's words for the failed read (migration 0006): `cause` a stored code as in
+    # vma_faults, `table_name` readmem's type ("pmd page"...), `address_kind` its memory
+    # type ("physical", "kernel virtual") and `address` the address it names.
+    Column("cause", Text),
+    Column("table_name", Text),
+    Column("address_kind", Text),
+    Column("address", I64),
     Index("ix_pt_faults", "dump_id", "mm", "va_start"),
 )
 

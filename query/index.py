@@ -303,15 +303,18 @@ class DumpIndex:
             "SELECT address, symbol FROM pointer_symbols WHERE dump_id = ?", (self.id,))}
 
     # --- page-table pages the dump did not hold ------------------------------------
-    def table_faults(self, mm: int) -> list[tuple[int, int, int, int, str]]:
-        """(va_start, va_end, level, pa, reason) of the mm's unreadable page-table pages,
-        by va_start. Loaded once per dump: a healthy dump has none."""
+    def table_faults(self, mm: int) -> list[tuple[int, int, str, str, str, int]]:
+        """(va_start, va_end, cause, table_name, address_kind, address) of the mm's
+        unreadable page-table pages, by va_start: crash's words for the failed read, as
+        the ingest stored them. Loaded once per dump: a healthy dump has none."""
         if getattr(self, "_faults", None) is None:
             self._faults: dict[int, list] = {}
-            for m, lo, hi, lvl, pa, why in self.c.all(
-                    "SELECT mm, va_start, va_end, level, pa, reason FROM page_table_faults "
-                    "WHERE dump_id = ? ORDER BY mm, va_start", (self.id,)):
-                self._faults.setdefault(u(m), []).append((u(lo), u(hi), lvl, u(pa), why))
+            for m, lo, hi, cause, what, kind, addr in self.c.all(
+                    "SELECT mm, va_start, va_end, cause, table_name, address_kind, address "
+                    "FROM page_table_faults WHERE dump_id = ? ORDER BY mm, va_start",
+                    (self.id,)):
+                self._faults.setdefault(u(m), []).append((u(lo), u(hi), cause, what, kind,
+                                                          u(addr)))
         return self._faults.get(mm, [])
 
     def mm_pages(self) -> set[int]:

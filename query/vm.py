@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from indexer.errors import VmdexError, read_cause
+from indexer.errors import VmdexError
 from query.index import PAGE, DumpIndex, Task, Vma
 from query.render import crashfmt as F
 from query.render.vmflags import flag_names
@@ -71,14 +71,12 @@ class TaskAbort(Exception):
     message line, or '' when crash stays silent (a page a compressed dump excluded)."""
 
 
-_TABLE_TYPE = {1: "page table", 2: "pmd page", 3: "pud page"}
-
-
-def read_error(fmt: str, levels: int, fault) -> str:
-    """What crash prints when uvtop's read of this table page fails (memory.c readmem)."""
-    _lo, _hi, level, pa, why = fault
-    what = _TABLE_TYPE.get(level) or ("p4d page" if levels == 5 and level == 4 else "pgd page")
-    return readmem_failure(fmt, read_cause(why), "physical", pa, what)
+def read_error(fmt: str, fault) -> str:
+    """What crash prints when uvtop's read of this table page fails (memory.c readmem):
+    the cause code, readmem's type words, memory type and address were stored at ingest
+    by the dump's architecture (indexer.arch)."""
+    _lo, _hi, cause, what, kind, address = fault
+    return readmem_failure(fmt, cause, kind, address, what)
 
 
 def vma_read_error(fmt: str, fault) -> str:
@@ -217,7 +215,7 @@ class VmCommand:
         if va < end:
             self.sink.empty_pages(v, va, end)
         if fault is not None:
-            raise TaskAbort(read_error(*self.idx.dump_format(), fault[1]))
+            raise TaskAbort(read_error(self.idx.dump_format()[0], fault[1]))
 
     def first_fault(self, mm: int, lo: int, hi: int):
         """(first page in [lo, hi) under an unreadable table, that fault) or None."""
@@ -377,7 +375,7 @@ class RefSearch:
             end = v.end if fault is None else fault[0]
             if not cands:
                 if fault is not None:
-                    raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
+                    raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
                 continue
             # Only the runs under the candidate pages: a VMA can hold millions of pages.
             hit_of = {va: cmd.idx.run_at(mm, va) for va in cands}
@@ -385,7 +383,7 @@ class RefSearch:
                           and self.page_matches(v, va, hit_of[va]))
             if not hits:
                 if fault is not None:
-                    raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
+                    raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
                 continue
             page_flag = True
             if not header:
@@ -399,7 +397,7 @@ class RefSearch:
             for va in hits:
                 cmd.page_range(v, va, va + PAGE, hit_of[va])
             if fault is not None:
-                raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
+                raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
         if header:
             cmd.sink.blank()
 

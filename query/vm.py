@@ -9,7 +9,7 @@ from __future__ import annotations
 from itertools import islice
 
 from indexer.errors import VmdexError
-from query.index import PAGE, DumpIndex, Task, Vma
+from query.index import DumpIndex, Task, Vma
 from query.render import crashfmt as F
 from query.render.vmflags import flag_names
 from query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
@@ -114,7 +114,7 @@ class VmCommand:
         from query.render.sinks import SINKS
 
         self.idx, self.out, self.a = idx, out, args
-        self.sink = SINKS[fmt](out, max(idx.paddr_prlen, 8), idx.swapdev)
+        self.sink = SINKS[fmt](out, max(idx.paddr_prlen, 8), idx.swapdev, idx.page_size)
         self._mm_cache: dict[int, object] = {}
         self._vma_cache: dict[int, list[Vma]] = {}
 
@@ -152,7 +152,8 @@ class VmCommand:
             return 0, 0, 0, 0
         if t.flags & PF_EXITING and mm.mm_count <= 0:
             return mm.mm, 0, 0, 0
-        return mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4
+        kb = self.idx.page_size // 1024          # crash's PGTOKB
+        return mm.mm, mm.pgd, t.rss_pages * kb, mm.total_vm * kb
 
     def mm_lines(self, t: Task, tm=None) -> None:
         """The MM/PGD/RSS/TOTAL_VM block (crash's PRINT_VM_DATA)."""
@@ -188,7 +189,7 @@ class VmCommand:
                     warn = f"WARNING: sparsemem: invalid section number: {section}\n"
             return Fatal(f"{warn}WARNING: cannot find mem_map page for address: {addr:x}\n"
                          "vm: invalid mm_struct address\n")
-        if addr >> 12 in idx.mm_pages():
+        if addr // idx.page_size in idx.mm_pages():
             return VmdexError(f"vm -M {addr:x}: an address inside the mm_struct slab but no "
                               "mm_struct a task of this dump uses: crash would read raw memory "
                               "there, and the index keeps none")
@@ -210,8 +211,8 @@ class VmCommand:
                 break
             if r.va > va:
                 self.sink.empty_pages(v, va, r.va)
-            self.page_range(v, r.va, min(r.va + r.npages * PAGE, end), (r, 0))
-            va = r.va + r.npages * PAGE
+            self.page_range(v, r.va, min(r.va + r.npages * self.idx.page_size, end), (r, 0))
+            va = r.va + r.npages * self.idx.page_size
         if va < end:
             self.sink.empty_pages(v, va, end)
         if fault is not None:
@@ -234,7 +235,7 @@ class VmCommand:
             return
         r, i = hit
         if r.kind == 0:
-            self.sink.present_pages(v, lo, hi, r.pa + i * PAGE)
+            self.sink.present_pages(v, lo, hi, r.pa + i * self.idx.page_size)
         elif not self.idx.swap_lines:   # crash prints swap lines only with swap symbols
             self.sink.empty_pages(v, lo, hi)
         else:
@@ -316,13 +317,13 @@ class RefSearch:
         if self.hexval is not None:
             add(idx.pages_with_pa(self.hexval))
             add(idx.file_pages_at_offset(self.hexval))
-            if self.hexval % PAGE == 0:
+            if self.hexval % idx.page_size == 0:
                 add((mm, seq, self.hexval) for mm, seq in idx.vma_containing(self.hexval))
         if idx.swap_lines:
             if self.decval is not None:
                 add(idx.pages_with_swap_offset(self.decval))
             for mm, seq, va, n in idx.swap_runs_on_devices(lambda dev: name_match(dev, ref)):
-                add((mm, seq, va + i * PAGE) for i in range(n))
+                add((mm, seq, va + i * idx.page_size) for i in range(n))
         self.candidates = cand
         self.mms = {mm for mm, _ in cand} | {mm for mm, _ in self.vma_hits}
 
@@ -331,13 +332,13 @@ class RefSearch:
             return True
         if hit is None:
             return bool(v.path) and self.hexval is not None and \
-                ((va - v.start) // PAGE + v.pgoff) * PAGE == self.hexval
+                ((va - v.start) // self.idx.page_size + v.pgoff) * self.idx.page_size == self.hexval
         r, i = hit
         if r.kind == 0:
-            return r.pa + i * PAGE == self.hexval
+            return r.pa + i * self.idx.page_size == self.hexval
         if not self.idx.swap_lines:
             return bool(v.path) and self.hexval is not None and \
-                ((va - v.start) // PAGE + v.pgoff) * PAGE == self.hexval
+                ((va - v.start) // self.idx.page_size + v.pgoff) * self.idx.page_size == self.hexval
         return (self.decval is not None and r.swap_offset + i == self.decval) or \
             name_match(self.idx.swapdev(r.swap_type), self.ref)
 
@@ -395,7 +396,7 @@ class RefSearch:
                 vma_printed, last_vma = True, v.vma
             cmd.sink.page_header()
             for va in hits:
-                cmd.page_range(v, va, va + PAGE, hit_of[va])
+                cmd.page_range(v, va, va + cmd.idx.page_size, hit_of[va])
             if fault is not None:
                 raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
         if header:

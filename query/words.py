@@ -143,8 +143,10 @@ def parse_vm(args: list[str], page_offset=None) -> VmArgs:
     exception then carries `notes`, what the loop printed before it stopped.
 
     `page_offset()` gives the dump's direct-map base (crash's PAGE_OFFSET), asked for only
-    when `-M` needs it: x86_64 IS_KVADDR is `addr >= PAGE_OFFSET`, and PAGE_OFFSET differs
-    between dumps (KASLR randomises it; 5-level paging puts it below 0xff20000000000000)."""
+    when `-M` needs it: crash's IS_KVADDR is `addr >= PAGE_OFFSET` on x86_64 and `addr >=
+    kvbase` on arm64 (the ingest stores either as dumps.page_offset), and it differs
+    between dumps (x86_64 KASLR randomises it; 5-level paging puts it below
+    0xff20000000000000; arm64 has -(1 << VA_BITS))."""
     events, words = getopt("vm", args, VM_OPTSTRING)
     v = VmArgs(words=words)
     try:

@@ -97,14 +97,14 @@ class DumpIndex:
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
             "release, phys_base, ram_end, task_state_names, section_size_bits, max_physmem_bits, "
-            "arch, page_size FROM dumps WHERE name = ?", (name,))
+            "arch, page_size, paging_levels FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
          page_offset, self.release, self.phys_base, ram_end, state_names, self.section_bits,
-         self.physmem_bits, self.arch, self.page_size) = row
+         self.physmem_bits, self.arch, self.page_size, self.paging_levels) = row
         self.task_state_names = state_names.split("\n") if state_names else None
         self.ram_end = u(ram_end) if ram_end is not None else None
         self.default_task = u(default_task)   # crash's startup context
@@ -329,9 +329,12 @@ class DumpIndex:
         stored page_offset and phys_base (indexer.arch: x86_64 phys_base, arm64
         PHYS_OFFSET); None elsewhere."""
         if self.arch == "arm64":
-            # __lm_to_phys: ((addr) & ~PAGE_OFFSET) + PHYS_OFFSET, in the lower half of
-            # the kernel's space (the upper half holds the image, vmalloc, vmemmap)
-            if 0 <= va - self.page_offset < ((-self.page_offset) & U64) // 2:
+            # __lm_to_phys: ((addr) & ~PAGE_OFFSET) + PHYS_OFFSET, below the upper half
+            # of the space the MMU uses (image, vmalloc, vmemmap): its VA bits are the
+            # stored levels' index bits plus the page offset (indexer.arch.arm64).
+            shift = self.page_size.bit_length() - 1
+            va_bits = shift + self.paging_levels * (shift - 3)
+            if self.page_offset <= va < (-(1 << (va_bits - 1))) & U64:
                 return ((va & ~self.page_offset & U64) + self.phys_base) & U64
             return None
         if va >= 0xFFFFFFFF80000000:

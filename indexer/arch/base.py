@@ -114,3 +114,8 @@ class Arch:
     def table_words(self) -> dict[int, str]:
         """{level: what crash's readmem names the table page} when its read fails."""
         raise NotImplementedError
+
+    def table_address(self, pa: int) -> tuple[str, int]:
+        """(memory type, address) crash's readmem names when reading the table page at
+        `pa` fails: "physical" and pa, or "kernel virtual" and its linear-map address."""
+        raise NotImplementedError

@@ -324,11 +324,19 @@ class DumpIndex:
                 "SELECT mm FROM mms WHERE dump_id = ?", (self.id,))}
         return self._mm_pages
 
+    def untagged(self, va: int) -> int:
+        """The address crash's arm64 IS_KVADDR and VTOP look at: an MTE/KASAN tag in the top
+        byte (0xf0..0xfe) reset to 0xff (arm64.c mte_tag_reset); x86_64: va itself."""
+        if self.arch == "arm64" and 0xF0 <= va >> 56 < 0xFF:
+            return va | (0xFF << 56)
+        return va
+
     def kvtop(self, va: int) -> int | None:
         """Physical address of a direct-map (or x86_64 kernel-image) address, from the
         stored page_offset and phys_base (indexer.arch: x86_64 phys_base, arm64
         PHYS_OFFSET); None elsewhere."""
         if self.arch == "arm64":
+            va = self.untagged(va)
             # __lm_to_phys: ((addr) & ~PAGE_OFFSET) + PHYS_OFFSET, below the upper half
             # of the space the MMU uses (image, vmalloc, vmemmap): its VA bits are the
             # stored levels' index bits plus the page offset (indexer.arch.arm64).

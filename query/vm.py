@@ -165,7 +165,7 @@ class VmCommand:
         index is judged by not_an_indexed_mm."""
         if self.a.mm is None:
             return None
-        row = self.mm_row(self.a.mm)
+        row = self.mm_row(self.idx.untagged(self.a.mm))   # arm64 reads through an MTE tag
         if row is None:
             raise self.not_an_indexed_mm(self.a.mm)
         if row.mm_count == 0:
@@ -189,7 +189,7 @@ class VmCommand:
                     warn = f"WARNING: sparsemem: invalid section number: {section}\n"
             return Fatal(f"{warn}WARNING: cannot find mem_map page for address: {addr:x}\n"
                          "vm: invalid mm_struct address\n")
-        if addr // idx.page_size in idx.mm_pages():
+        if idx.untagged(addr) // idx.page_size in idx.mm_pages():
             return VmdexError(f"vm -M {addr:x}: an address inside the mm_struct slab but no "
                               "mm_struct a task of this dump uses: crash would read raw memory "
                               "there, and the index keeps none")
@@ -463,7 +463,8 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
     sink = None
     try:
         try:
-            a = parse_vm(argv, lambda: open_index().page_offset)
+            a = parse_vm(argv, lambda: open_index().page_offset,
+                         lambda addr: open_index().untagged(addr))
         except Fatal as exc:
             _print_notes(out, getattr(exc, "notes", ()))
             raise

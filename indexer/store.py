@@ -141,8 +141,10 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             compression=img.compression, release=img.release,
             ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             ingest_seconds=round(seconds), kaslr_offset=to_signed(img.kaslr_offset),
-            phys_base=p.phys_base, page_offset=to_signed(p.page_offset),
-            paging_levels=p.levels, arch=p.name, page_size=p.page_size, cpus=img.cpus, paddr_prlen=img.paddr_prlen,
+            # page_offset: crash's IS_KVADDR threshold for -M (the direct-map base on both)
+            phys_base=p.phys_base, page_offset=to_signed(p.kvaddr_floor()),
+            paging_levels=p.levels, arch=p.name, page_size=p.page_size, cpus=img.cpus,
+            paddr_prlen=img.paddr_prlen,
             ram_end=img.ram_end,
             task_state_names="\n".join(img.task_state_names) if img.task_state_names else None,
             section_size_bits=img.sparsemem[0], max_physmem_bits=img.sparsemem[1],

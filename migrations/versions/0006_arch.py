@@ -49,12 +49,14 @@ def view_sql(dialect: str) -> dict[str, str]:
     views = _views_0002().view_sql(dialect)
     out = {}
     for name, sql in views.items():
-        sql = sql.replace("(v.vm_end - v.vm_start) / 4096", "(v.vm_end - v.vm_start) / d.page_size")
+        sql = sql.replace("(v.vm_end - v.vm_start) / 4096",
+                          "(v.vm_end - v.vm_start) / d.page_size")
         sql = sql.replace("n.n * 4096", "n.n * d.page_size")
         sql = sql.replace("t.rss_pages * 4 AS rss_kb", "t.rss_pages * d.page_size / 1024 AS rss_kb")
         sql = sql.replace("m.total_vm * 4 AS total_vm_kb",
                           "m.total_vm * d.page_size / 1024 AS total_vm_kb")
-        sql = sql.replace("d.cpus, d.paging_levels,", "d.cpus, d.arch, d.page_size, d.paging_levels,")
+        sql = sql.replace("d.cpus, d.paging_levels,",
+                          "d.cpus, d.arch, d.page_size, d.paging_levels,")
         assert "4096" not in sql and "* 4 " not in sql, name
         out[name] = sql
     return out

@@ -37,6 +37,7 @@ class Arm64(Arch):
         self.levels = -(-(va_bits_actual - self.page_shift) // bits)
         self.kernel_pgd_pa = None
         self.kimage = (0, 0)                    # [_text, _end] at run time
+        self.t1sz_known = True
         self.release = ()
 
     @classmethod
@@ -60,10 +61,18 @@ class Arm64(Arch):
         if actual > 48:
             raise DumpError(f"{path}: arm64 dump with {actual}-bit virtual addresses (LPA2, "
                             "5 levels): crash 9.0.2 cannot read it, nor can vmdex")
-        return cls(page_size, va_bits, actual, need("PHYS_OFFSET"), need("kimage_voffset"),
+        arch = cls(page_size, va_bits, actual, need("PHYS_OFFSET"), need("kimage_voffset"),
                    info.number("MAX_PHYSMEM_BITS") or 48)
+        arch.t1sz_known = t1sz is not None
+        return arch
 
     def setup(self, k, info) -> None:
+        # crash takes the flipped layout (5.4+: linear map in the lower half) when it knows
+        # VA_BITS_ACTUAL: from the symbol vabits_actual or VMCOREINFO's TCR_EL1_T1SZ
+        # (arm64.c arm64_calc_VA_BITS); older kernels keep the linear map on top.
+        if not self.t1sz_known and k.sym("vabits_actual") is None:
+            raise DumpError(f"{k.mem.phys.path}: arm64 kernel with the pre-5.4 virtual "
+                            "layout (no vabits_actual, no TCR_EL1_T1SZ): not supported yet")
         text, end = k.sym("_text"), k.sym("_end")
         if text is not None and end is not None:
             self.kimage = (text, end)

@@ -100,3 +100,19 @@ def test_no_import_circles():
                          ("indexer/image.py", "from indexer.ingest"),
                          ("query/cli.py", "from query.main")):
         assert banned not in open(path).read(), (path, banned)
+
+
+def test_arm64_without_its_vmcoreinfo_numbers_is_one_line():
+    from indexer.errors import DumpError
+
+    info = VmcoreInfo.parse("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
+                            "NUMBER(kimage_voffset)=0xffff\n")
+    with pytest.raises(DumpError) as e:
+        detect(_Dump("aarch64", "/d/vmcore"), info)
+    assert str(e.value) == ("/d/vmcore: arm64 dump without NUMBER(PHYS_OFFSET) in VMCOREINFO: "
+                            "cannot place the kernel")
+
+
+def test_vmcoreinfo_numbers_hex_or_decimal():
+    info = VmcoreInfo.parse("NUMBER(a)=0x10\nNUMBER(b)=-129\nNUMBER(c)=27\nNUMBER(d)=-0x10\n")
+    assert [info.number(k) for k in "abcd"] == [16, -129, 27, -16]

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 from indexer.arch import detect
 from indexer.arch.memory import KernelMemory
-from indexer.arch.pagewalk import iter_user_leaves
+from indexer.arch.pagewalk import iter_user_leaves, kernel_map_runs
 from indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
 from indexer.image import DumpImage
 from indexer.kernel.vmcoreinfo import VmcoreInfo
@@ -158,12 +158,18 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
             faults.extend((a, f) for f in mm_faults)
             progress("page tables", i + 1, len(mms))
 
+    kmap_faults: list = []
+    kernel_maps = kernel_map_runs(phys, arch, kmap_faults)
+    if kmap_faults:
+        errors.append(f"kernel page tables: {len(kmap_faults)} table pages unreadable "
+                      f"(first at {kmap_faults[0].pa:x}): vm -M there is unknown")
     stage.what = "swap_info"
     swap_info = swap_devices(k, paths, errors)
     stage.what = "node_data (the size of RAM)"
     nodes = _memory_nodes(k)
     prlen = _paddr_prlen(k, nodes)
     ram_end = _ram_end(k, nodes)
+    ram_start = _ram_start(k, nodes)
     stage.what = "the CPU masks"
     cpus = cpu_count(k)
     return DumpImage(
@@ -177,7 +183,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
-        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors)
+        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
+        kernel_maps=kernel_maps, ram_start=ram_start)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,
@@ -225,6 +232,13 @@ def _paddr_prlen(k: Kernel, nodes: list[int]) -> int:
             present = k.mem.u64(node + k.off("pglist_data", "node_spanned_pages"))
         total += present * k.mem.page
     return len(f"{total:x}") if total else 8
+
+
+def _ram_start(k: Kernel, nodes: list[int]) -> int:
+    """The start of the lowest node's span, in bytes (0 on x86_64; arm64 RAM starts at
+    PHYS_OFFSET): below it no page has a struct page either."""
+    starts = [k.mem.u64(node + k.off("pglist_data", "node_start_pfn")) for node in nodes]
+    return min(starts) * k.mem.page if starts else 0
 
 
 def _ram_end(k: Kernel, nodes: list[int]) -> int:

@@ -43,6 +43,7 @@ dumps = Table(
     Column("cpus", Integer, nullable=False),
     Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
     Column("ram_end", I64),                                  # end of the highest node's span (bytes)
+    Column("ram_start", I64),                                # start of the lowest one (0006)
     Column("task_state_names", Text),                        # task_state_array, one per line
     Column("section_size_bits", SmallInteger),               # VMCOREINFO (sparsemem)
     Column("max_physmem_bits", SmallInteger),                # VMCOREINFO (sparsemem)
@@ -150,6 +151,18 @@ page_table_faults = Table(
     Index("ix_pt_faults", "dump_id", "mm", "va_start"),
 )
 
+kernel_maps = Table(
+    # Mappings of the kernel's own page tables where crash's kvtop walks them for `vm -M`
+    # (arm64: the upper half of the VA space but the linear map; none on x86_64 yet):
+    # physically contiguous stretches of at most 512 pages (migration 0006).
+    "kernel_maps", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("va", I64, nullable=False),
+    Column("npages", Integer, nullable=False),
+    Column("pa", I64, nullable=False),
+    Index("ix_kernel_maps", "dump_id", "va"),
+)
+
 swap_devices = Table(
     "swap_devices", metadata,
     Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
@@ -193,4 +206,4 @@ page_numbers = Table(
 )
 
 BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices,
-               pointer_symbols, vma_faults, ingest_errors)
+               pointer_symbols, vma_faults, ingest_errors, kernel_maps)

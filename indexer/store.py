@@ -145,7 +145,7 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             phys_base=p.phys_base, page_offset=to_signed(p.kvaddr_floor()),
             paging_levels=p.levels, arch=p.name, page_size=p.page_size, cpus=img.cpus,
             paddr_prlen=img.paddr_prlen,
-            ram_end=img.ram_end,
+            ram_end=img.ram_end, ram_start=img.ram_start,
             task_state_names="\n".join(img.task_state_names) if img.task_state_names else None,
             section_size_bits=img.sparsemem[0], max_physmem_bits=img.sparsemem[1],
             default_task=to_signed(img.default_task),
@@ -197,6 +197,8 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
                                          for t, p in img.swap[1].items()))
         _bulk(conn, S.pointer_symbols, (dict(dump_id=dump_id, address=to_signed(a), symbol=t)
                                          for a, t in img.pointer_symbols.items()))
+        _bulk_tuples(conn, S.kernel_maps, ["dump_id", "va", "npages", "pa"], (
+            (dump_id, to_signed(va), n, to_signed(pa)) for va, n, pa in img.kernel_maps))
         _bulk(conn, S.ingest_errors, (dict(dump_id=dump_id, message=e) for e in img.errors))
         conn.execute(update(S.dumps).where(S.dumps.c.id == dump_id).values(
             page_run_count=img.run_count, error_count=len(img.errors)))

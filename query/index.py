@@ -97,14 +97,15 @@ class DumpIndex:
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
             "release, phys_base, ram_end, task_state_names, section_size_bits, max_physmem_bits, "
-            "arch, page_size, paging_levels FROM dumps WHERE name = ?", (name,))
+            "arch, page_size, paging_levels, ram_start FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
          page_offset, self.release, self.phys_base, ram_end, state_names, self.section_bits,
-         self.physmem_bits, self.arch, self.page_size, self.paging_levels) = row
+         self.physmem_bits, self.arch, self.page_size, self.paging_levels, ram_start) = row
+        self.ram_start = u(ram_start) or 0
         self.task_state_names = state_names.split("\n") if state_names else None
         self.ram_end = u(ram_end) if ram_end is not None else None
         self.default_task = u(default_task)   # crash's startup context
@@ -324,6 +325,25 @@ class DumpIndex:
                 "SELECT mm FROM mms WHERE dump_id = ?", (self.id,))}
         return self._mm_pages
 
+    def kernel_map(self, va: int) -> int | None:
+        """Physical address of va by the kernel's own tables as the ingest kept them
+        (kernel_maps), None where they map nothing."""
+        row = self.c.one(
+            "SELECT va, npages, pa FROM kernel_maps WHERE dump_id = ? AND va <= ? AND va > ? "
+            "ORDER BY va DESC LIMIT 1",
+            (self.id, s64(va), s64(va - MAX_RUN_PAGES * self.page_size)))
+        if row is None or not u(row[0]) <= va < u(row[0]) + row[1] * self.page_size:
+            return None
+        return u(row[2]) + (va - u(row[0]))
+
+    def kernel_tables_kept(self) -> bool:
+        """Whether the index holds the kernel's table mappings (kernel_maps), so a
+        kernel address kvtop cannot place is one crash's table walk fails on."""
+        if getattr(self, "_ktables", None) is None:
+            self._ktables = self.c.one(
+                "SELECT 1 FROM kernel_maps WHERE dump_id = ? LIMIT 1", (self.id,)) is not None
+        return self._ktables
+
     def untagged(self, va: int) -> int:
         """The address crash's arm64 IS_KVADDR and VTOP look at: an MTE/KASAN tag in the top
         byte (0xf0..0xfe) reset to 0xff (arm64.c mte_tag_reset); x86_64: va itself."""
@@ -344,7 +364,7 @@ class DumpIndex:
             va_bits = shift + self.paging_levels * (shift - 3)
             if self.page_offset <= va < (-(1 << (va_bits - 1))) & U64:
                 return ((va & ~self.page_offset & U64) + self.phys_base) & U64
-            return None
+            return self.kernel_map(va)   # crash walks the kernel's tables there
         if va >= 0xFFFFFFFF80000000:
             return (va - 0xFFFFFFFF80000000 + self.phys_base) & ((1 << 64) - 1)
         if va >= self.page_offset:

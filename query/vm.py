@@ -180,7 +180,11 @@ class VmCommand:
         which the index does not keep, so vmdex says so instead of guessing."""
         idx = self.idx
         pa = idx.kvtop(addr)
-        if pa is None or idx.ram_end is not None and pa >= idx.ram_end:
+        if pa is None and idx.kernel_tables_kept():
+            # vaddr_to_kmem_cache: crash's kvtop walked the kernel's tables and failed
+            return Fatal(f"WARNING: cannot make virtual-to-physical translation: {addr:x}\n"
+                         "vm: invalid mm_struct address\n")
+        if pa is None or idx.ram_end is not None and pa >= idx.ram_end or pa < idx.ram_start:
             warn = ""
             if pa is not None and idx.section_bits and idx.physmem_bits:
                 # crash's sparsemem lookup first: a section number past NR_MEM_SECTIONS

@@ -101,6 +101,12 @@ class Arm64(Arch):
             return ((va & ~self.page_offset & U64) + self.phys_offset) & U64
         return None
 
+    def kernel_map_span(self) -> tuple[int, int, int] | None:
+        # crash's arm64_IS_VMALLOC_ADDR: everything from VA_START (the upper half of the
+        # VA_BITS_ACTUAL space) but the kernel image is translated by walking the tables.
+        bits = self.va_bits_actual
+        return 1 << (bits - 1), 1 << bits, (U64 << bits) & U64
+
     def ptov(self, pa: int) -> int:
         """__phys_to_virt: ((x) - PHYS_OFFSET) | PAGE_OFFSET."""
         return (((pa - self.phys_offset) & U64) | self.page_offset) & U64

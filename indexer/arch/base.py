@@ -76,6 +76,13 @@ class Arch:
         """Kernel image or direct-map address → physical, without a table walk."""
         raise NotImplementedError
 
+    def kernel_map_span(self) -> tuple[int, int, int] | None:
+        """(walk_lo, walk_hi, va_extend): the part of the kernel's own tables whose mappings
+        the index keeps (kernel_maps), as the walker's addresses [walk_lo, walk_hi) with
+        va_extend OR-ed in to make them kernel addresses; None: none kept. crash's kvtop
+        walks these tables for `vm -M` addresses outside the linear map."""
+        return None
+
     def user_root(self, pgd_va: int) -> int:
         """Physical address of the top table of an mm (mm->pgd)."""
         pa = self.kvtop_linear(pgd_va)

@@ -209,3 +209,30 @@ def walk_user_tables(phys, arch: Arch, top_pa: int, user_top: int,
                          np.zeros(0, np.int8), empty), faults
     return LeafBatch(*(np.concatenate(c) for c in zip(*(
         (b.va, b.npages, b.level, b.kind, b.value) for b in chunks)))), faults
+
+
+def kernel_map_runs(phys, arch: Arch, faults: list) -> list[tuple[int, int, int]]:
+    """(va, npages, pa) stretches the kernel's own tables map in Arch.kernel_map_span(),
+    physically contiguous and at most 512 pages each, in address order; unreadable
+    table pages are appended to `faults`."""
+    span = arch.kernel_map_span()
+    if span is None or arch.kernel_pgd_pa is None:
+        return []
+    lo, hi, ext = span
+    page = arch.page_size
+    leaves: list[tuple[int, int, int]] = []
+    for b in iter_user_leaves(phys, arch, arch.kernel_pgd_pa, hi, [(lo, hi)], faults):
+        keep = b.kind == KIND_PRESENT
+        for va, n, pa in zip(b.va[keep].tolist(), b.npages[keep].tolist(),
+                             b.value[keep].tolist()):
+            for i in range(0, n, 512):          # a block bigger than 2 MiB: 512-page pieces
+                leaves.append((va + i * page, min(512, n - i), pa + i * page))
+    leaves.sort()
+    out: list[tuple[int, int, int]] = []
+    for va, n, pa in leaves:
+        if out and out[-1][0] + out[-1][1] * page == va and \
+                out[-1][2] + out[-1][1] * page == pa and out[-1][1] + n <= 512:
+            out[-1] = (out[-1][0], out[-1][1] + n, out[-1][2])
+        else:
+            out.append((va, n, pa))
+    return [(va | ext, n, pa) for va, n, pa in out]

@@ -2,7 +2,9 @@
 size, which every page count and kB figure (query side, views) now takes from here;
 page_table_faults.cause / table_name / address_kind / address: a failed table read as
 stored codes and crash's own words (readmem's type string, memory type and address), so
-the query side never parses message text nor knows the architecture
+the query side never parses message text nor knows the architecture; kernel_maps: the
+kernel's own table mappings where crash's kvtop walks them (arm64 `vm -M`); dumps.ram_start:
+where RAM begins (arm64: PHYS_OFFSET), below it crash finds no struct page
 
 Revision ID: 0006
 Revises: 0005
@@ -75,6 +77,7 @@ def upgrade():
                                      server_default='x86_64'))
     op.add_column('dumps', sa.Column('page_size', sa.Integer(), nullable=False,
                                      server_default='4096'))
+    op.add_column('dumps', sa.Column('ram_start', I64, nullable=True))
     for col, typ in (('cause', sa.Text()), ('table_name', sa.Text()),
                      ('address_kind', sa.Text()), ('address', I64)):
         op.add_column('page_table_faults', sa.Column(col, typ, nullable=True))
@@ -92,13 +95,24 @@ def upgrade():
             "UPDATE page_table_faults SET cause = :c, table_name = :t, "
             f"address_kind = 'physical', address = :a WHERE {where}"),
             dict(c=_cause(reason), t=what, a=pa, rid=rid))
+    op.create_table(
+        'kernel_maps',
+        sa.Column('dump_id', sa.Integer(), nullable=False),
+        sa.Column('va', I64, nullable=False),
+        sa.Column('npages', sa.Integer(), nullable=False),
+        sa.Column('pa', I64, nullable=False),
+        sa.ForeignKeyConstraint(['dump_id'], ['dumps.id'], ondelete='CASCADE'),
+    )
+    op.create_index('ix_kernel_maps', 'kernel_maps', ['dump_id', 'va'])
     for name, sql in view_sql(bind.dialect.name).items():
         op.execute(f"CREATE VIEW {name} AS {sql}")
 
 
 def downgrade():
     _drop_views()
-    cols = {'dumps': ('page_size', 'arch'),
+    op.drop_index('ix_kernel_maps', table_name='kernel_maps')
+    op.drop_table('kernel_maps')
+    cols = {'dumps': ('ram_start', 'page_size', 'arch'),
             'page_table_faults': ('address', 'address_kind', 'table_name', 'cause')}
     for table, names in cols.items():
         for col in names:

@@ -17,7 +17,10 @@ Adding the next architecture, checklist:
      - the table format as crash's uvtop reads it: entries_of, classify (leaf / table
        above the PTE level), table_pa, leaf_pa, pte_present;
      - swap_type_offset: crash's __swp_type/__swp_offset;
-     - kvaddr_floor: crash's IS_KVADDR (what `vm -M` accepts);
+     - kvaddr_floor: crash's IS_KVADDR (what `vm -M` accepts), and kernel_map_span: the
+       kernel addresses crash's kvtop translates by walking the kernel's own tables (their
+       mappings are kept in kernel_maps; query/index.py kvtop reads them, and has the
+       arch's linear-map rule for the rest);
      - table_words / table_address: crash's readmem words and address for a failed read of
        each table level.
   2. detect() below: the ELF e_machine number (indexer.dumpfile.elf.ELF_MACHINES), the

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from indexer.arch import detect
+from indexer.arch.memory import KernelMemory
+from indexer.arch.pagewalk import iter_user_leaves, kernel_map_runs
 from indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
+from indexer.image import DumpImage
 from indexer.kernel.vmcoreinfo import VmcoreInfo
 from indexer.walk.kernel import Kernel
 from indexer.walk.mm import Mm, crash_rss, read_mm
@@ -24,7 +27,6 @@ from indexer.walk.parallel import MIN_PARALLEL_PAGES, parallel_runs, total_pages
 from indexer.walk.paths import PathResolver, swap_devices
 from indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
 from indexer.walk.tasks import Task, cpu_count, walk_tasks
-from indexer.x86_64 import KernelMemory, Paging, iter_user_leaves, swap_offsets_inverted
 
 Progress = Callable[[str, int, int], None]
 
@@ -32,53 +34,8 @@ Progress = Callable[[str, int, int], None]
 MAX_PHYSADDR_BITS = 52
 
 
-@dataclass
-class DumpImage:
-    """Everything the walk found in one dump, ready to be stored."""
-
-    name: str
-    source_path: str
-    format: str
-    compression: str
-    release: str
-    build_id: str
-    paging: Paging
-    kaslr_offset: int
-    cpus: int
-    paddr_prlen: int
-    ram_end: int
-    task_state_names: list[str] | None
-    sparsemem: tuple[int | None, int | None]  # (SECTION_SIZE_BITS, MAX_PHYSMEM_BITS)
-    default_task: int
-    init_mm: int | None
-    swap: tuple[int, dict[int, str]] | None
-    has_expand_upwards: bool
-    has_pmd_huge_pte: bool
-    tasks: list[Task]
-    rss: dict[int, int]                       # task addr -> crash RSS pages
-    mms: dict[int, Mm]
-    page_runs: Callable[[], Iterator[tuple[int, PageRuns]]]  # per-mm walk, run by the store
-    faults: list[tuple[int, object]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    pointer_symbols: dict[int, str] = field(default_factory=dict)  # for vm -m / -v
-    run_count: int = 0                        # page runs stored (set while storing)
-    source_size: int | None = None            # bytes of the dump file (`ingest DIR` skips)
-    kernel_from: str = ""                     # the vmlinux read, or the cached kernel row
-
-
 def _noop(stage: str, done: int, total: int) -> None:
     pass
-
-
-def _paging(k_mem_phys, info: VmcoreInfo, read_sym) -> Paging:
-    levels = 5 if (info.number("pgtable_l5_enabled") or 0) == 1 else 4
-    phys_base = info.number("phys_base")
-    if phys_base is None:
-        raise DumpError(f"{k_mem_phys.path}: VMCOREINFO lacks NUMBER(phys_base): cannot place "
-                        "the kernel image")
-    sme = info.number("sme_mask") or 0
-    paging = Paging(levels=levels, page_offset=0, phys_base=phys_base, sme_mask=sme)
-    return paging
 
 
 def _check_vmlinux(info: VmcoreInfo, vmlinux_build_id: str | None, vmlinux_path: Path,
@@ -143,18 +100,11 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
                stage: _Stage, workers: int) -> DumpImage:
     errors: list[str] = []
     kaslr = _check_vmlinux(info, vmlinux_build_id, vmlinux_path, symbol_address("_stext"))
-    paging = _paging(phys, info, symbol_address)
-    mem = KernelMemory(phys, paging)
+    arch = detect(phys, info)
+    mem = KernelMemory(phys, arch)
     k = Kernel(mem, types, symbol_address, kaslr)
-    # page_offset_base lives in the kernel image, which translates without it.
-    stage.what = "page_offset_base"
-    pob = k.sym("page_offset_base")
-    paging.page_offset = k.ptr(pob) if pob else (0xFF11000000000000 if paging.levels == 5
-                                                 else 0xFFFF888000000000)
-    swapper = info.symbol("swapper_pg_dir") or k.sym("init_top_pgt")
-    if swapper:
-        mem.kernel_pgd_pa = paging.kvtop_linear(swapper)
-    paging.l1tf = swap_offsets_inverted(k.sym("l1tf_mitigation") is not None, info.osrelease)
+    stage.what = "the kernel's address layout"
+    arch.setup(k, info)
     _check_banner(k, info, vmlinux_path, vmlinux_build_id)
 
     stage.what = "the task list (per-CPU runqueues, init_pid_ns)"
@@ -186,17 +136,17 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
 
     faults: list = []
 
-    user_top = 1 << (56 if paging.levels == 5 else 47)
+    user_top = arch.user_top
 
     def walk_mm(a: int) -> Iterator[tuple[int, PageRuns]]:
         """One mm's page runs, chunk by chunk as the walk streams them."""
         mm = mms[a]
         ranges = [(v.start, v.end) for v in mm.vmas]
         mm_faults: list = []
-        builder = RunBuilder(ranges, paging)
+        builder = RunBuilder(ranges, arch)
         try:
-            for batch in iter_user_leaves(phys, paging, mm.pgd - paging.page_offset,
-                                          user_top, ranges, mm_faults):
+            for batch in iter_user_leaves(phys, arch, arch.user_root(mm.pgd), user_top,
+                                          ranges, mm_faults):
                 runs = builder.feed(batch)
                 if len(runs):
                     yield a, runs
@@ -212,34 +162,41 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         """Every mm's page runs. The store writes them inside its transaction as they
         come, so memory holds a few chunks, never a whole address space or the dump.
         With several workers the mms are walked in other processes (walk.parallel)."""
-        if workers > 1 and total_pages(mms) >= MIN_PARALLEL_PAGES:
-            yield from parallel_runs(mms, str(phys.path), paging, user_top, workers, walk_mm,
+        if workers > 1 and total_pages(mms, arch.page_size) >= MIN_PARALLEL_PAGES:
+            yield from parallel_runs(mms, str(phys.path), arch, user_top, workers, walk_mm,
                                      faults, progress)
             return
         for i, a in enumerate(mms):
             yield from walk_mm(a)
             progress("page tables", i + 1, len(mms))
 
+    kmap_faults: list = []
+    kernel_maps = kernel_map_runs(phys, arch, kmap_faults)
+    if kmap_faults:
+        errors.append(f"kernel page tables: {len(kmap_faults)} table pages unreadable "
+                      f"(first at {kmap_faults[0].pa:x}): vm -M there is unknown")
     stage.what = "swap_info"
     swap_info = swap_devices(k, paths, errors)
     stage.what = "node_data (the size of RAM)"
     nodes = _memory_nodes(k)
     prlen = _paddr_prlen(k, nodes)
     ram_end = _ram_end(k, nodes)
+    ram_start = _ram_start(k, nodes)
     stage.what = "the CPU masks"
     cpus = cpu_count(k)
     return DumpImage(
         name=name, source_path=str(phys.path), format=phys.format,
         compression=phys.compression,
         release=info.osrelease or getattr(phys, "utsname_release", "") or "",
-        build_id=vmlinux_build_id or info.build_id or "", paging=paging, kaslr_offset=kaslr,
+        build_id=vmlinux_build_id or info.build_id or "", arch=arch, kaslr_offset=kaslr,
         cpus=cpus, paddr_prlen=prlen, ram_end=ram_end, task_state_names=state_names,
         sparsemem=(info.number("SECTION_SIZE_BITS"), info.number("MAX_PHYSMEM_BITS")),
         default_task=_default_task(k, tasks),
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
-        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors)
+        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
+        kernel_maps=kernel_maps, ram_start=ram_start)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,
@@ -279,14 +236,21 @@ def _memory_nodes(k: Kernel) -> list[int]:
 
 
 def _paddr_prlen(k: Kernel, nodes: list[int]) -> int:
-    """crash's PHYSICAL width: hex digits of present RAM (Σ node_present_pages × 4 KiB)."""
+    """crash's PHYSICAL width: hex digits of present RAM (Σ node_present_pages × page size)."""
     total = 0
     for node in nodes:
         present = k.mem.u64(node + k.off("pglist_data", "node_present_pages"))
         if present == 0:
             present = k.mem.u64(node + k.off("pglist_data", "node_spanned_pages"))
-        total += present * 4096
+        total += present * k.mem.page
     return len(f"{total:x}") if total else 8
+
+
+def _ram_start(k: Kernel, nodes: list[int]) -> int:
+    """The start of the lowest node's span, in bytes (0 on x86_64; arm64 RAM starts at
+    PHYS_OFFSET): below it no page has a struct page either."""
+    starts = [k.mem.u64(node + k.off("pglist_data", "node_start_pfn")) for node in nodes]
+    return min(starts) * k.mem.page if starts else 0
 
 
 def _ram_end(k: Kernel, nodes: list[int]) -> int:
@@ -295,12 +259,12 @@ def _ram_end(k: Kernel, nodes: list[int]) -> int:
     for node in nodes:
         start = k.mem.u64(node + k.off("pglist_data", "node_start_pfn"))
         spanned = k.mem.u64(node + k.off("pglist_data", "node_spanned_pages"))
-        end = max(end, (start + spanned) * 4096)
+        end = max(end, (start + spanned) * k.mem.page)
     return end
 
 
 def _pointer_symbols(img: DumpImage, types, symtab) -> dict[int, str]:
-    from query.structs import collect_pointer_symbols
+    from indexer.kernel.pointers import collect_pointer_symbols
 
     objects = [("mm_struct", m.raw, m.addr) for m in img.mms.values()]
     objects += [("vm_area_struct", v.raw, v.addr) for m in img.mms.values() for v in m.vmas]

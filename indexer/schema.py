@@ -38,9 +38,12 @@ dumps = Table(
     Column("phys_base", I64, nullable=False),
     Column("page_offset", I64, nullable=False),
     Column("paging_levels", SmallInteger, nullable=False),
+    Column("arch", String(16), nullable=False, server_default="x86_64"),   # indexer.arch (0006)
+    Column("page_size", Integer, nullable=False, server_default="4096"),  # bytes (0006)
     Column("cpus", Integer, nullable=False),
     Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
     Column("ram_end", I64),                                  # end of the highest node's span (bytes)
+    Column("ram_start", I64),                                # start of the lowest one (0006)
     Column("task_state_names", Text),                        # task_state_array, one per line
     Column("section_size_bits", SmallInteger),               # VMCOREINFO (sparsemem)
     Column("max_physmem_bits", SmallInteger),                # VMCOREINFO (sparsemem)
@@ -137,8 +140,27 @@ page_table_faults = Table(
     Column("va_end", I64, nullable=False),
     Column("level", SmallInteger, nullable=False),
     Column("pa", I64, nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("reason", Text, nullable=False),                 # the read error's text
+    # crash's words for the failed read (migration 0006): `cause` a stored code as in
+    # vma_faults, `table_name` readmem's type ("pmd page"...), `address_kind` its memory
+    # type ("physical", "kernel virtual") and `address` the address it names.
+    Column("cause", Text),
+    Column("table_name", Text),
+    Column("address_kind", Text),
+    Column("address", I64),
     Index("ix_pt_faults", "dump_id", "mm", "va_start"),
+)
+
+kernel_maps = Table(
+    # Mappings of the kernel's own page tables where crash's kvtop walks them for `vm -M`
+    # (arm64: the upper half of the VA space but the linear map; none on x86_64 yet):
+    # physically contiguous stretches of at most 512 pages (migration 0006).
+    "kernel_maps", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("va", I64, nullable=False),
+    Column("npages", Integer, nullable=False),
+    Column("pa", I64, nullable=False),
+    Index("ix_kernel_maps", "dump_id", "va"),
 )
 
 swap_devices = Table(
@@ -184,4 +206,4 @@ page_numbers = Table(
 )
 
 BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices,
-               pointer_symbols, vma_faults, ingest_errors)
+               pointer_symbols, vma_faults, ingest_errors, kernel_maps)

@@ -14,9 +14,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from indexer import schema as S
-from indexer.ingest import DumpImage
+from indexer.arch.base import to_signed
+from indexer.errors import read_cause
+from indexer.image import DumpImage
 from indexer.walk.parallel import DropMm
-from indexer.x86_64 import to_signed
 
 BATCH = 20000
 RUN_COLUMNS = ["dump_id", "mm", "vma_seq", "va", "npages", "level", "kind", "pa", "swap_type",
@@ -134,16 +135,18 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
         old = conn.execute(select(S.dumps.c.id).where(S.dumps.c.name == img.name)).scalar()
         if old is not None:
             _delete_dump(conn, old)
-        p = img.paging
+        p = img.arch
         dump_id = conn.execute(insert(S.dumps).values(
             name=img.name, kernel_id=kernel_id, source_path=img.source_path,
             source_size=img.source_size, format=img.format,
             compression=img.compression, release=img.release,
             ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             ingest_seconds=round(seconds), kaslr_offset=to_signed(img.kaslr_offset),
-            phys_base=p.phys_base, page_offset=to_signed(p.page_offset),
-            paging_levels=p.levels, cpus=img.cpus, paddr_prlen=img.paddr_prlen,
-            ram_end=img.ram_end,
+            # page_offset: crash's IS_KVADDR threshold for -M (the direct-map base on both)
+            phys_base=p.phys_base, page_offset=to_signed(p.kvaddr_floor()),
+            paging_levels=p.levels, arch=p.name, page_size=p.page_size, cpus=img.cpus,
+            paddr_prlen=img.paddr_prlen,
+            ram_end=img.ram_end, ram_start=img.ram_start,
             task_state_names="\n".join(img.task_state_names) if img.task_state_names else None,
             section_size_bits=img.sparsemem[0], max_physmem_bits=img.sparsemem[1],
             default_task=to_signed(img.default_task),
@@ -185,9 +188,12 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
                 (dump_id, mm_s, vi, va, n, lv, kd, pa if pr else None, None if pr else st,
                  None if pr else so, pte)
                 for vi, va, n, lv, kd, pa, st, so, pte, pr in cols))
+        words = p.table_words()
         _bulk(conn, S.page_table_faults, (dict(
             dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),
-            va_end=to_signed(f.va_end), level=f.level, pa=f.pa, reason=f.reason)
+            va_end=to_signed(f.va_end), level=f.level, pa=f.pa, reason=f.reason,
+            cause=f.cause or read_cause(f.reason), table_name=words.get(f.level, "pgd page"),
+            address_kind=p.table_address(f.pa)[0], address=to_signed(p.table_address(f.pa)[1]))
             for mm, f in img.faults))
         _bulk(conn, S.vma_faults, (dict(
             dump_id=dump_id, mm=to_signed(m.addr), seq=m.vma_fault[0],
@@ -198,6 +204,8 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
                                          for t, p in img.swap[1].items()))
         _bulk(conn, S.pointer_symbols, (dict(dump_id=dump_id, address=to_signed(a), symbol=t)
                                          for a, t in img.pointer_symbols.items()))
+        _bulk_tuples(conn, S.kernel_maps, ["dump_id", "va", "npages", "pa"], (
+            (dump_id, to_signed(va), n, to_signed(pa)) for va, n, pa in img.kernel_maps))
         _bulk(conn, S.ingest_errors, (dict(dump_id=dump_id, message=e) for e in img.errors))
         conn.execute(update(S.dumps).where(S.dumps.c.id == dump_id).values(
             page_run_count=img.run_count, error_count=len(img.errors)))

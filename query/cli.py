@@ -180,9 +180,3 @@ def run_app() -> int:
             show()
             return exc.exit_code
         raise
-
-
-def main() -> None:
-    from query.main import main as entry
-
-    entry()

@@ -36,7 +36,7 @@ def panic_task(idx: DumpIndex) -> int | None:
 
 def show_context(idx: DumpIndex, t: Task) -> str:
     """crash's show_context() at the prompt (no indent). THREAD_INFO is the task itself:
-    x86_64 kernels since 4.9 keep thread_info in task_struct."""
+    x86_64 (since 4.9) and arm64 (since 4.10) kernels keep thread_info in task_struct."""
     from indexer.walk.taskstate import task_state, verbose_state_string
 
     states = idx.task_states()

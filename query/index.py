@@ -11,7 +11,6 @@ from indexer.errors import VmdexError
 from query.conn import Conn
 
 U64 = (1 << 64) - 1
-PAGE = 4096
 MAX_RUN_PAGES = 512  # indexer.walk.pages.MAX_RUN_PAGES: bounds the range scans below
 
 
@@ -97,15 +96,16 @@ class DumpIndex:
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
-            "release, phys_base, ram_end, task_state_names, section_size_bits, max_physmem_bits "
-            "FROM dumps WHERE name = ?", (name,))
+            "release, phys_base, ram_end, task_state_names, section_size_bits, max_physmem_bits, "
+            "arch, page_size, paging_levels, ram_start FROM dumps WHERE name = ?", (name,))
         if row is None:
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
          page_offset, self.release, self.phys_base, ram_end, state_names, self.section_bits,
-         self.physmem_bits) = row
+         self.physmem_bits, self.arch, self.page_size, self.paging_levels, ram_start) = row
+        self.ram_start = u(ram_start) or 0
         self.task_state_names = state_names.split("\n") if state_names else None
         self.ram_end = u(ram_end) if ram_end is not None else None
         self.default_task = u(default_task)   # crash's startup context
@@ -205,9 +205,9 @@ class DumpIndex:
         if r is None:
             return None
         run = Run(u(r[0]), r[1], r[2], u(r[3]), r[4], r[5])
-        if not run.va <= va < run.va + run.npages * PAGE:
+        if not run.va <= va < run.va + run.npages * self.page_size:
             return None
-        return run, (va - run.va) // PAGE
+        return run, (va - run.va) // self.page_size
 
     def swapdev(self, typ: int | None) -> str:
         if self._swapdev is None:
@@ -222,11 +222,11 @@ class DumpIndex:
         """(mm, vma_seq, va) of every present page whose crash PHYSICAL equals pa."""
         rows = self.c.all(
             "SELECT mm, vma_seq, va, pa, npages FROM page_runs WHERE dump_id = ? AND kind = 0 "
-            "AND pa <= ? AND pa > ?", (self.id, s64(pa), s64(pa - MAX_RUN_PAGES * PAGE)))
+            "AND pa <= ? AND pa > ?", (self.id, s64(pa), s64(pa - MAX_RUN_PAGES * self.page_size)))
         out = []
         for mm, seq, va, rpa, n in rows:
             d = pa - (rpa & U64)
-            if d % PAGE == 0 and d // PAGE < n:
+            if d % self.page_size == 0 and d // self.page_size < n:
                 out.append((u(mm), seq, u(va) + d))
         return out
 
@@ -235,7 +235,7 @@ class DumpIndex:
             "SELECT mm, vma_seq, va, swap_offset, npages FROM page_runs WHERE dump_id = ? "
             "AND kind = 1 AND swap_offset <= ? AND swap_offset > ?",
             (self.id, off, off - MAX_RUN_PAGES))
-        return [(u(mm), seq, u(va) + (off - so) * PAGE)
+        return [(u(mm), seq, u(va) + (off - so) * self.page_size)
                 for mm, seq, va, so, n in rows if off - so < n]
 
     def swap_runs_on_devices(self, ref_matches) -> list[tuple[int, int, int, int]]:
@@ -280,14 +280,14 @@ class DumpIndex:
 
     def file_pages_at_offset(self, off: int) -> list[tuple[int, int, int]]:
         """(mm, vma_seq, va) where a file VMA would print `OFFSET: off` (if no entry there)."""
-        if off % PAGE:
+        if off % self.page_size:
             return []
-        pg = off // PAGE
+        pg = off // self.page_size
         rows = self.c.all(
             "SELECT mm, seq, vm_start, vm_end, vm_pgoff FROM vmas WHERE dump_id = ? "
             "AND file_path IS NOT NULL AND file_path <> '' AND vm_pgoff <= ? "
-            "AND vm_pgoff + (vm_end - vm_start) / 4096 > ?", (self.id, pg, pg))
-        return [(u(m), seq, u(st) + (pg - u(po)) * PAGE) for m, seq, st, en, po in rows]
+            "AND vm_pgoff + (vm_end - vm_start) / ? > ?", (self.id, pg, self.page_size, pg))
+        return [(u(m), seq, u(st) + (pg - u(po)) * self.page_size) for m, seq, st, en, po in rows]
 
     def vma_containing(self, va: int) -> list[tuple[int, int]]:
         return [(u(m), s) for m, s in self.c.all(
@@ -304,28 +304,68 @@ class DumpIndex:
             "SELECT address, symbol FROM pointer_symbols WHERE dump_id = ?", (self.id,))}
 
     # --- page-table pages the dump did not hold ------------------------------------
-    def table_faults(self, mm: int) -> list[tuple[int, int, int, int, str]]:
-        """(va_start, va_end, level, pa, reason) of the mm's unreadable page-table pages,
-        by va_start. Loaded once per dump: a healthy dump has none."""
+    def table_faults(self, mm: int) -> list[tuple[int, int, str, str, str, int]]:
+        """(va_start, va_end, cause, table_name, address_kind, address) of the mm's
+        unreadable page-table pages, by va_start: crash's words for the failed read, as
+        the ingest stored them. Loaded once per dump: a healthy dump has none."""
         if getattr(self, "_faults", None) is None:
             self._faults: dict[int, list] = {}
-            for m, lo, hi, lvl, pa, why in self.c.all(
-                    "SELECT mm, va_start, va_end, level, pa, reason FROM page_table_faults "
-                    "WHERE dump_id = ? ORDER BY mm, va_start", (self.id,)):
-                self._faults.setdefault(u(m), []).append((u(lo), u(hi), lvl, u(pa), why))
+            for m, lo, hi, cause, what, kind, addr in self.c.all(
+                    "SELECT mm, va_start, va_end, cause, table_name, address_kind, address "
+                    "FROM page_table_faults WHERE dump_id = ? ORDER BY mm, va_start",
+                    (self.id,)):
+                self._faults.setdefault(u(m), []).append((u(lo), u(hi), cause, what, kind,
+                                                          u(addr)))
         return self._faults.get(mm, [])
 
     def mm_pages(self) -> set[int]:
-        """Page frames (kernel address >> 12) holding the start of an mm_struct the index
+        """Pages (kernel address // page size) holding the start of an mm_struct the index
         holds: crash's is_valid_mm takes any address in the mm_struct slab."""
         if getattr(self, "_mm_pages", None) is None:
-            self._mm_pages = {u(m) >> 12 for (m,) in self.c.all(
+            self._mm_pages = {u(m) // self.page_size for (m,) in self.c.all(
                 "SELECT mm FROM mms WHERE dump_id = ?", (self.id,))}
         return self._mm_pages
 
+    def kernel_map(self, va: int) -> int | None:
+        """Physical address of va by the kernel's own tables as the ingest kept them
+        (kernel_maps), None where they map nothing."""
+        row = self.c.one(
+            "SELECT va, npages, pa FROM kernel_maps WHERE dump_id = ? AND va <= ? AND va > ? "
+            "ORDER BY va DESC LIMIT 1",
+            (self.id, s64(va), s64(va - MAX_RUN_PAGES * self.page_size)))
+        if row is None or not u(row[0]) <= va < u(row[0]) + row[1] * self.page_size:
+            return None
+        return u(row[2]) + (va - u(row[0]))
+
+    def kernel_tables_kept(self) -> bool:
+        """Whether the index holds the kernel's table mappings (kernel_maps), so a
+        kernel address kvtop cannot place is one crash's table walk fails on."""
+        if getattr(self, "_ktables", None) is None:
+            self._ktables = self.c.one(
+                "SELECT 1 FROM kernel_maps WHERE dump_id = ? LIMIT 1", (self.id,)) is not None
+        return self._ktables
+
+    def untagged(self, va: int) -> int:
+        """The address crash's arm64 IS_KVADDR and VTOP look at: an MTE/KASAN tag in the top
+        byte (0xf0..0xfe) reset to 0xff (arm64.c mte_tag_reset); x86_64: va itself."""
+        if self.arch == "arm64" and 0xF0 <= va >> 56 < 0xFF:
+            return va | (0xFF << 56)
+        return va
+
     def kvtop(self, va: int) -> int | None:
-        """Physical address of a direct-map or kernel-image address. x86_64 only, like the
-        rest of the index today (START_KERNEL_MAP); the architecture seam will own it."""
+        """Physical address of a direct-map (or x86_64 kernel-image) address, from the
+        stored page_offset and phys_base (indexer.arch: x86_64 phys_base, arm64
+        PHYS_OFFSET); None elsewhere."""
+        if self.arch == "arm64":
+            va = self.untagged(va)
+            # __lm_to_phys: ((addr) & ~PAGE_OFFSET) + PHYS_OFFSET, below the upper half
+            # of the space the MMU uses (image, vmalloc, vmemmap): its VA bits are the
+            # stored levels' index bits plus the page offset (indexer.arch.arm64).
+            shift = self.page_size.bit_length() - 1
+            va_bits = shift + self.paging_levels * (shift - 3)
+            if self.page_offset <= va < (-(1 << (va_bits - 1))) & U64:
+                return ((va & ~self.page_offset & U64) + self.phys_base) & U64
+            return self.kernel_map(va)   # crash walks the kernel's tables there
         if va >= 0xFFFFFFFF80000000:
             return (va - 0xFFFFFFFF80000000 + self.phys_base) & ((1 << 64) - 1)
         if va >= self.page_offset:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from itertools import islice
 
-from indexer.errors import VmdexError, read_cause
-from query.index import PAGE, DumpIndex, Task, Vma
+from indexer.errors import VmdexError
+from query.index import DumpIndex, Task, Vma
 from query.render import crashfmt as F
 from query.render.vmflags import flag_names
 from query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
@@ -71,14 +71,12 @@ class TaskAbort(Exception):
     message line, or '' when crash stays silent (a page a compressed dump excluded)."""
 
 
-_TABLE_TYPE = {1: "page table", 2: "pmd page", 3: "pud page"}
-
-
-def read_error(fmt: str, levels: int, fault) -> str:
-    """What crash prints when uvtop's read of this table page fails (memory.c readmem)."""
-    _lo, _hi, level, pa, why = fault
-    what = _TABLE_TYPE.get(level) or ("p4d page" if levels == 5 and level == 4 else "pgd page")
-    return readmem_failure(fmt, read_cause(why), "physical", pa, what)
+def read_error(fmt: str, fault) -> str:
+    """What crash prints when uvtop's read of this table page fails (memory.c readmem):
+    the cause code, readmem's type words, memory type and address were stored at ingest
+    by the dump's architecture (indexer.arch)."""
+    _lo, _hi, cause, what, kind, address = fault
+    return readmem_failure(fmt, cause, kind, address, what)
 
 
 def vma_read_error(fmt: str, fault) -> str:
@@ -116,7 +114,7 @@ class VmCommand:
         from query.render.sinks import SINKS
 
         self.idx, self.out, self.a = idx, out, args
-        self.sink = SINKS[fmt](out, max(idx.paddr_prlen, 8), idx.swapdev)
+        self.sink = SINKS[fmt](out, max(idx.paddr_prlen, 8), idx.swapdev, idx.page_size)
         self._mm_cache: dict[int, object] = {}
         self._vma_cache: dict[int, list[Vma]] = {}
 
@@ -154,7 +152,8 @@ class VmCommand:
             return 0, 0, 0, 0
         if t.flags & PF_EXITING and mm.mm_count <= 0:
             return mm.mm, 0, 0, 0
-        return mm.mm, mm.pgd, t.rss_pages * 4, mm.total_vm * 4
+        kb = self.idx.page_size // 1024          # crash's PGTOKB
+        return mm.mm, mm.pgd, t.rss_pages * kb, mm.total_vm * kb
 
     def mm_lines(self, t: Task, tm=None) -> None:
         """The MM/PGD/RSS/TOTAL_VM block (crash's PRINT_VM_DATA)."""
@@ -166,7 +165,7 @@ class VmCommand:
         index is judged by not_an_indexed_mm."""
         if self.a.mm is None:
             return None
-        row = self.mm_row(self.a.mm)
+        row = self.mm_row(self.idx.untagged(self.a.mm))   # arm64 reads through an MTE tag
         if row is None:
             raise self.not_an_indexed_mm(self.a.mm)
         if row.mm_count == 0:
@@ -181,7 +180,11 @@ class VmCommand:
         which the index does not keep, so vmdex says so instead of guessing."""
         idx = self.idx
         pa = idx.kvtop(addr)
-        if pa is None or idx.ram_end is not None and pa >= idx.ram_end:
+        if pa is None and idx.kernel_tables_kept():
+            # vaddr_to_kmem_cache: crash's kvtop walked the kernel's tables and failed
+            return Fatal(f"WARNING: cannot make virtual-to-physical translation: {addr:x}\n"
+                         "vm: invalid mm_struct address\n")
+        if pa is None or idx.ram_end is not None and pa >= idx.ram_end or pa < idx.ram_start:
             warn = ""
             if pa is not None and idx.section_bits and idx.physmem_bits:
                 # crash's sparsemem lookup first: a section number past NR_MEM_SECTIONS
@@ -190,7 +193,7 @@ class VmCommand:
                     warn = f"WARNING: sparsemem: invalid section number: {section}\n"
             return Fatal(f"{warn}WARNING: cannot find mem_map page for address: {addr:x}\n"
                          "vm: invalid mm_struct address\n")
-        if addr >> 12 in idx.mm_pages():
+        if idx.untagged(addr) // idx.page_size in idx.mm_pages():
             return VmdexError(f"vm -M {addr:x}: an address inside the mm_struct slab but no "
                               "mm_struct a task of this dump uses: crash would read raw memory "
                               "there, and the index keeps none")
@@ -212,13 +215,13 @@ class VmCommand:
                 break
             if r.va > va:
                 self.sink.empty_pages(v, va, r.va)
-            self.page_range(v, r.va, min(r.va + r.npages * PAGE, end), (r, 0))
-            va = r.va + r.npages * PAGE
+            self.page_range(v, r.va, min(r.va + r.npages * self.idx.page_size, end), (r, 0))
+            va = r.va + r.npages * self.idx.page_size
         runs.close()   # (its cursor, when the loop stopped early)
         if va < end:
             self.sink.empty_pages(v, va, end)
         if fault is not None:
-            raise TaskAbort(read_error(*self.idx.dump_format(), fault[1]))
+            raise TaskAbort(read_error(self.idx.dump_format()[0], fault[1]))
 
     def first_fault(self, mm: int, lo: int, hi: int):
         """(first page in [lo, hi) under an unreadable table, that fault) or None."""
@@ -237,7 +240,7 @@ class VmCommand:
             return
         r, i = hit
         if r.kind == 0:
-            self.sink.present_pages(v, lo, hi, r.pa + i * PAGE)
+            self.sink.present_pages(v, lo, hi, r.pa + i * self.idx.page_size)
         elif not self.idx.swap_lines:   # crash prints swap lines only with swap symbols
             self.sink.empty_pages(v, lo, hi)
         else:
@@ -319,13 +322,13 @@ class RefSearch:
         if self.hexval is not None:
             add(idx.pages_with_pa(self.hexval))
             add(idx.file_pages_at_offset(self.hexval))
-            if self.hexval % PAGE == 0:
+            if self.hexval % idx.page_size == 0:
                 add((mm, seq, self.hexval) for mm, seq in idx.vma_containing(self.hexval))
         if idx.swap_lines:
             if self.decval is not None:
                 add(idx.pages_with_swap_offset(self.decval))
             for mm, seq, va, n in idx.swap_runs_on_devices(lambda dev: name_match(dev, ref)):
-                add((mm, seq, va + i * PAGE) for i in range(n))
+                add((mm, seq, va + i * idx.page_size) for i in range(n))
         self.candidates = cand
         self.mms = {mm for mm, _ in cand} | {mm for mm, _ in self.vma_hits}
 
@@ -334,13 +337,13 @@ class RefSearch:
             return True
         if hit is None:
             return bool(v.path) and self.hexval is not None and \
-                ((va - v.start) // PAGE + v.pgoff) * PAGE == self.hexval
+                ((va - v.start) // self.idx.page_size + v.pgoff) * self.idx.page_size == self.hexval
         r, i = hit
         if r.kind == 0:
-            return r.pa + i * PAGE == self.hexval
+            return r.pa + i * self.idx.page_size == self.hexval
         if not self.idx.swap_lines:
             return bool(v.path) and self.hexval is not None and \
-                ((va - v.start) // PAGE + v.pgoff) * PAGE == self.hexval
+                ((va - v.start) // self.idx.page_size + v.pgoff) * self.idx.page_size == self.hexval
         return (self.decval is not None and r.swap_offset + i == self.decval) or \
             name_match(self.idx.swapdev(r.swap_type), self.ref)
 
@@ -378,7 +381,7 @@ class RefSearch:
             end = v.end if fault is None else fault[0]
             if not cands:
                 if fault is not None:
-                    raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
+                    raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
                 continue
             # Only the runs under the candidate pages: a VMA can hold millions of pages.
             hit_of = {va: cmd.idx.run_at(mm, va) for va in cands}
@@ -386,7 +389,7 @@ class RefSearch:
                           and self.page_matches(v, va, hit_of[va]))
             if not hits:
                 if fault is not None:
-                    raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
+                    raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
                 continue
             page_flag = True
             if not header:
@@ -398,9 +401,9 @@ class RefSearch:
                 vma_printed, last_vma = True, v.vma
             cmd.sink.page_header()
             for va in hits:
-                cmd.page_range(v, va, va + PAGE, hit_of[va])
+                cmd.page_range(v, va, va + cmd.idx.page_size, hit_of[va])
             if fault is not None:
-                raise TaskAbort(read_error(*cmd.idx.dump_format(), fault[1]))
+                raise TaskAbort(read_error(cmd.idx.dump_format()[0], fault[1]))
         if header:
             cmd.sink.blank()
 
@@ -465,7 +468,8 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
     sink = None
     try:
         try:
-            a = parse_vm(argv, lambda: open_index().page_offset)
+            a = parse_vm(argv, lambda: open_index().page_offset,
+                         lambda addr: open_index().untagged(addr))
         except Fatal as exc:
             _print_notes(out, getattr(exc, "notes", ()))
             raise

@@ -136,26 +136,29 @@ class VmArgs:
     notes: list[tuple[str, str]] = field(default_factory=list)
 
 
-def parse_vm(args: list[str], page_offset=None) -> VmArgs:
+def parse_vm(args: list[str], page_offset=None, untagged=None) -> VmArgs:
     """Parse `vm` words exactly as crash's cmd_vm getopt loop does (memory.c cmd_vm).
 
     May raise Fatal (a bad number for -f/-P/-M, -x with -d, -M not a kernel address): the
     exception then carries `notes`, what the loop printed before it stopped.
 
     `page_offset()` gives the dump's direct-map base (crash's PAGE_OFFSET), asked for only
-    when `-M` needs it: x86_64 IS_KVADDR is `addr >= PAGE_OFFSET`, and PAGE_OFFSET differs
-    between dumps (KASLR randomises it; 5-level paging puts it below 0xff20000000000000)."""
+    when `-M` needs it: crash's IS_KVADDR is `addr >= PAGE_OFFSET` on x86_64 and `addr >=
+    kvbase` on arm64 (the ingest stores either as dumps.page_offset), and it differs
+    between dumps (x86_64 KASLR randomises it; 5-level paging puts it below
+    0xff20000000000000; arm64 has -(1 << VA_BITS)). `untagged(addr)`, if given, is the
+    address crash compares (arm64_is_kvaddr resets an MTE tag first)."""
     events, words = getopt("vm", args, VM_OPTSTRING)
     v = VmArgs(words=words)
     try:
-        _vm_options(v, events, page_offset)
+        _vm_options(v, events, page_offset, untagged)
     except Fatal as exc:
         exc.notes = v.notes
         raise
     return v
 
 
-def _vm_options(v: VmArgs, events: list[GetoptEvent], page_offset) -> None:
+def _vm_options(v: VmArgs, events: list[GetoptEvent], page_offset, untagged=None) -> None:
     for ev in events:
         c = ev.opt
         if c == "?":
@@ -197,5 +200,6 @@ def _vm_options(v: VmArgs, events: list[GetoptEvent], page_offset) -> None:
             v.radix = 10
         elif c == "M":
             v.mm = htol(ev.arg)
-            if page_offset is not None and v.mm < page_offset():  # !IS_KVADDR(mm)
+            kv = untagged(v.mm) if untagged is not None else v.mm
+            if page_offset is not None and kv < page_offset():  # !IS_KVADDR(mm)
                 raise Fatal(f"vm: invalid mm_struct address: {ev.arg}\n")

@@ -280,13 +280,13 @@ def vmdex(*args, db=None, timeout: float = 120) -> Run:
 
 
 def vmdex_inproc(*args, db=None, timeout: float = 120) -> Run:
-    """The same CLI entry point (`query.cli.main`) called in this process: no interpreter
+    """The same CLI entry point (`query.main.main`) called in this process: no interpreter
     start-up per call, for the many-cases sweeps. stdout/stderr are captured; a hang is
     cut by SIGALRM (and then shows up as an internal error, failing the test)."""
     import io
     import signal
 
-    from query.cli import main
+    from query.main import main
 
     argv = ["vmdex"] + (["--db", str(db)] if db else []) + [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()

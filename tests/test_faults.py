@@ -593,7 +593,7 @@ def bulk(*args, **kw):
         os.kill(os.getpid(), signal.SIGKILL)   # rows written, transaction not committed
 store._bulk = bulk
 sys.argv = {argv!r}
-from query.cli import main
+from query.main import main
 main()
 '''
 

@@ -9,7 +9,7 @@ import pytest
 from indexer.dumpfile import open_dump
 from indexer.kernel.types import KernelTypes, load_kernel_types
 from indexer.kernel.vmcoreinfo import VmcoreInfo
-from query.render.gdbprint import render_struct
+from indexer.kernel.gdbprint import render_struct
 from tests import fixturedata as fd
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000

@@ -18,7 +18,7 @@ import pytest
 
 from tests.kernels import matrix as M
 
-CI_ROWS = "sid-cloud"
+CI_ROWS = "sid-cloud,arm64-bookworm-cloud"   # x86_64 sid, and one arm64 guest
 LIVE_QUESTIONS = 400
 
 ROWS = {r.name: r for r in M.read_rows()}

@@ -166,10 +166,11 @@ def kernels():
 
 def make_kernel(kernel_types, pages: dict[int, bytes]):
     from indexer.walk.kernel import Kernel
-    from indexer.x86_64 import KernelMemory, Paging
+    from indexer.arch.memory import KernelMemory
+    from indexer.arch.x86_64 import X86_64
 
     types, symtab = kernel_types
-    paging = Paging(levels=4, page_offset=PAGE_OFFSET, phys_base=0)
+    paging = X86_64(levels=4, page_offset=PAGE_OFFSET, phys_base=0)
     mem = KernelMemory(BytesMemory(pages), paging)
     return Kernel(mem, types, symtab.address, 0)
 
@@ -291,9 +292,10 @@ def page_tables(draw):
                        max_size=5) | st.none())
 def test_walk_user_tables_on_random_pages(pages, top, levels, ranges):
     from indexer.walk.pages import build_runs
-    from indexer.x86_64 import Paging, walk_user_tables
+    from indexer.arch.pagewalk import walk_user_tables
+    from indexer.arch.x86_64 import X86_64
 
-    paging = Paging(levels=levels, page_offset=PAGE_OFFSET, phys_base=0)
+    paging = X86_64(levels=levels, page_offset=PAGE_OFFSET, phys_base=0)
     phys = BytesMemory(pages)
     user_top = 1 << (56 if levels == 5 else 47)
     vmas = None

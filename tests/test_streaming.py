@@ -29,15 +29,15 @@ def _walked(kernel):
 
 def _runs(phys, img, chunk):
     from indexer.walk.pages import RunBuilder
-    from indexer.x86_64 import iter_user_leaves
+    from indexer.arch.pagewalk import iter_user_leaves
 
     rows, batches = [], 0
-    top = 1 << (56 if img.paging.levels == 5 else 47)
+    top = img.arch.user_top
     for a, mm in img.mms.items():
         ranges = [(v.start, v.end) for v in mm.vmas]
-        b, faults = RunBuilder(ranges, img.paging), []
+        b, faults = RunBuilder(ranges, img.arch), []
         parts = []
-        for batch in iter_user_leaves(phys, img.paging, mm.pgd - img.paging.page_offset, top,
+        for batch in iter_user_leaves(phys, img.arch, img.arch.user_root(mm.pgd), top,
                                       ranges, faults, chunk_leaves=chunk):
             # chunks are cut between PMD tables: at most one PMD table's leaves over
             assert len(batch.va) <= chunk + 512 * 512, "a chunk outgrew its bound"

@@ -48,6 +48,10 @@ def vmcoreinfo_from_notes(notes) -> str | None:
     return None
 
 
+# e_machine values (ELF gABI) → the names uname and the kdump header use.
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+
+
 class ElfMemory(PhysicalMemory):
     format = "elf"
     compression = "none"
@@ -68,12 +72,13 @@ class ElfMemory(PhysicalMemory):
 
     def _parse_headers(self, name: str) -> None:
         mm = self._mm
-        (ident, e_type, _mach, _ver, _entry, phoff, shoff, _flags, _ehsize, phentsize,
+        (ident, e_type, mach, _ver, _entry, phoff, shoff, _flags, _ehsize, phentsize,
          phnum, shentsize, _shnum, _shstrndx) = _EHDR.unpack_from(mm, 0)
         if ident[4] != 2 or ident[5] != 1:
             raise DumpError(f"{name}: only 64-bit little-endian ELF cores are supported")
         if e_type != ET_CORE:
             raise DumpError(f"{name}: ELF file is not a core dump (e_type {e_type})")
+        self.machine = ELF_MACHINES.get(mach, f"ELF machine {mach}")
         if phnum == PN_XNUM:  # too many for 16 bits: the count is in section 0's sh_info
             if shoff == 0 or shoff + 64 > self._size:
                 raise DumpError(f"{name}: e_phnum is PN_XNUM but section header 0 is missing")

@@ -47,6 +47,8 @@ class KdumpMemory(PhysicalMemory):
         self.header_version = version
         release = hdr[12 + 2 * 65:12 + 3 * 65]  # utsname: 6 fields of 65 bytes at 12
         self.utsname_release = release.split(b"\0")[0].decode("ascii", "replace")
+        machine = hdr[12 + 4 * 65:12 + 5 * 65]
+        self.machine = machine.split(b"\0")[0].decode("ascii", "replace") or None
         status, bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", hdr, 424)
         self.status = status
         if bs < 512 or bs & (bs - 1) or bs > 1 << 20:

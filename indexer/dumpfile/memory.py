@@ -34,6 +34,7 @@ class PhysicalMemory(ABC):
     def __init__(self, path: str):
         self.path = str(path)
         self.page_size = PAGE_SIZE
+        self.machine: str | None = None   # "x86_64", "aarch64"... as the dump names it
         self.vmcoreinfo: str | None = None
         self.notes: list[tuple[str, int, bytes]] = []
         self._cache: OrderedDict[int, bytes] = OrderedDict()

@@ -56,8 +56,11 @@ class VmcoreInfo:
 
     def number(self, name: str) -> int | None:
         """Signed: int() accepts the leading '-'. Callers doing address arithmetic wrap
-        modulo 2**64 themselves."""
-        return self._int(f"NUMBER({name})", 10)
+        modulo 2**64 themselves. Decimal, or hex with 0x (arm64 exports kimage_voffset,
+        PHYS_OFFSET, TCR_EL1_T1SZ... so)."""
+        raw = (self.entries.get(f"NUMBER({name})") or "").strip().lower()
+        hexa = raw.lstrip("-").startswith("0x")
+        return self._int(f"NUMBER({name})", 16 if hexa else 10)
 
     def offset(self, struct_member: str) -> int | None:
         """OFFSET(struct.member), e.g. offset('list_head.next')."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from indexer.errors import MemoryReadError, WalkError
-from indexer.x86_64 import START_KERNEL_MAP, U64, KernelMemory
+from indexer.arch.base import U64
+from indexer.arch.memory import KernelMemory
 
 
 class StructView:
@@ -70,11 +71,11 @@ class Kernel:
 
     # --- symbols -------------------------------------------------------------------
     def sym(self, name: str) -> int | None:
-        """Runtime address: KASLR moves image symbols; per-CPU ones are offsets (near 0)."""
+        """Runtime address: KASLR moves image symbols (the Arch says which move)."""
         a = self._symbol_address(name)
         if a is None:
             return None
-        return a + self.kaslr_offset if a >= START_KERNEL_MAP else a
+        return a + self.kaslr_offset if self.mem.arch.symbol_moves(a) else a
 
     def need_sym(self, name: str) -> int:
         a = self.sym(name)
@@ -100,7 +101,8 @@ class Kernel:
         as gdb does. Stops where memory cannot be read."""
         got = bytearray()
         while len(got) < limit:
-            n = min(limit - len(got), 4096 - (va & 4095))
+            page = self.mem.page
+            n = min(limit - len(got), page - (va & (page - 1)))
             try:
                 chunk = self.mem.read(va, n)
             except (MemoryReadError, WalkError):

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.x86_64 import KIND_PRESENT, KIND_SWAP, PAGE_SIZE, LeafBatch, Paging
+from indexer.arch.base import Arch
+from indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP, LeafBatch
 
-MAX_RUN_PAGES = 512  # 2 MiB: also the size of a PMD leaf, so a THP page is one run
+MAX_RUN_PAGES = 512  # 2 MiB of 4 KiB pages: also a PMD leaf, so a THP page is one run
 
 
 @dataclass
@@ -32,7 +33,7 @@ class PageRuns:
         return len(self.va)
 
 
-def _clip_to_vmas(b: LeafBatch, starts: np.ndarray, ends: np.ndarray):
+def _clip_to_vmas(b: LeafBatch, starts: np.ndarray, ends: np.ndarray, page: int):
     """Keep the parts of leaves that lie inside a VMA; return (leaf arrays..., vma index)."""
     order = np.argsort(b.va, kind="stable")
     va, npg, lvl, kind, val = (b.va[order], b.npages[order], b.level[order], b.kind[order],
@@ -47,14 +48,14 @@ def _clip_to_vmas(b: LeafBatch, starts: np.ndarray, ends: np.ndarray):
     # Huge leaves are rare: split each one at VMA boundaries in Python.
     extra = [[] for _ in range(6)]
     for i in np.nonzero(~single)[0]:
-        lo, hi = int(va[i]), int(va[i]) + int(npg[i]) * PAGE_SIZE
+        lo, hi = int(va[i]), int(va[i]) + int(npg[i]) * page
         j = int(np.searchsorted(ends, np.uint64(lo), side="right"))
         while j < len(starts) and int(starts[j]) < hi:
             s, e = max(lo, int(starts[j])), min(hi, int(ends[j]))
-            step = MAX_RUN_PAGES * PAGE_SIZE  # a 1 GiB leaf becomes 512 runs of 2 MiB
+            step = MAX_RUN_PAGES * page  # a 1 GiB leaf becomes 512 runs of 2 MiB
             for c in range(s, e, step):
                 ce = min(e, c + step)
-                for k, v in enumerate((c, (ce - c) // PAGE_SIZE, lvl[i], kind[i],
+                for k, v in enumerate((c, (ce - c) // page, lvl[i], kind[i],
                                        int(val[i]) + (c - lo), j)):
                     extra[k].append(v)
             j += 1
@@ -71,29 +72,29 @@ class RunBuilder:
     walk), with the same run boundaries as if all leaves came at once: the unfinished
     stretch at the end of a chunk, less than MAX_RUN_PAGES leaves, waits for the next."""
 
-    def __init__(self, vmas: list[tuple[int, int]], paging: Paging):
+    def __init__(self, vmas: list[tuple[int, int]], arch: Arch):
         self.starts = np.array([s for s, _ in vmas], dtype=np.uint64)
         self.ends = np.array([e for _, e in vmas], dtype=np.uint64)
-        self.paging = paging
+        self.arch = arch
         self.carry: list[np.ndarray] | None = None
 
     def feed(self, batch: LeafBatch) -> PageRuns:
-        cols = _clip_to_vmas(batch, self.starts, self.ends)
+        cols = _clip_to_vmas(batch, self.starts, self.ends, self.arch.page_size)
         if self.carry is not None:
             cols = [np.concatenate([c, x]) for c, x in zip(self.carry, cols)]
-        runs, self.carry = _runs(cols, self.paging, hold_tail=True)
+        runs, self.carry = _runs(cols, self.arch, hold_tail=True)
         return runs
 
     def finish(self) -> PageRuns:
         cols, self.carry = self.carry, None
         if cols is None:
-            cols = _clip_to_vmas(_EMPTY, self.starts, self.ends)
-        return _runs(cols, self.paging, hold_tail=False)[0]
+            cols = _clip_to_vmas(_EMPTY, self.starts, self.ends, self.arch.page_size)
+        return _runs(cols, self.arch, hold_tail=False)[0]
 
 
-def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], paging: Paging) -> PageRuns:
+def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], arch: Arch) -> PageRuns:
     """All runs of one address space's leaves, given at once."""
-    b = RunBuilder(vmas, paging)
+    b = RunBuilder(vmas, arch)
     b.feed(batch)
     return b.finish()
 
@@ -102,7 +103,7 @@ _EMPTY = LeafBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np
                    np.zeros(0, np.int8), np.zeros(0, np.uint64))
 
 
-def _runs(cols: list[np.ndarray], paging: Paging, hold_tail: bool):
+def _runs(cols: list[np.ndarray], arch: Arch, hold_tail: bool):
     """(runs, held-back leaf columns or None) of clipped, address-sorted leaves. With
     hold_tail the last continuous stretch is held back from its last MAX_RUN_PAGES
     boundary on: the next chunk may continue it."""
@@ -112,14 +113,14 @@ def _runs(cols: list[np.ndarray], paging: Paging, hold_tail: bool):
     styp = np.zeros(n, np.uint64)
     soff = np.zeros(n, np.uint64)
     if swap.any():
-        styp[swap], soff[swap] = paging.swap_type_offset(val[swap])
+        styp[swap], soff[swap] = arch.swap_type_offset(val[swap])
     if n == 0:
         z = np.zeros(0, np.int64)
         return PageRuns(z, va, npg, lvl, kind, val, z, z, val), None
     # Where does a new run start? Any break in continuity between neighbours.
     brk = np.ones(n, bool)
     if n > 1:
-        page = np.uint64(PAGE_SIZE)
+        page = np.uint64(arch.page_size)
         cont = (va[1:] == va[:-1] + npg[:-1].astype(np.uint64) * page)
         cont &= (npg[1:] == 1) & (npg[:-1] == 1)
         cont &= (kind[1:] == kind[:-1]) & (lvl[1:] == lvl[:-1]) & (vi[1:] == vi[:-1])

@@ -21,7 +21,7 @@ from queue import Full
 
 from indexer.errors import MemoryReadError, WalkError
 from indexer.walk.pages import RunBuilder
-from indexer.x86_64 import iter_user_leaves
+from indexer.arch.pagewalk import iter_user_leaves
 
 QUEUE_CHUNKS = 8
 PIECE_PAGES = 1 << 20   # aim: pieces of about 4 GiB of VMA each (balance, not a bound)
@@ -31,12 +31,12 @@ MIN_PARALLEL_PAGES = 1 << 16   # below 256 MiB of VMAs in all, forking costs mor
 @dataclass
 class Piece:
     mm: int
-    top_pa: int
+    pgd: int                       # mm->pgd (translated in the worker: it may fail)
     first_vma: int                 # index of its first VMA in the mm's list
     ranges: list[tuple[int, int]]
 
 
-def pieces(mms: dict, page_offset: int) -> list[Piece]:
+def pieces(mms: dict, arch) -> list[Piece]:
     """Each mm cut into runs of whole VMAs of about PIECE_PAGES pages, largest first (so
     the last pieces to finish are small)."""
     out = []
@@ -45,18 +45,18 @@ def pieces(mms: dict, page_offset: int) -> list[Piece]:
         first = size = 0
         for i, v in enumerate(mm.vmas):
             if cur and size >= PIECE_PAGES:
-                out.append(Piece(a, mm.pgd - page_offset, first, cur))
+                out.append(Piece(a, mm.pgd, first, cur))
                 cur, first, size = [], i, 0
             cur.append((v.start, v.end))
-            size += (v.end - v.start) >> 12
+            size += (v.end - v.start) // arch.page_size
         if cur:
-            out.append(Piece(a, mm.pgd - page_offset, first, cur))
+            out.append(Piece(a, mm.pgd, first, cur))
     out.sort(key=lambda p: -sum(e - s for s, e in p.ranges))
     return out
 
 
-def total_pages(mms: dict) -> int:
-    return sum((v.end - v.start) >> 12 for mm in mms.values() for v in mm.vmas)
+def total_pages(mms: dict, page_size: int) -> int:
+    return sum((v.end - v.start) // page_size for mm in mms.values() for v in mm.vmas)
 
 
 # --- worker side ------------------------------------------------------------------------
@@ -69,7 +69,7 @@ class DropMm:
     mm: int
 
 
-def _worker(todo, queue, dump_path: str, paging, user_top: int) -> None:
+def _worker(todo, queue, dump_path: str, arch, user_top: int) -> None:
     import numpy as np
 
     from indexer.dumpfile import open_dump
@@ -99,10 +99,11 @@ def _worker(todo, queue, dump_path: str, paging, user_top: int) -> None:
         p = _job["pieces"][n]
         faults: list = []
         edges: list = []
-        builder = RunBuilder(p.ranges, paging)
+        builder = RunBuilder(p.ranges, arch)
         error = None
         try:
-            for batch in iter_user_leaves(phys, paging, p.top_pa, user_top, p.ranges, faults,
+            top = arch.user_root(p.pgd)
+            for batch in iter_user_leaves(phys, arch, top, user_top, p.ranges, faults,
                                           edges=edges):
                 runs = builder.feed(batch)
                 if len(runs):
@@ -125,14 +126,14 @@ def _cross_linked(edge_arrays: list) -> bool:
     return len(np.unique(e[:, 0])) < len(e)
 
 
-def parallel_runs(mms: dict, dump_path: str, paging, user_top: int, workers: int,
+def parallel_runs(mms: dict, dump_path: str, arch, user_top: int, workers: int,
                   walk_serially, faults_out: list, progress):
     """Yield (mm, PageRuns) for every mm, walked by `workers` processes, appending the
     faults to faults_out as (mm, fault). An mm the pieces cannot settle (a piece that
     failed, a cross-linked table, a worker that could not open the dump) is walked again by
     walk_serially(mm) — a generator of the same pairs, which records its own faults and
     errors — after a DropMm(mm) telling the store to remove what it wrote for it."""
-    todo_pieces = pieces(mms, paging.page_offset)
+    todo_pieces = pieces(mms, arch)
     _job["pieces"] = todo_pieces       # inherited by the fork
     ctx = multiprocessing.get_context("fork")
     todo, results = ctx.Queue(), ctx.Queue(QUEUE_CHUNKS)
@@ -141,7 +142,7 @@ def parallel_runs(mms: dict, dump_path: str, paging, user_top: int, workers: int
     workers = max(1, min(workers, len(todo_pieces)))
     for _ in range(workers):
         todo.put(None)
-    procs = [ctx.Process(target=_worker, args=(todo, results, dump_path, paging, user_top),
+    procs = [ctx.Process(target=_worker, args=(todo, results, dump_path, arch, user_top),
                          daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()

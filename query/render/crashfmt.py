@@ -1,4 +1,5 @@
-"""crash's text primitives for `vm` on x86_64: mkstring padding and the fixed line layouts.
+"""crash's text primitives for `vm` on 64-bit machines (x86_64, arm64): mkstring padding
+and the fixed line layouts.
 
 Widths are crash's for a 64-bit build: VADDR_PRLEN 16, UVADDR_PRLEN 10, one-space MINSPACE.
 Nothing is ever truncated: an overlong value pushes the rest of the line right.

@@ -24,16 +24,16 @@ def digits(v: int) -> int:
     return max(1, (v.bit_length() + 3) // 4)
 
 
-def digit_cuts(first: int, n: int) -> list[int]:
-    """Line indices in 1..n-1 where first + i*PAGE gains a hex digit."""
+def digit_cuts(first: int, n: int, page: int = PAGE) -> list[int]:
+    """Line indices in 1..n-1 where first + i*page gains a hex digit."""
     out = []
     d = digits(first)
     while True:
-        i = -(-((1 << (4 * d)) - first) // PAGE)
+        i = -(-((1 << (4 * d)) - first) // page)
         if i >= n:
             return out
         out.append(i)
-        d = digits(first + i * PAGE)
+        d = digits(first + i * page)
 
 
 def _hex(vals: np.ndarray, width: int) -> np.ndarray:
@@ -62,22 +62,22 @@ def render(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None
 
 
 def lines(va: int, n: int, mid: bytes, second: int | None = None, second_width: int = 0,
-          tail: bytes = b"") -> str:
-    """n lines for pages va, va+PAGE, ...; the second number (if any) starts at `second`.
+          tail: bytes = b"", page: int = PAGE) -> str:
+    """n lines for pages va, va+page, ...; the second number (if any) starts at `second`.
     `mid` and `tail` are UTF-8 (surrogateescape) bytes, as the returned text decodes."""
-    cuts = set(digit_cuts(va, n))
+    cuts = set(digit_cuts(va, n, page))
     if second is not None:
-        cuts.update(digit_cuts(second, n))
+        cuts.update(digit_cuts(second, n, page))
     bounds = [0] + sorted(cuts) + [n]
-    steps = np.arange(n, dtype=np.uint64) * np.uint64(PAGE)
+    steps = np.arange(n, dtype=np.uint64) * np.uint64(page)
     out = []
     for a, b in zip(bounds, bounds[1:]):
-        v0 = va + a * PAGE
+        v0 = va + a * page
         vals = steps[:b - a] + np.uint64(v0)
         if second is None:
             out.append(render(vals, digits(v0), mid, tail=tail))
         else:
-            s0 = second + a * PAGE
+            s0 = second + a * page
             out.append(render(vals, digits(v0), mid, steps[:b - a] + np.uint64(s0),
                               max(digits(s0), second_width), tail))
     return "".join(out)
@@ -90,8 +90,8 @@ class PresentBatch:
 
     MAX_LINES = 65_536
 
-    def __init__(self, write, pwidth: int):
-        self.write, self.pw = write, pwidth
+    def __init__(self, write, pwidth: int, page: int = PAGE):
+        self.write, self.pw, self.page = write, pwidth, page
         self.vas: list[int] = []
         self.pas: list[int] = []
         self.ns: list[int] = []
@@ -113,7 +113,7 @@ class PresentBatch:
             self.flush()
 
     def fits(self, va: int, n: int, pa: int) -> bool:
-        last = (n - 1) * PAGE
+        last = (n - 1) * self.page
         return (n <= self.MAX_LINES and digits(va) == digits(va + last)
                 and digits(pa + last) <= self.pw)
 
@@ -122,9 +122,9 @@ class PresentBatch:
             return
         ns = np.array(self.ns, dtype=np.int64)
         first = np.cumsum(ns) - ns                       # line index where each run starts
-        offset = (first * PAGE).astype(np.uint64)
-        steps = np.arange(self.lines, dtype=np.uint64) * np.uint64(PAGE)
-        # va of line i = va_run - first_run*PAGE + i*PAGE (modulo 2**64, as uint64 wraps)
+        offset = (first * self.page).astype(np.uint64)
+        steps = np.arange(self.lines, dtype=np.uint64) * np.uint64(self.page)
+        # va of line i = va_run - first_run*page + i*page (modulo 2**64, as uint64 wraps)
         va = np.repeat(np.array(self.vas, dtype=np.uint64) - offset, ns) + steps
         pa = np.repeat(np.array(self.pas, dtype=np.uint64) - offset, ns) + steps
         self.vas, self.pas, self.ns, self.lines = [], [], [], 0

@@ -11,7 +11,7 @@ import json
 
 from query.render import crashfmt as F
 
-PAGE = 4096
+PAGE = 4096   # the default; a sink takes its dump's page size (dumps.page_size)
 VECTOR_MIN_LINES = 48        # a stretch this long goes to numpy ...
 VECTOR_AFTER_LINES = 50_000  # ... once the answer has this many page lines
 VECTOR_CHUNK = 65_536
@@ -24,7 +24,8 @@ def _hex(v):
 class TextSink:
     """crash 9.0.2's output, byte for byte."""
 
-    def __init__(self, out, pwidth: int, swapdev):
+    def __init__(self, out, pwidth: int, swapdev, page: int = PAGE):
+        self.page = page
         self.out, self.pw, self.swapdev = out, pwidth, swapdev
         self.count = 0   # page lines so far
         self.batch = None
@@ -56,35 +57,35 @@ class TextSink:
 
         for i in range(0, n, VECTOR_CHUNK):   # bounded text per write (a VMA may be 16 M lines)
             m = min(VECTOR_CHUNK, n - i)
-            self.out.write(pagelines.lines(lo + i * PAGE, m, mid,
-                                           None if second is None else second + i * PAGE,
-                                           width, tail))
+            self.out.write(pagelines.lines(lo + i * self.page, m, mid,
+                                           None if second is None else second + i * self.page,
+                                           width, tail, page=self.page))
 
     def empty_pages(self, v, lo: int, hi: int) -> None:
         """Pages with no entry: FILE lines for file VMAs, `(not mapped)` otherwise."""
-        n = (hi - lo) // PAGE
+        n = (hi - lo) // self.page
         if v.path:
-            base = v.start - v.pgoff * PAGE
+            base = v.start - v.pgoff * self.page
             if self._vector(n):
                 mid = ("  FILE: " + v.path + "  OFFSET: ").encode("utf-8", "surrogateescape")
                 self._vector_lines(lo, n, mid, lo - base, 0, b"\n")
                 return
             fmt = "%-10x  FILE: " + v.path.replace("%", "%%") + "  OFFSET: %x\n"
-            self.out.lines(map(fmt.__mod__, zip(range(lo, hi, PAGE),
-                                                range(lo - base, hi - base, PAGE))))
+            self.out.lines(map(fmt.__mod__, zip(range(lo, hi, self.page),
+                                                range(lo - base, hi - base, self.page))))
         elif self._vector(n):
             self._vector_lines(lo, n, b"  (not mapped)\n")
         else:
-            self.out.lines(map("%-10x  (not mapped)\n".__mod__, range(lo, hi, PAGE)))
+            self.out.lines(map("%-10x  (not mapped)\n".__mod__, range(lo, hi, self.page)))
 
     def present_pages(self, v, lo: int, hi: int, pa: int) -> None:
-        n = (hi - lo) // PAGE
+        n = (hi - lo) // self.page
         if self.count >= VECTOR_AFTER_LINES:
             self.count += n
             if self.batch is None:
                 from query.render.pagelines import PresentBatch
 
-                self.batch = PresentBatch(self.out.write, self.pw)
+                self.batch = PresentBatch(self.out.write, self.pw, self.page)
                 self.out.pending = self.batch.flush
             if self.batch.fits(lo, n, pa):
                 self.batch.add(lo, n, pa)
@@ -93,12 +94,12 @@ class TextSink:
             return
         self.count += n
         fmt = "%%-10x  %%%dx\n" % self.pw
-        self.out.lines(map(fmt.__mod__, zip(range(lo, hi, PAGE), range(pa, pa + hi - lo, PAGE))))
+        self.out.lines(map(fmt.__mod__, zip(range(lo, hi, self.page), range(pa, pa + hi - lo, self.page))))
 
     def swap_pages(self, v, lo: int, hi: int, typ: int, offset: int) -> None:
         fmt = "%-10x  SWAP: " + self.swapdev(typ).replace("%", "%%") + "  OFFSET: %d\n"
-        n = (hi - lo) // PAGE
-        self.out.lines(map(fmt.__mod__, zip(range(lo, hi, PAGE), range(offset, offset + n))))
+        n = (hi - lo) // self.page
+        self.out.lines(map(fmt.__mod__, zip(range(lo, hi, self.page), range(offset, offset + n))))
 
     def text(self, s: str) -> None:
         self.out.write(s)
@@ -121,7 +122,8 @@ class JsonSink:
     goes (a `foreach vm -p` of a big dump is tens of millions of pages: nothing is held).
     Addresses are hex strings as crash prints them; counts and swap offsets are numbers."""
 
-    def __init__(self, out, pwidth: int, swapdev):
+    def __init__(self, out, pwidth: int, swapdev, page: int = PAGE):
+        self.page = page
         self.out, self.swapdev = out, swapdev
         self.messages: list[str] = []
         self.flag_rec: dict | None = None
@@ -182,21 +184,21 @@ class JsonSink:
 
     def empty_pages(self, v, lo, hi) -> None:
         if v.path:
-            base = v.start - v.pgoff * PAGE
+            base = v.start - v.pgoff * self.page
             self._pages({"virtual": _hex(va), "kind": "file", "file": v.path,
-                         "offset": _hex(va - base)} for va in range(lo, hi, PAGE))
+                         "offset": _hex(va - base)} for va in range(lo, hi, self.page))
         else:
             self._pages({"virtual": _hex(va), "kind": "not_mapped"}
-                        for va in range(lo, hi, PAGE))
+                        for va in range(lo, hi, self.page))
 
     def present_pages(self, v, lo, hi, pa) -> None:
         self._pages({"virtual": _hex(va), "kind": "present", "physical": _hex(pa + va - lo)}
-                    for va in range(lo, hi, PAGE))
+                    for va in range(lo, hi, self.page))
 
     def swap_pages(self, v, lo, hi, typ, offset) -> None:
         dev = self.swapdev(typ)
         self._pages({"virtual": _hex(va), "kind": "swap", "device": dev,
-                     "offset": offset + (va - lo) // PAGE} for va in range(lo, hi, PAGE))
+                     "offset": offset + (va - lo) // self.page} for va in range(lo, hi, self.page))
 
     def text(self, s: str) -> None:
         self.messages.append(s.strip("\n"))
@@ -232,7 +234,8 @@ class CsvSink:
             "end", "flags", "file", "virtual", "kind", "physical", "swap_device",
             "swap_offset", "file_offset"]
 
-    def __init__(self, out, pwidth: int, swapdev):
+    def __init__(self, out, pwidth: int, swapdev, page: int = PAGE):
+        self.page = page
         self.out, self.swapdev = out, swapdev
         self.w = csv.writer(_Writer(out), lineterminator="\n")
         self.started = False
@@ -275,22 +278,22 @@ class CsvSink:
         self.pending = None
 
     def empty_pages(self, v, lo, hi) -> None:
-        for va in range(lo, hi, PAGE):
+        for va in range(lo, hi, self.page):
             if v.path:
                 self._emit(virtual=_hex(va), kind="file",
-                           file_offset=_hex((va - v.start) + v.pgoff * PAGE))
+                           file_offset=_hex((va - v.start) + v.pgoff * self.page))
             else:
                 self._emit(virtual=_hex(va), kind="not_mapped")
 
     def present_pages(self, v, lo, hi, pa) -> None:
-        for va in range(lo, hi, PAGE):
+        for va in range(lo, hi, self.page):
             self._emit(virtual=_hex(va), kind="present", physical=_hex(pa + va - lo))
 
     def swap_pages(self, v, lo, hi, typ, offset) -> None:
         dev = self.swapdev(typ)
-        for va in range(lo, hi, PAGE):
+        for va in range(lo, hi, self.page):
             self._emit(virtual=_hex(va), kind="swap", swap_device=dev,
-                       swap_offset=offset + (va - lo) // PAGE)
+                       swap_offset=offset + (va - lo) // self.page)
 
     def text(self, s: str) -> None:
         self.out.err(s if s.startswith(("vm:", "foreach:")) else "vm: " + s.strip("\n") + "\n")

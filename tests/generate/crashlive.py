@@ -11,10 +11,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CRASH = REPO.parent / "shared" / "fixtures" / "tools" / "crash9.sh"
+ARM64_CRASH = DEFAULT_CRASH.with_name("crash9-arm64.sh")   # crash built for target=ARM64
 
 
-def crash_command() -> list[str]:
-    return shlex.split(os.environ.get("CRASH", str(DEFAULT_CRASH)))
+def crash_command(dump: Path | None = None) -> list[str]:
+    """$CRASH, else the crash that reads the dump's machine: make-dumps.sh records
+    `arch: arm64` in the folder's build-info.txt."""
+    if "CRASH" in os.environ:
+        return shlex.split(os.environ["CRASH"])
+    info = Path(dump).parent / "build-info.txt" if dump else None
+    if info and info.is_file() and "\narch: arm64" in "\n" + info.read_text():
+        return [str(ARM64_CRASH)]
+    return [str(DEFAULT_CRASH)]
 
 
 def crash_options(folder: Path) -> list[str]:
@@ -42,7 +50,7 @@ def ask(vmlinux: Path, dump: Path, commands: list[str], extra: list[str] = (),
         f.write("\n".join(script) + "\n")
     try:
         with open(f.name) as stdin:
-            p = subprocess.run(crash_command() + [*extra, "-s", str(vmlinux), str(dump)],
+            p = subprocess.run(crash_command(dump) + [*extra, "-s", str(vmlinux), str(dump)],
                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "TERM": "dumb"}, timeout=timeout)
     finally:

@@ -1,0 +1,161 @@
+"""arm64 (AArch64): VA geometry from VMCOREINFO (VA_BITS, TCR_EL1_T1SZ, PAGESIZE), kernel
+virtual → physical through kimage_voffset (the kernel image) and PHYS_OFFSET (the linear
+map), and the VMSAv8-64 table format as crash 9.0.2's arm64.c reads it
+(arm64_vtop_{3,4}level_4k): an upper-level entry whose low two bits are 01 is a block
+(section), any other non-zero entry is followed as a table; a PTE is mapped when its
+valid bit is set, and any other non-zero PTE is a swap entry for crash."""
+from __future__ import annotations
+
+import numpy as np
+
+from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple, to_signed
+from indexer.errors import DumpError
+
+_VALID = 0x1
+_TYPE_MASK = 0x3
+_TYPE_SECT = 0x1        # PMD_TYPE_SECT / PUD_TYPE_SECT: a block entry
+
+
+class Arm64(Arch):
+    name = "arm64"
+
+    def __init__(self, page_size: int, va_bits: int, va_bits_actual: int, phys_offset: int,
+                 kimage_voffset: int, max_physmem_bits: int):
+        self.page_size = page_size
+        self.entries = page_size // 8
+        self.va_bits = va_bits                  # CONFIG_ARM64_VA_BITS (NUMBER(VA_BITS))
+        self.va_bits_actual = va_bits_actual    # 64 - TCR_EL1.T1SZ: what the MMU uses
+        self.phys_offset = phys_offset & U64    # PHYS_OFFSET (memstart_addr), mod 2^64
+        self.phys_base = to_signed(phys_offset)  # stored in dumps.phys_base (int64)
+        self.kimage_voffset = kimage_voffset & U64
+        self.max_physmem_bits = max_physmem_bits
+        # The linear map starts at PAGE_OFFSET = -(1 << VA_BITS) (the flipped layout of
+        # 5.4+; crash's ARM64_FLIP_PAGE_OFFSET) and ends where the upper half begins.
+        self.page_offset = (-(1 << va_bits)) & U64
+        self.linear_end = (-(1 << (va_bits_actual - 1))) & U64
+        bits = self.page_shift - 3
+        self.levels = -(-(va_bits_actual - self.page_shift) // bits)
+        self.kernel_pgd_pa = None
+        self.kimage = (0, 0)                    # [_text, _end] at run time
+        self.t1sz_known = True
+        self.release = ()
+
+    @classmethod
+    def from_vmcoreinfo(cls, path: str, info) -> "Arm64":
+        def need(key: str) -> int:
+            v = info.number(key)
+            if v is None:
+                raise DumpError(f"{path}: arm64 dump without NUMBER({key}) in VMCOREINFO: "
+                                "cannot place the kernel")
+            return v
+
+        page_size = info.pagesize or 4096
+        va_bits = need("VA_BITS")
+        t1sz = info.number("TCR_EL1_T1SZ")
+        if t1sz is None:
+            t1sz = info.number("tcr_el1_t1sz")
+        actual = 64 - t1sz if t1sz is not None else va_bits
+        if page_size != 4096:
+            raise DumpError(f"{path}: arm64 dump with {page_size // 1024} KiB pages: vmdex "
+                            "reads 4 KiB-page arm64 dumps only")
+        if actual > 48:
+            raise DumpError(f"{path}: arm64 dump with {actual}-bit virtual addresses (LPA2, "
+                            "5 levels): crash 9.0.2 cannot read it, nor can vmdex")
+        arch = cls(page_size, va_bits, actual, need("PHYS_OFFSET"), need("kimage_voffset"),
+                   info.number("MAX_PHYSMEM_BITS") or 48)
+        arch.t1sz_known = t1sz is not None
+        return arch
+
+    def setup(self, k, info) -> None:
+        # crash takes the flipped layout (5.4+: linear map in the lower half) when it knows
+        # VA_BITS_ACTUAL: from the symbol vabits_actual or VMCOREINFO's TCR_EL1_T1SZ
+        # (arm64.c arm64_calc_VA_BITS); older kernels keep the linear map on top.
+        if not self.t1sz_known and k.sym("vabits_actual") is None:
+            raise DumpError(f"{k.mem.phys.path}: arm64 kernel with the pre-5.4 virtual "
+                            "layout (no vabits_actual, no TCR_EL1_T1SZ): not supported yet")
+        text, end = k.sym("_text"), k.sym("_end")
+        if text is not None and end is not None:
+            self.kimage = (text, end)
+        swapper = info.symbol("swapper_pg_dir") or k.sym("swapper_pg_dir")
+        if swapper:
+            self.kernel_pgd_pa = self.kvtop_linear(swapper)
+        self.release = release_tuple(info.osrelease or "")
+
+    @property
+    def user_top(self) -> int:
+        return 1 << self.va_bits_actual         # crash's ARM64_USERSPACE_TOP_ACTUAL
+
+    def kvaddr_floor(self) -> int:
+        return self.page_offset                 # crash's arm64_is_kvaddr: >= kvbase
+
+    def symbol_moves(self, addr: int) -> bool:
+        # Every symbol of an arm64 vmlinux, per-CPU ones included, is in the kernel image.
+        return bool(addr >> 63)
+
+    def kvtop_linear(self, va: int) -> int | None:
+        lo, hi = self.kimage
+        if lo <= va <= hi:
+            return (va - self.kimage_voffset) & U64
+        if self.page_offset <= va < self.linear_end:
+            # __lm_to_phys: ((addr) & ~PAGE_OFFSET) + PHYS_OFFSET
+            return ((va & ~self.page_offset & U64) + self.phys_offset) & U64
+        return None
+
+    def kernel_map_span(self) -> tuple[int, int, int] | None:
+        # crash's arm64_IS_VMALLOC_ADDR: everything from VA_START (the upper half of the
+        # VA_BITS_ACTUAL space) but the kernel image is translated by walking the tables.
+        bits = self.va_bits_actual
+        return 1 << (bits - 1), 1 << bits, (U64 << bits) & U64
+
+    def ptov(self, pa: int) -> int:
+        """__phys_to_virt: ((x) - PHYS_OFFSET) | PAGE_OFFSET."""
+        return (((pa - self.phys_offset) & U64) | self.page_offset) & U64
+
+    # --- page-table format -------------------------------------------------------------
+    def _to_phys(self, e: np.ndarray) -> np.ndarray:
+        """crash's PTE_TO_PHYS (arm64.c)."""
+        low = np.uint64(((1 << (48 - self.page_shift)) - 1) << self.page_shift)
+        if self.max_physmem_bits == 52:
+            return (e & low) | ((e & np.uint64(0xF << 12)) << np.uint64(36))
+        return e & low
+
+    def classify(self, e: np.ndarray, level: int):
+        if level in (LEVEL_PMD, LEVEL_PUD):
+            huge = (e & np.uint64(_TYPE_MASK)) == np.uint64(_TYPE_SECT)
+        else:
+            huge = np.zeros(len(e), bool)
+        return huge, ~huge
+
+    def table_pa(self, e: np.ndarray) -> np.ndarray:
+        return self._to_phys(e)
+
+    def leaf_pa(self, e: np.ndarray, level: int) -> np.ndarray:
+        if level == LEVEL_PTE:
+            return self._to_phys(e)
+        size = 1 << self.shifts[len(self.shifts) - level]
+        return self._to_phys(e & np.uint64(~(size - 1) & U64))
+
+    def pte_present(self, e: np.ndarray) -> np.ndarray:
+        return (e & np.uint64(_VALID)) != 0
+
+    def swap_type_offset(self, pte: np.ndarray):
+        # crash's arm64.c, arm64_init(POST_GDB), picks the layout by THIS_KERNEL_VERSION.
+        if self.release >= (6, 10, 0):
+            tshift, tbits, oshift = 6, 5, 12
+        elif self.release >= (5, 19, 0):
+            tshift, tbits, oshift = 3, 5, 8
+        else:
+            tshift, tbits, oshift = 2, 6, 8
+        typ = (pte >> np.uint64(tshift)) & np.uint64((1 << tbits) - 1)
+        off = (pte >> np.uint64(oshift)) & np.uint64((1 << 50) - 1)
+        return typ, off
+
+    def table_words(self) -> dict[int, str]:
+        # FILL_PGD / FILL_PUD / FILL_PMD / FILL_PTBL: the top table is the "pgd page".
+        words = {LEVEL_PTE: "page table", LEVEL_PMD: "pmd page", LEVEL_PUD: "pud page"}
+        words[self.levels] = "pgd page"
+        return words
+
+    def table_address(self, pa: int) -> tuple[str, int]:
+        # arm64's uvtop reads each table through its linear-map address (PTOV, KVADDR).
+        return "kernel virtual", self.ptov(pa)

@@ -1,0 +1,128 @@
+"""What every architecture tells the rest of vmdex: the `Arch` interface.
+
+One `Arch` object per dump, made by `indexer.arch.detect` and completed by `setup` once
+the kernel's symbols are known. The page-table walker (indexer.arch.pagewalk) and the
+kernel-memory reader (indexer.arch.memory) are written once over this interface; nothing
+outside indexer/arch/ looks at entry bits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+U64 = (1 << 64) - 1
+
+# Leaf levels as stored in the index (page_runs.level, page_table_faults.level).
+LEVEL_PTE, LEVEL_PMD, LEVEL_PUD = 1, 2, 3
+
+
+def to_signed(v: int) -> int:
+    """u64 → the two's-complement int64 the database stores."""
+    v &= U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def release_tuple(release: str) -> tuple[int, ...]:
+    """(6, 12, 118) of "6.12.118+deb13-cloud-arm64": only for the few rules crash itself
+    decides by THIS_KERNEL_VERSION (each use cites crash's function)."""
+    nums = []
+    for part in release.split("-")[0].split("+")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        nums.append(int(digits) if digits else 0)
+    return tuple(nums)
+
+
+class Arch:
+    """The machine-dependent facts of one dump. Subclasses set the attributes and
+    implement the methods; every value comes from VMCOREINFO, the dump header or the
+    vmlinux, never from a table of releases (unless crash decides it that way)."""
+
+    name: str = ""               # as stored in dumps.arch: "x86_64", "arm64"
+    page_size: int = 4096
+    levels: int = 4              # page-table levels of a user address space
+    entries: int = 512           # entries per table page
+    phys_base: int = 0           # stored in dumps.phys_base (x86: phys_base, arm64: PHYS_OFFSET)
+    page_offset: int = 0         # start of the direct map; also dumps.page_offset
+    kernel_pgd_pa: int | None = None
+
+    # --- geometry --------------------------------------------------------------------
+    @property
+    def page_shift(self) -> int:
+        return self.page_size.bit_length() - 1
+
+    @property
+    def shifts(self) -> list[int]:
+        """VA shift of each table level, the top table first, the PTE table last."""
+        bits = self.page_shift - 3          # index bits per level (8-byte entries)
+        return [self.page_shift + bits * i for i in range(self.levels - 1, -1, -1)]
+
+    @property
+    def user_top(self) -> int:
+        """First address above user space."""
+        raise NotImplementedError
+
+    def kvaddr_floor(self) -> int:
+        """crash's IS_KVADDR for `-M`: an address is a kernel address when >= this."""
+        return self.page_offset
+
+    # --- kernel addresses ------------------------------------------------------------
+    def setup(self, k, info) -> None:
+        """Learn what only kernel memory or symbols tell (k: indexer.walk.kernel.Kernel)."""
+
+    def symbol_moves(self, addr: int) -> bool:
+        """Whether a vmlinux symbol at `addr` moves with the KASLR offset."""
+        raise NotImplementedError
+
+    def kvtop_linear(self, va: int) -> int | None:
+        """Kernel image or direct-map address → physical, without a table walk."""
+        raise NotImplementedError
+
+    def kernel_map_span(self) -> tuple[int, int, int] | None:
+        """(walk_lo, walk_hi, va_extend): the part of the kernel's own tables whose mappings
+        the index keeps (kernel_maps), as the walker's addresses [walk_lo, walk_hi) with
+        va_extend OR-ed in to make them kernel addresses; None: none kept. crash's kvtop
+        walks these tables for `vm -M` addresses outside the linear map."""
+        return None
+
+    def user_root(self, pgd_va: int) -> int:
+        """Physical address of the top table of an mm (mm->pgd)."""
+        pa = self.kvtop_linear(pgd_va)
+        if pa is None:
+            from indexer.errors import WalkError
+            raise WalkError(f"mm pgd {pgd_va:x} is not a direct-map address")
+        return pa
+
+    # --- page-table format (vectorised over uint64 entry arrays) -----------------------
+    def entries_of(self, raw: bytes) -> np.ndarray:
+        """A table page's entries, with bits that are not part of the entry removed."""
+        return np.frombuffer(raw, dtype="<u8")
+
+    def classify(self, e: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """(leaf, table) masks of the non-zero entries `e` of a table above the PTE level,
+        as crash's uvtop reads them: a leaf is a huge page, a table is walked down."""
+        raise NotImplementedError
+
+    def table_pa(self, e: np.ndarray) -> np.ndarray:
+        """Physical address of the next table an entry points at."""
+        raise NotImplementedError
+
+    def leaf_pa(self, e: np.ndarray, level: int) -> np.ndarray:
+        """crash's physical address of the first byte a leaf maps."""
+        raise NotImplementedError
+
+    def pte_present(self, e: np.ndarray) -> np.ndarray:
+        """Which non-zero PTEs crash's uvtop reports as mapped (the rest are swap-like)."""
+        raise NotImplementedError
+
+    def swap_type_offset(self, pte: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """crash's __swp_type / __swp_offset of non-present PTE values."""
+        raise NotImplementedError
+
+    # --- crash's words -----------------------------------------------------------------
+    def table_words(self) -> dict[int, str]:
+        """{level: what crash's readmem names the table page} when its read fails."""
+        raise NotImplementedError
+
+    def table_address(self, pa: int) -> tuple[str, int]:
+        """(memory type, address) crash's readmem names when reading the table page at
+        `pa` fails: "physical" and pa, or "kernel virtual" and its linear-map address."""
+        raise NotImplementedError

@@ -1,0 +1,118 @@
+"""The architecture seam (indexer.arch): which machine a dump is of, and the arm64 facts that
+do not need a dump (address translation, table format, swap entries) checked against
+crash 9.0.2's arm64.c. Whole arm64 dumps are checked against crash's oracle by
+tests/test_matrix.py (arm64-* rows of tests/kernels/kernels.tsv)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from indexer.arch import UnsupportedArch, detect, machine_of
+from indexer.arch.arm64 import Arm64
+from indexer.arch.x86_64 import X86_64
+from indexer.kernel.vmcoreinfo import VmcoreInfo
+
+
+class _Dump:
+    def __init__(self, machine=None, path="dump"):
+        self.machine, self.path = machine, path
+
+
+ARM64_INFO = VmcoreInfo.parse("\n".join([
+    "OSRELEASE=6.12.118+deb13-cloud-arm64", "PAGESIZE=4096",
+    "NUMBER(VA_BITS)=52", "NUMBER(TCR_EL1_T1SZ)=0x10", "NUMBER(MAX_PHYSMEM_BITS)=48",
+    "NUMBER(PHYS_OFFSET)=0xfff1000040000000", "NUMBER(kimage_voffset)=0xffffd0b283800000"]))
+X86_INFO = VmcoreInfo.parse("OSRELEASE=6.1.0-56-amd64\nNUMBER(phys_base)=-1073741824\n")
+
+
+def test_detect_by_header_then_vmcoreinfo():
+    assert isinstance(detect(_Dump("x86_64"), X86_INFO), X86_64)
+    assert isinstance(detect(_Dump("aarch64"), ARM64_INFO), Arm64)
+    # QEMU's kdump header says "Unknown": VMCOREINFO decides
+    assert machine_of(_Dump("Unknown"), ARM64_INFO) == "arm64"
+    assert machine_of(_Dump("Unknown"), X86_INFO) == "x86_64"
+
+
+def test_unknown_machine_is_one_line():
+    with pytest.raises(UnsupportedArch) as e:
+        detect(_Dump("ppc64le", "/d/vmcore"), VmcoreInfo.parse("OSRELEASE=6.1\n"))
+    assert str(e.value) == ("/d/vmcore: a dump of machine ppc64le: vmdex reads x86_64 and "
+                            "arm64 dumps only")
+
+
+def test_arm64_geometry_and_linear_map():
+    a = detect(_Dump("aarch64"), ARM64_INFO)
+    assert (a.levels, a.user_top, a.page_offset) == (4, 1 << 48, 0xFFF0000000000000)
+    assert a.shifts == [39, 30, 21, 12]
+    # the 52-bit-VA kernel on a 48-bit CPU: PHYS_OFFSET is "negative", the sum wraps
+    assert a.kvtop_linear(0xFFFF000003277580) == 0x43277580
+    assert a.ptov(0x43277000) == 0xFFFF000003277000
+    assert a.kvtop_linear(0xFFFF800080000000) is None            # vmalloc: table walk
+    a.kimage = (0xFFFFD0B2C3A00000, 0xFFFFD0B2C5400000)
+    assert a.kvtop_linear(0xFFFFD0B2C52A4000) == 0xFFFFD0B2C52A4000 - 0xFFFFD0B283800000
+
+
+def test_arm64_table_format_as_crash_reads_it():
+    a = detect(_Dump("aarch64"), ARM64_INFO)
+    e = np.array([0x0000000041234003, 0x0040000041200701, 0x00000000deadbee2], np.uint64)
+    huge, down = a.classify(e, 2)                 # PMD level: 01 = section, rest = table
+    assert huge.tolist() == [False, True, False] and down.tolist() == [True, False, True]
+    huge, down = a.classify(e, 4)                 # the 4-level pgd: always a table
+    assert not huge.any() and down.all()
+    assert a.leaf_pa(e[1:2], 2).tolist() == [0x41200000]
+    assert a.pte_present(np.array([0x43, 0x42], np.uint64)).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("release,pte,want", [
+    # crash arm64.c arm64_init(POST_GDB): >= 6.10: type bits 6-10, offset from bit 12
+    ("6.12.118+deb13-cloud-arm64", (7 << 6) | (0x123 << 12), (7, 0x123)),
+    # >= 5.19: type bits 3-7, offset from bit 8
+    ("6.1.0-57-arm64", (3 << 3) | (0x456 << 8), (3, 0x456)),
+    # >= 4.0: type bits 2-7, offset from bit 8
+    ("5.10.0-32-arm64", (5 << 2) | (0x789 << 8), (5, 0x789)),
+])
+def test_arm64_swap_entries(release, pte, want):
+    a = detect(_Dump("aarch64"), ARM64_INFO)
+    a.release = tuple(int(x) for x in release.split("-")[0].split("+")[0].split("."))
+    typ, off = a.swap_type_offset(np.array([pte], np.uint64))
+    assert (int(typ[0]), int(off[0])) == want
+
+
+def test_lpa2_and_other_page_sizes_refused():
+    lpa2 = VmcoreInfo.parse("PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0xc\n"
+                            "NUMBER(PHYS_OFFSET)=0x40000000\nNUMBER(kimage_voffset)=0x1\n")
+    from indexer.errors import DumpError
+
+    with pytest.raises(DumpError, match="LPA2"):
+        detect(_Dump("aarch64"), lpa2)
+
+
+def test_no_import_circles():
+    """indexer never imports query; store and ingest do not import each other."""
+    code = ("import sys, indexer.ingest, indexer.store; "
+            "bad = [m for m in sys.modules if m.startswith('query')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for path, banned in (("indexer/store.py", "from indexer.ingest"),
+                         ("indexer/image.py", "from indexer.ingest"),
+                         ("query/cli.py", "from query.main")):
+        assert banned not in open(path).read(), (path, banned)
+
+
+def test_arm64_without_its_vmcoreinfo_numbers_is_one_line():
+    from indexer.errors import DumpError
+
+    info = VmcoreInfo.parse("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
+                            "NUMBER(kimage_voffset)=0xffff\n")
+    with pytest.raises(DumpError) as e:
+        detect(_Dump("aarch64", "/d/vmcore"), info)
+    assert str(e.value) == ("/d/vmcore: arm64 dump without NUMBER(PHYS_OFFSET) in VMCOREINFO: "
+                            "cannot place the kernel")
+
+
+def test_vmcoreinfo_numbers_hex_or_decimal():
+    info = VmcoreInfo.parse("NUMBER(a)=0x10\nNUMBER(b)=-129\nNUMBER(c)=27\nNUMBER(d)=-0x10\n")
+    assert [info.number(k) for k in "abcd"] == [16, -129, 27, -16]

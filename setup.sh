@@ -11,8 +11,11 @@ dpkg -s debuginfod >/dev/null 2>&1 || need+=(debuginfod)   # tests/test_locate.p
 # The kernel matrix (tests/test_matrix.py) builds fresh dumps with
 # ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
 # what the guest's initramfs is made of (its README's host requirements).
+# Its arm64 row (--arch arm64) also needs the aarch64 emulator, qemu-user for arm64's
+# makedumpfile, and a cross compiler for the guest's workloads.
 for p in qemu-system-x86 debootstrap busybox-static gcc libc6-dev cpio kmod zstd binutils bc \
-         debian-archive-keyring; do
+         debian-archive-keyring qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu \
+         libc6-dev-arm64-cross; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

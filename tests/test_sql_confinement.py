@@ -5,7 +5,6 @@ rows streamed. Real servers and files: a statement that got through would leave 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import tempfile
 import time

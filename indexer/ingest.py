@@ -64,6 +64,7 @@ class DumpImage:
     run_count: int = 0                        # page runs stored (set while storing)
     source_size: int | None = None            # bytes of the dump file (`ingest DIR` skips)
     kernel_from: str = ""                     # the vmlinux read, or the cached kernel row
+    smaps: object = None                      # indexer.walk.smaps_ingest.SmapsImage
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -185,6 +186,10 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         rss[t.addr] = crash_rss(k, mm.counters, caches[t.tgid]) if mm else 0
 
     faults: list = []
+    from indexer.walk.smaps_ingest import prepare as smaps_prepare
+    stage.what = "the smaps layouts"
+    smaps = smaps_prepare(k, paging, mem.kernel_pgd_pa, tasks, mms, errors)
+    stage.what = "the kernel"
 
     user_top = 1 << (56 if paging.levels == 5 else 47)
 
@@ -194,18 +199,25 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         ranges = [(v.start, v.end) for v in mm.vmas]
         mm_faults: list = []
         builder = RunBuilder(ranges, paging)
+        gather = smaps.gatherer(phys, a, 0, ranges) if smaps else None
         try:
             for batch in iter_user_leaves(phys, paging, mm.pgd - paging.page_offset,
                                           user_top, ranges, mm_faults):
+                if gather:
+                    gather.feed(batch)
                 runs = builder.feed(batch)
                 if len(runs):
                     yield a, runs
             yield a, builder.finish()
+            if gather:
+                yield gather.finish()
         except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
             # Garbage VMAs or tables that trip the array code: the rest of this mm's
             # pages are unknown (what was stored before stays, and the error says so).
             errors.append(f"mm {a:x}: page tables not walked to the end: "
                           f"{type(exc).__name__}: {exc}")
+            if gather:
+                yield gather.abandon("the page tables could not be walked to the end")
         faults.extend((a, f) for f in mm_faults)
 
     def page_runs() -> Iterator:
@@ -214,7 +226,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         With several workers the mms are walked in other processes (walk.parallel)."""
         if workers > 1 and total_pages(mms) >= MIN_PARALLEL_PAGES:
             yield from parallel_runs(mms, str(phys.path), paging, user_top, workers, walk_mm,
-                                     faults, progress)
+                                     faults, progress, smaps=smaps)
             return
         for i, a in enumerate(mms):
             yield from walk_mm(a)
@@ -239,7 +251,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         init_mm=k.sym("init_mm"), swap=swap_info,
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
-        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors)
+        tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
+        smaps=smaps)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,

@@ -100,10 +100,14 @@ def _worker(todo, queue, dump_path: str, paging, user_top: int) -> None:
         faults: list = []
         edges: list = []
         builder = RunBuilder(p.ranges, paging)
+        smaps = _job.get("smaps")
+        gather = smaps.gatherer(phys, p.mm, p.first_vma, p.ranges) if smaps else None
         error = None
         try:
             for batch in iter_user_leaves(phys, paging, p.top_pa, user_top, p.ranges, faults,
                                           edges=edges):
+                if gather:
+                    gather.feed(batch)
                 runs = builder.feed(batch)
                 if len(runs):
                     runs.vma_index += p.first_vma
@@ -111,6 +115,8 @@ def _worker(todo, queue, dump_path: str, paging, user_top: int) -> None:
             runs = builder.finish()
             runs.vma_index += p.first_vma
             results.put(("runs", (p.mm, runs)))
+            if gather:
+                results.put(("runs", gather.finish()))
         except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         results.put(("piece", (n, faults, np.array(edges, dtype=np.uint64).reshape(-1, 3),
@@ -126,7 +132,7 @@ def _cross_linked(edge_arrays: list) -> bool:
 
 
 def parallel_runs(mms: dict, dump_path: str, paging, user_top: int, workers: int,
-                  walk_serially, faults_out: list, progress):
+                  walk_serially, faults_out: list, progress, smaps=None):
     """Yield (mm, PageRuns) for every mm, walked by `workers` processes, appending the
     faults to faults_out as (mm, fault). An mm the pieces cannot settle (a piece that
     failed, a cross-linked table, a worker that could not open the dump) is walked again by
@@ -134,6 +140,7 @@ def parallel_runs(mms: dict, dump_path: str, paging, user_top: int, workers: int
     errors — after a DropMm(mm) telling the store to remove what it wrote for it."""
     todo_pieces = pieces(mms, paging.page_offset)
     _job["pieces"] = todo_pieces       # inherited by the fork
+    _job["smaps"] = smaps              # indexer.walk.smaps_ingest.SmapsImage (its plan)
     ctx = multiprocessing.get_context("fork")
     todo, results = ctx.Queue(), ctx.Queue(QUEUE_CHUNKS)
     for i in range(len(todo_pieces)):

@@ -1,0 +1,374 @@
+"""/proc/PID/smaps figures of every VMA, computed at ingest from the page-table leaves.
+
+What fs/proc/task_mmu.c does per entry (smaps_pte_entry / smaps_pmd_entry /
+smaps_hugetlb_range, smaps_account), done here over a whole chunk of leaves at once: each
+present page's struct page (flags, mapping, _refcount, _mapcount; its head's for a tail
+page) and each swap entry's swap_map count decide its share. The sums are kept per VMA in
+the kernel's own units (bytes; the Pss sums in bytes << PSS_SHIFT) so a rollup of many VMAs
+rounds exactly as the kernel's does. A figure that depends on something the dump lacks (a
+struct page, a swap_map byte) or on a case not modelled here is marked unknown, never
+guessed: `unknown` has one bit per field, `reason` says why in one line.
+
+The plan (SmapsPlan) is plain data made in the parent from the kernel's layouts; the
+gatherers (MmGatherer) run wherever the leaves are walked, also in worker processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.errors import MemoryReadError, WalkError
+from indexer.walk.frames import FrameLayout, FrameReader, frame_layout
+from indexer.x86_64 import KIND_PRESENT, KIND_SWAP, LEVEL_PMD, LEVEL_PTE, KernelMemory, Paging
+
+PSS_SHIFT = 12
+PAGE = 4096
+FIELDS = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
+          "shared_clean", "shared_dirty", "private_clean", "private_dirty", "referenced",
+          "anonymous", "ksm", "lazyfree", "anonymous_thp", "shmem_thp", "file_thp",
+          "shared_hugetlb", "private_hugetlb", "swap", "swap_pss", "pss_locked")
+F = {n: i for i, n in enumerate(FIELDS)}
+NF = len(FIELDS)
+ALL = (1 << NF) - 1
+SWAP_BITS = (1 << F["swap"]) | (1 << F["swap_pss"])
+PAGE_BITS = ALL & ~SWAP_BITS
+SHARE_BITS = sum(1 << F[n] for n in ("pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
+                                     "shared_clean", "shared_dirty", "private_clean",
+                                     "private_dirty", "pss_locked"))
+# x86 entry bits (Intel SDM / the kernel's _PAGE_BIT_*: fixed by the architecture's use)
+_ACCESSED, _DIRTY, _SPECIAL, _SAVED_DIRTY = 1 << 5, 1 << 6, 1 << 9, 1 << 57
+PAGE_MAPPING_ANON, PAGE_MAPPING_KSM = 1, 3
+SWAP_HAS_CACHE, COUNT_CONTINUED = 0x40, 0x80
+
+
+@dataclass
+class SmapsPlan:
+    """What the gatherers need, as plain data (inherited by the walk's workers)."""
+
+    paging: Paging
+    kernel_pgd_pa: int | None
+    frames: FrameLayout | None
+    vm: dict                        # mnemonic -> vm_flags bit mask (from the kernel's table)
+    saved_dirty: bool               # shadow-stack kernels keep Dirty in a software bit
+    has_ksm: bool
+    nr_swapfiles: int
+    swap_maps: dict                 # swap type -> swap_map address
+    vma_flags: dict                 # mm -> [vm_flags of each VMA]
+    why_no_frames: str = ""
+
+
+@dataclass
+class SmapsPart:
+    """Sums for VMAs first_vma.. of one mm, from one chunk of its leaves."""
+
+    mm: int
+    first_vma: int
+    sums: np.ndarray                # (n, NF) int64
+    unknown: np.ndarray             # (n,) int64 bit masks
+    reasons: dict = field(default_factory=dict)   # local VMA index -> first reason
+
+
+class MmGatherer:
+    """The smaps sums of one mm's VMAs first_vma..first_vma+n, fed leaf chunks."""
+
+    def __init__(self, plan: SmapsPlan, phys, mm: int, first_vma: int, n: int,
+                 ranges: list[tuple[int, int]]):
+        self.plan, self.mm, self.first = plan, mm, first_vma
+        self.mem = KernelMemory(phys, plan.paging, plan.kernel_pgd_pa)
+        self.frames = FrameReader(self.mem, plan.frames) if plan.frames else None
+        self.starts = np.array([s for s, _ in ranges], np.uint64)
+        self.ends = np.array([e for _, e in ranges], np.uint64)
+        flags = plan.vma_flags[mm][first_vma:first_vma + n]
+        self.flags = np.array(flags, np.uint64)
+        vm = plan.vm
+        self.hugetlb = (self.flags & np.uint64(vm.get("ht", 0))) != 0
+        self.locked = (self.flags & np.uint64(vm.get("lo", 0))) != 0
+        self.sums = np.zeros((n, NF), np.int64)
+        self.unknown = np.zeros(n, np.int64)
+        self.reasons: dict[int, str] = {}
+
+    def _mark(self, vi: np.ndarray, bits: int, why: str) -> None:
+        for v in np.unique(vi).tolist():
+            self.unknown[v] |= bits
+            self.reasons.setdefault(v, why)
+
+    def feed(self, batch) -> None:
+        if batch.raw is None or not len(batch.va):
+            return
+        vi = np.searchsorted(self.ends, batch.va, side="right")
+        ok = vi < len(self.starts)
+        inside = np.zeros(len(vi), bool)
+        inside[ok] = self.starts[vi[ok]] <= batch.va[ok]
+        sel = np.nonzero(inside)[0]
+        if not len(sel):
+            return
+        vi, raw, kind, level = vi[sel], batch.raw[sel], batch.kind[sel], batch.level[sel]
+        value, npages = batch.value[sel], batch.npages[sel]
+        huge = self.hugetlb[vi]
+        pres = kind == KIND_PRESENT
+        if (pres & huge).any():
+            m = pres & huge
+            self._hugetlb(vi[m], value[m], npages[m])
+        m = pres & ~huge
+        if m.any():
+            self._present(vi[m], raw[m], value[m], level[m])
+        m = (kind == KIND_SWAP) & ~huge
+        if m.any():
+            self._swap(vi[m], raw[m], level[m])
+
+    # --- present pages ------------------------------------------------------------------
+    def _heads(self, pfn: np.ndarray):
+        """Own and head facts of each frame, and ok: the dump holds both struct pages."""
+        fr, ok = self.frames.pages(pfn)
+        lay = self.plan.frames
+        own = np.uint64(lay.vmemmap) + pfn.astype(np.uint64) * np.uint64(lay.size)
+        tail = (fr["chead"] & np.uint64(1)) != 0
+        head = np.where(tail, fr["chead"] - np.uint64(1), own)
+        h = {k: v.copy() for k, v in fr.items()}
+        if tail.any():
+            hf, hok = self.frames.fields(head[tail], {
+                "flags": (lay.flags, "u8"), "mapping": (lay.mapping, "u8"),
+                "refcount": (lay.refcount, "i4"), "mapcount": (lay.mapcount, "i4")})
+            for k2, v in hf.items():
+                h[k2][tail] = v
+            ok[tail] &= hok
+        return fr, h, head, tail, ok
+
+    def _bit(self, flags: np.ndarray, name: str) -> np.ndarray:
+        b = self.plan.frames.bit(name)
+        if b is None:
+            return np.zeros(len(flags), bool)
+        return ((flags >> np.uint64(b)) & np.uint64(1)) != 0
+
+    def _present(self, vi, raw, value, level) -> None:
+        if self.frames is None:
+            self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "struct pages not readable")
+            return
+        lay = self.plan.frames
+        special = ((raw & np.uint64(_SPECIAL)) != 0) & (level == LEVEL_PTE)
+        pfn = value >> np.uint64(12)
+        keep = ~special & (pfn <= np.uint64(lay.highest_pfn))
+        if (level > LEVEL_PMD)[keep].any():
+            self._mark(vi[keep & (level > LEVEL_PMD)], PAGE_BITS, "PUD-mapped pages")
+            keep &= level <= LEVEL_PMD
+        vi, raw, pfn, level = vi[keep], raw[keep], pfn[keep], level[keep]
+        if not len(vi):
+            return
+        own, h, head, tail, ok = self._heads(pfn)
+        if not ok.all():
+            self._mark(vi[~ok], PAGE_BITS, "a mapped frame's struct page is not in the dump")
+            vi, raw, level, own, head, tail = vi[ok], raw[ok], level[ok], \
+                {k: v[ok] for k, v in own.items()}, head[ok], tail[ok]
+            h = {k: v[ok] for k, v in h.items()}
+        n = len(vi)
+        if not n:
+            return
+        hflags = h["flags"]
+        is_head = self._bit(hflags, "PG_head")
+        compound = tail | self._bit(own["flags"], "PG_head")
+        pmd = level == LEVEL_PMD
+        nr = np.ones(n, np.int64)
+        if pmd.any():
+            if lay.order is None:
+                self._mark(vi[pmd], PAGE_BITS, "compound page order not known")
+                return
+            heads_pmd = head[pmd]
+            order, ook = self.frames.fields(heads_pmd, {"o": (lay.order, "u1")})
+            if not ook.all():
+                self._mark(vi[pmd], PAGE_BITS, "a huge page's struct pages are not in the dump")
+                return
+            nr[pmd] = np.where(is_head[pmd], np.int64(1) << order["o"].astype(np.int64), 1)
+        size = nr * PAGE
+        mapping = h["mapping"]
+        anon = (mapping & np.uint64(PAGE_MAPPING_ANON)) != 0
+        ksm = (mapping & np.uint64(3)) == np.uint64(PAGE_MAPPING_KSM)
+        swapbacked = self._bit(hflags, "PG_swapbacked")
+        pgdirty = self._bit(hflags, "PG_dirty")
+        dirty_bits = _DIRTY | (_SAVED_DIRTY if self.plan.saved_dirty else 0)
+        dirty = (raw & np.uint64(dirty_bits)) != 0
+        young = (raw & np.uint64(_ACCESSED)) != 0
+        referenced = young | self._bit(hflags, "PG_referenced") | self._bit(hflags, "PG_young")
+        locked = self.locked[vi]
+        S = np.zeros((n, NF), np.int64)
+        S[:, F["resident"]] = size
+        S[:, F["anonymous"]] = np.where(anon, size, 0)
+        S[:, F["lazyfree"]] = np.where(anon & ~swapbacked & ~dirty & ~pgdirty, size, 0)
+        if self.plan.has_ksm:
+            S[:, F["ksm"]] = np.where(ksm, size, 0)
+        S[:, F["referenced"]] = np.where(referenced, size, 0)
+        S[:, F["anonymous_thp"]] = np.where(pmd & anon, size, 0)
+        S[:, F["shmem_thp"]] = np.where(pmd & ~anon & swapbacked, size, 0)
+        S[:, F["file_thp"]] = np.where(pmd & ~anon & ~swapbacked, size, 0)
+        # The share: private when the folio has one reference, else by each page's mapcount.
+        private_whole = h["refcount"] == 1
+        mapcount = own["mapcount"].astype(np.int64) + 1
+        shared_compound = ~private_whole & compound
+        if shared_compound.any():
+            self._mark(vi[shared_compound], SHARE_BITS,
+                       "a shared compound page (its per-page mapcounts are not modelled)")
+        pss = np.where(private_whole | (mapcount < 2), size << PSS_SHIFT,
+                       (PAGE << PSS_SHIFT) // np.maximum(mapcount, 1))
+        private = private_whole | (mapcount < 2)
+        d = dirty | pgdirty
+        S[:, F["pss"]] = pss
+        S[:, F["pss_anon"]] = np.where(anon, pss, 0)
+        S[:, F["pss_shmem"]] = np.where(~anon & swapbacked, pss, 0)
+        S[:, F["pss_file"]] = np.where(~anon & ~swapbacked, pss, 0)
+        S[:, F["pss_locked"]] = np.where(locked, pss, 0)
+        S[:, F["pss_dirty"]] = np.where(d, pss, 0)
+        S[:, F["private_dirty"]] = np.where(d & private, size, 0)
+        S[:, F["shared_dirty"]] = np.where(d & ~private, size, 0)
+        S[:, F["private_clean"]] = np.where(~d & private, size, 0)
+        S[:, F["shared_clean"]] = np.where(~d & ~private, size, 0)
+        np.add.at(self.sums, vi, S)
+
+    def _hugetlb(self, vi, value, npages) -> None:
+        if self.frames is None or self.plan.frames.entire is None:
+            self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "hugetlb mapcount not known")
+            return
+        lay = self.plan.frames
+        pfn = value >> np.uint64(12)
+        own, h, head, tail, ok = self._heads(pfn)
+        ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
+        ok &= eok
+        if not ok.all():
+            self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's struct page is not in the dump")
+        mapcount = own["mapcount"].astype(np.int64) + 1 + ent["e"].astype(np.int64) + 1
+        size = npages.astype(np.int64) * PAGE
+        S = np.zeros((len(vi), NF), np.int64)
+        S[:, F["shared_hugetlb"]] = np.where(ok & (mapcount >= 2), size, 0)
+        S[:, F["private_hugetlb"]] = np.where(ok & (mapcount < 2), size, 0)
+        np.add.at(self.sums, vi, S)
+
+    # --- swap entries -------------------------------------------------------------------
+    def _swap(self, vi, raw, level) -> None:
+        # pte_none(): an entry with only the Accessed/Dirty bits set (KNL erratum) is empty
+        keep = (raw & ~np.uint64(_ACCESSED | _DIRTY)) != 0
+        vi, raw, level = vi[keep], raw[keep], level[keep]
+        if (level != LEVEL_PTE).any():
+            self._mark(vi[level != LEVEL_PTE], ALL, "a non-present huge entry (migration?)")
+            keep = level == LEVEL_PTE
+            vi, raw = vi[keep], raw[keep]
+        if not len(vi):
+            return
+        typ, off = self.plan.paging.swap_type_offset(raw)
+        real = typ < np.uint64(self.plan.nr_swapfiles)
+        if (~real).any():
+            self._mark(vi[~real], ALL, "a migration, device or marker entry")
+            vi, typ, off = vi[real], typ[real], off[real]
+        n = len(vi)
+        if not n:
+            return
+        base = np.array([self.plan.swap_maps.get(int(t), 0) for t in typ.tolist()], np.uint64) \
+            if n else np.zeros(0, np.uint64)
+        have = base != 0
+        counts = np.zeros(n, np.int64)
+        okc = np.zeros(n, bool)
+        if have.any():
+            got, gok = FrameReader(self.mem, None).fields(base[have] + off[have],
+                                                           {"c": (0, "u1")})
+            counts[have] = got["c"].astype(np.int64) & ~SWAP_HAS_CACHE
+            okc[have] = gok
+        cont = (counts & COUNT_CONTINUED) != 0
+        bad = ~okc | cont
+        if bad.any():
+            self._mark(vi[bad], 1 << F["swap_pss"],
+                       "a swap count continued or its swap_map not in the dump")
+        S = np.zeros((n, NF), np.int64)
+        S[:, F["swap"]] = PAGE
+        S[:, F["swap_pss"]] = np.where(bad, 0, np.where(counts >= 2, (PAGE << PSS_SHIFT)
+                                                        // np.maximum(counts, 1),
+                                                        PAGE << PSS_SHIFT))
+        np.add.at(self.sums, vi, S)
+
+    def abandon(self, why: str) -> SmapsPart:
+        """The part of a walk that stopped early: every figure of its VMAs is unknown."""
+        self.unknown[:] = ALL
+        for i in range(len(self.unknown)):
+            self.reasons.setdefault(i, why)
+        return self.finish()
+
+    def finish(self) -> SmapsPart:
+        return SmapsPart(self.mm, self.first, self.sums, self.unknown, self.reasons)
+
+
+def gatherer(plan: SmapsPlan | None, phys, mm: int, first_vma: int,
+             ranges: list[tuple[int, int]]) -> MmGatherer | None:
+    if plan is None or mm not in plan.vma_flags:
+        return None
+    return MmGatherer(plan, phys, mm, first_vma, len(ranges), ranges)
+
+
+# --- the plan, made in the parent from the kernel --------------------------------------
+def vm_mnemonics(k) -> list[str] | None:
+    """show_smap_vma_flags()'s own table (a static array in the vmlinux): 64 two-letter
+    names by vm_flags bit, '' for the protection-key bits, '??' for unnamed bits."""
+    addr = None
+    symtab = getattr(k, "symtab", None)
+    for name in ("mnemonics.0", "mnemonics.1", "mnemonics.2", "mnemonics.3", "mnemonics"):
+        addr = k.sym(name)
+        if addr is not None:
+            break
+    if addr is None:
+        return None
+    try:
+        raw = k.mem.read(addr, 128)
+    except (MemoryReadError, WalkError):
+        return None
+    out = []
+    for i in range(64):
+        pair = raw[2 * i:2 * i + 2]
+        out.append("" if pair[0] == 0 else pair.decode("latin-1"))
+    if out[0] != "rd" or out[1] != "wr":
+        return None
+    del symtab
+    return out
+
+
+def vm_bits(mnemonics: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i, m in enumerate(mnemonics):
+        if m and m != "??":
+            out.setdefault(m, 1 << i)
+    out["pkey"] = sum(1 << i for i, m in enumerate(mnemonics) if m == "")
+    return out
+
+
+def swap_maps(k) -> tuple[int, dict[int, int]]:
+    """(nr_swapfiles, {type: swap_map address}) of the swap areas in use."""
+    if k.sym("nr_swapfiles") is None or k.sym("swap_info") is None:
+        return 0, {}
+    try:
+        nr = k.mem.u32(k.sym("nr_swapfiles"))
+    except (MemoryReadError, WalkError):
+        return 0, {}
+    base = k.sym("swap_info")
+    maps = {}
+    if not k.has("swap_info_struct", "swap_map"):
+        return nr, {}
+    off = k.off("swap_info_struct", "swap_map")
+    for t in range(min(nr, 64)):
+        try:
+            si = k.ptr(base + 8 * t)
+            if si:
+                m = k.ptr(si + off)
+                if m:
+                    maps[t] = m
+        except (MemoryReadError, WalkError):
+            continue
+    return nr, maps
+
+
+def make_plan(k, paging: Paging, kernel_pgd_pa: int | None, mms: dict) -> SmapsPlan | None:
+    mn = vm_mnemonics(k)
+    if mn is None or not k.types.has_struct("mem_size_stats"):
+        return None
+    lay = frame_layout(k)
+    nr, maps = swap_maps(k)
+    return SmapsPlan(
+        paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn),
+        saved_dirty="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
+        swap_maps=maps, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
+        why_no_frames="" if lay else "the kernel's struct page layout or vmemmap_base "
+        "is not known")

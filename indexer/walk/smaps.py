@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.frames import FrameLayout, FrameReader, frame_layout
+from indexer.walk.frames import FACT_DIRTY, FACT_ANON, FACT_COMPOUND, FACT_HEAD, FACT_KSM, \
+    FACT_OK, FACT_ONE_REF, FACT_REFERENCED, FACT_SWAPBACKED, FrameFacts, FrameLayout, \
+    FrameReader, frame_layout
 from indexer.x86_64 import KIND_PRESENT, KIND_SWAP, LEVEL_PMD, LEVEL_PTE, KernelMemory, Paging
 
 PSS_SHIFT = 12
@@ -39,6 +41,35 @@ SHARE_BITS = sum(1 << F[n] for n in ("pss", "pss_dirty", "pss_anon", "pss_file",
 # x86 entry bits (Intel SDM / the kernel's _PAGE_BIT_*: fixed by the architecture's use)
 _ACCESSED, _DIRTY, _SPECIAL, _SAVED_DIRTY = 1 << 5, 1 << 6, 1 << 9, 1 << 57
 PAGE_MAPPING_ANON, PAGE_MAPPING_KSM = 1, 3
+# A present leaf's category: which of the sums it adds to (see _present)
+C_ANON, C_SB, C_D, C_PRIV, C_REF, C_KSM, C_PMD = 1, 2, 4, 8, 16, 32, 64
+NCAT = 128
+
+
+def _cats(pred) -> np.ndarray:
+    return np.array([c for c in range(NCAT) if pred(c)], np.int64)
+
+
+# field, the categories it sums, whether it sums Pss units (else bytes)
+CAT_FIELDS = (
+    ("resident", _cats(lambda c: True), False),
+    ("anonymous", _cats(lambda c: c & C_ANON), False),
+    ("ksm", _cats(lambda c: c & C_KSM), False),
+    ("lazyfree", _cats(lambda c: c & C_ANON and not c & C_SB and not c & C_D), False),
+    ("referenced", _cats(lambda c: c & C_REF), False),
+    ("anonymous_thp", _cats(lambda c: c & C_PMD and c & C_ANON), False),
+    ("shmem_thp", _cats(lambda c: c & C_PMD and not c & C_ANON and c & C_SB), False),
+    ("file_thp", _cats(lambda c: c & C_PMD and not c & C_ANON and not c & C_SB), False),
+    ("pss", _cats(lambda c: True), True),
+    ("pss_anon", _cats(lambda c: c & C_ANON), True),
+    ("pss_shmem", _cats(lambda c: not c & C_ANON and c & C_SB), True),
+    ("pss_file", _cats(lambda c: not c & C_ANON and not c & C_SB), True),
+    ("pss_dirty", _cats(lambda c: c & C_D), True),
+    ("private_dirty", _cats(lambda c: c & C_D and c & C_PRIV), False),
+    ("shared_dirty", _cats(lambda c: c & C_D and not c & C_PRIV), False),
+    ("private_clean", _cats(lambda c: not c & C_D and c & C_PRIV), False),
+    ("shared_clean", _cats(lambda c: not c & C_D and not c & C_PRIV), False),
+)
 SWAP_HAS_CACHE, COUNT_CONTINUED = 0x40, 0x80
 
 
@@ -84,9 +115,25 @@ class MmGatherer:
         vm = plan.vm
         self.hugetlb = (self.flags & np.uint64(vm.get("ht", 0))) != 0
         self.locked = (self.flags & np.uint64(vm.get("lo", 0))) != 0
+        self.facts = FrameFacts(self.frames) if self.frames else None
+        self.failed = False
         self.sums = np.zeros((n, NF), np.int64)
         self.unknown = np.zeros(n, np.int64)
         self.reasons: dict[int, str] = {}
+
+    def _add(self, vi: np.ndarray, cols: dict) -> None:
+        """Add per-leaf values to their VMAs' sums. bincount sums in float64, exact here:
+        a chunk holds < 2^19 leaves of < 2^34 each, so every partial sum is < 2^53."""
+        if not len(vi):
+            return
+        n = len(self.sums)
+        for name, col in cols.items():
+            if np.isscalar(col):
+                col = np.full(len(vi), col, np.int64)
+            if not col.any():
+                continue
+            self.sums[:, F[name]] += np.rint(np.bincount(vi, weights=col, minlength=n)) \
+                .astype(np.int64)
 
     def _mark(self, vi: np.ndarray, bits: int, why: str) -> None:
         for v in np.unique(vi).tolist():
@@ -94,17 +141,31 @@ class MmGatherer:
             self.reasons.setdefault(v, why)
 
     def feed(self, batch) -> None:
-        if batch.raw is None or not len(batch.va):
+        """Account one chunk of leaves. Whatever goes wrong here must not stop the walk
+        (the runs of `vm` come from the same chunks): these VMAs' figures become unknown."""
+        if self.failed or batch.raw is None or not len(batch.va):
             return
+        try:
+            self._feed(batch)
+        except Exception as exc:    # noqa: BLE001 - the figures are unknown, said so
+            self.failed = True
+            self.abandon(f"smaps accounting failed: {type(exc).__name__}: {exc}")
+
+    def _feed(self, batch) -> None:
         vi = np.searchsorted(self.ends, batch.va, side="right")
         ok = vi < len(self.starts)
-        inside = np.zeros(len(vi), bool)
-        inside[ok] = self.starts[vi[ok]] <= batch.va[ok]
-        sel = np.nonzero(inside)[0]
-        if not len(sel):
-            return
-        vi, raw, kind, level = vi[sel], batch.raw[sel], batch.kind[sel], batch.level[sel]
-        value, npages = batch.value[sel], batch.npages[sel]
+        if ok.all():
+            inside = self.starts[vi] <= batch.va
+        else:
+            inside = np.zeros(len(vi), bool)
+            inside[ok] = self.starts[vi[ok]] <= batch.va[ok]
+        vi, raw, kind, level = vi, batch.raw, batch.kind, batch.level
+        value, npages = batch.value, batch.npages
+        if not inside.all():
+            if not inside.any():
+                return
+            vi, raw, kind, level, value, npages = (x[inside] for x in (
+                vi, raw, kind, level, value, npages))
         huge = self.hugetlb[vi]
         pres = kind == KIND_PRESENT
         if (pres & huge).any():
@@ -152,76 +213,82 @@ class MmGatherer:
         if (level > LEVEL_PMD)[keep].any():
             self._mark(vi[keep & (level > LEVEL_PMD)], PAGE_BITS, "PUD-mapped pages")
             keep &= level <= LEVEL_PMD
-        vi, raw, pfn, level = vi[keep], raw[keep], pfn[keep], level[keep]
+        if not keep.all():
+            vi, raw, pfn, level = vi[keep], raw[keep], pfn[keep], level[keep]
         if not len(vi):
             return
-        own, h, head, tail, ok = self._heads(pfn)
+        b8, mapcount, order = self.facts.lookup(pfn)
+        bits = b8
+        ok = (bits & FACT_OK) != 0
         if not ok.all():
             self._mark(vi[~ok], PAGE_BITS, "a mapped frame's struct page is not in the dump")
-            vi, raw, level, own, head, tail = vi[ok], raw[ok], level[ok], \
-                {k: v[ok] for k, v in own.items()}, head[ok], tail[ok]
-            h = {k: v[ok] for k, v in h.items()}
-        n = len(vi)
-        if not n:
+            vi, raw, level, bits, mapcount, order = (x[ok] for x in (vi, raw, level, bits,
+                                                                     mapcount, order))
+            b8 = bits
+        if not len(vi):
             return
-        hflags = h["flags"]
-        is_head = self._bit(hflags, "PG_head")
-        compound = tail | self._bit(own["flags"], "PG_head")
         pmd = level == LEVEL_PMD
-        nr = np.ones(n, np.int64)
         if pmd.any():
-            if lay.order is None:
-                self._mark(vi[pmd], PAGE_BITS, "compound page order not known")
-                return
-            heads_pmd = head[pmd]
-            order, ook = self.frames.fields(heads_pmd, {"o": (lay.order, "u1")})
-            if not ook.all():
-                self._mark(vi[pmd], PAGE_BITS, "a huge page's struct pages are not in the dump")
-                return
-            nr[pmd] = np.where(is_head[pmd], np.int64(1) << order["o"].astype(np.int64), 1)
-        size = nr * PAGE
-        mapping = h["mapping"]
-        anon = (mapping & np.uint64(PAGE_MAPPING_ANON)) != 0
-        ksm = (mapping & np.uint64(3)) == np.uint64(PAGE_MAPPING_KSM)
-        swapbacked = self._bit(hflags, "PG_swapbacked")
-        pgdirty = self._bit(hflags, "PG_dirty")
-        dirty_bits = _DIRTY | (_SAVED_DIRTY if self.plan.saved_dirty else 0)
-        dirty = (raw & np.uint64(dirty_bits)) != 0
-        young = (raw & np.uint64(_ACCESSED)) != 0
-        referenced = young | self._bit(hflags, "PG_referenced") | self._bit(hflags, "PG_young")
-        locked = self.locked[vi]
-        S = np.zeros((n, NF), np.int64)
-        S[:, F["resident"]] = size
-        S[:, F["anonymous"]] = np.where(anon, size, 0)
-        S[:, F["lazyfree"]] = np.where(anon & ~swapbacked & ~dirty & ~pgdirty, size, 0)
-        if self.plan.has_ksm:
-            S[:, F["ksm"]] = np.where(ksm, size, 0)
-        S[:, F["referenced"]] = np.where(referenced, size, 0)
-        S[:, F["anonymous_thp"]] = np.where(pmd & anon, size, 0)
-        S[:, F["shmem_thp"]] = np.where(pmd & ~anon & swapbacked, size, 0)
-        S[:, F["file_thp"]] = np.where(pmd & ~anon & ~swapbacked, size, 0)
-        # The share: private when the folio has one reference, else by each page's mapcount.
-        private_whole = h["refcount"] == 1
-        mapcount = own["mapcount"].astype(np.int64) + 1
-        shared_compound = ~private_whole & compound
+            size = np.where(pmd & ((bits & FACT_HEAD) != 0),
+                            np.int64(PAGE) << order.astype(np.int64), PAGE)
+        else:
+            size = np.full(len(vi), PAGE, np.int64)
+        one_ref = (bits & FACT_ONE_REF) != 0
+        shared_compound = ~one_ref & ((bits & FACT_COMPOUND) != 0)
         if shared_compound.any():
             self._mark(vi[shared_compound], SHARE_BITS,
                        "a shared compound page (its per-page mapcounts are not modelled)")
-        pss = np.where(private_whole | (mapcount < 2), size << PSS_SHIFT,
-                       (PAGE << PSS_SHIFT) // np.maximum(mapcount, 1))
-        private = private_whole | (mapcount < 2)
-        d = dirty | pgdirty
-        S[:, F["pss"]] = pss
-        S[:, F["pss_anon"]] = np.where(anon, pss, 0)
-        S[:, F["pss_shmem"]] = np.where(~anon & swapbacked, pss, 0)
-        S[:, F["pss_file"]] = np.where(~anon & ~swapbacked, pss, 0)
-        S[:, F["pss_locked"]] = np.where(locked, pss, 0)
-        S[:, F["pss_dirty"]] = np.where(d, pss, 0)
-        S[:, F["private_dirty"]] = np.where(d & private, size, 0)
-        S[:, F["shared_dirty"]] = np.where(d & ~private, size, 0)
-        S[:, F["private_clean"]] = np.where(~d & private, size, 0)
-        S[:, F["shared_clean"]] = np.where(~d & ~private, size, 0)
-        np.add.at(self.sums, vi, S)
+        # The share: private when the folio has one reference, else by the page's mapcount.
+        private = one_ref | (mapcount < 2)
+        pss = np.where(private, size << PSS_SHIFT, (PAGE << PSS_SHIFT) // np.maximum(mapcount, 1))
+        dirty_bits = _DIRTY | (_SAVED_DIRTY if self.plan.saved_dirty else 0)
+        # One category per leaf (its facts that decide which sums it adds to), then two
+        # sums per (VMA, category): bytes and Pss units.
+        cat = ((b8 & FACT_ANON) != 0).astype(np.int64) * C_ANON
+        cat |= np.where((b8 & FACT_SWAPBACKED) != 0, C_SB, 0)
+        cat |= np.where(((raw & np.uint64(dirty_bits)) != 0) | ((b8 & FACT_DIRTY) != 0), C_D, 0)
+        cat |= np.where(private, C_PRIV, 0)
+        cat |= np.where(((raw & np.uint64(_ACCESSED)) != 0) | ((b8 & FACT_REFERENCED) != 0),
+                        C_REF, 0)
+        cat |= np.where((b8 & FACT_KSM) == FACT_KSM, C_KSM, 0)
+        if pmd.any():
+            cat |= np.where(pmd, C_PMD, 0)
+        self._add_categories(vi, cat, size, pss)
+
+    def _add_categories(self, vi, cat, size, pss) -> None:
+        lo = int(vi.min())
+        span = int(vi.max()) - lo + 1
+        key = (vi - lo) * NCAT + cat
+        if span * NCAT <= 4 * len(key) + 4096:
+            nb = span * NCAT
+            vmas = np.arange(lo, lo + span)
+        else:
+            uk, key = np.unique(key, return_inverse=True)
+            nb = len(uk)
+            vmas = None
+            ukeys = uk
+        # float64 sums are exact: < 2^19 leaves of < 2^34 each per chunk
+        by_size = np.rint(np.bincount(key, weights=size, minlength=nb)).astype(np.int64)
+        by_pss = np.rint(np.bincount(key, weights=pss, minlength=nb)).astype(np.int64)
+        if vmas is not None:
+            by_size, by_pss = by_size.reshape(span, NCAT), by_pss.reshape(span, NCAT)
+            rows = vmas
+        else:
+            rows_k, cats_k = ukeys // NCAT + lo, ukeys % NCAT
+            rows, inv = np.unique(rows_k, return_inverse=True)
+            s2 = np.zeros((len(rows), NCAT), np.int64)
+            p2 = np.zeros((len(rows), NCAT), np.int64)
+            s2[inv, cats_k] = by_size
+            p2[inv, cats_k] = by_pss
+            by_size, by_pss = s2, p2
+        out = np.zeros((len(rows), NF), np.int64)
+        for field_name, cats, pss_sum in CAT_FIELDS:
+            out[:, F[field_name]] = (by_pss if pss_sum else by_size)[:, cats].sum(axis=1)
+        if not self.plan.has_ksm:
+            out[:, F["ksm"]] = 0
+        locked = self.locked[rows]
+        out[:, F["pss_locked"]] = np.where(locked, out[:, F["pss"]], 0)
+        self.sums[rows] += out
 
     def _hugetlb(self, vi, value, npages) -> None:
         if self.frames is None or self.plan.frames.entire is None:
@@ -236,10 +303,8 @@ class MmGatherer:
             self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's struct page is not in the dump")
         mapcount = own["mapcount"].astype(np.int64) + 1 + ent["e"].astype(np.int64) + 1
         size = npages.astype(np.int64) * PAGE
-        S = np.zeros((len(vi), NF), np.int64)
-        S[:, F["shared_hugetlb"]] = np.where(ok & (mapcount >= 2), size, 0)
-        S[:, F["private_hugetlb"]] = np.where(ok & (mapcount < 2), size, 0)
-        np.add.at(self.sums, vi, S)
+        self._add(vi, {"shared_hugetlb": np.where(ok & (mapcount >= 2), size, 0),
+                       "private_hugetlb": np.where(ok & (mapcount < 2), size, 0)})
 
     # --- swap entries -------------------------------------------------------------------
     def _swap(self, vi, raw, level) -> None:
@@ -275,12 +340,10 @@ class MmGatherer:
         if bad.any():
             self._mark(vi[bad], 1 << F["swap_pss"],
                        "a swap count continued or its swap_map not in the dump")
-        S = np.zeros((n, NF), np.int64)
-        S[:, F["swap"]] = PAGE
-        S[:, F["swap_pss"]] = np.where(bad, 0, np.where(counts >= 2, (PAGE << PSS_SHIFT)
-                                                        // np.maximum(counts, 1),
-                                                        PAGE << PSS_SHIFT))
-        np.add.at(self.sums, vi, S)
+        self._add(vi, {"swap": PAGE,
+                       "swap_pss": np.where(bad, 0, np.where(counts >= 2, (PAGE << PSS_SHIFT)
+                                                             // np.maximum(counts, 1),
+                                                             PAGE << PSS_SHIFT))})
 
     def abandon(self, why: str) -> SmapsPart:
         """The part of a walk that stopped early: every figure of its VMAs is unknown."""

@@ -75,3 +75,110 @@ def test_full_identical(smaps_index, kernel, pid):
     got = p.stdout.decode()
     assert got == want, _diff(want, got)
     assert p.stderr.decode() == "" and p.returncode == 0
+
+
+def _rollup_figures(text: str) -> dict[str, int]:
+    """{'Rss': kB, ...} of one smaps_rollup text."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        out[key] = int(rest.split()[0])
+    return out
+
+
+def _want_all(kernel: str) -> dict[int, tuple]:
+    """pid -> (comm, Rss, Pss, USS, Swap, SwapPss) from the kernel's own rollups."""
+    out = {}
+    for (pid, kind), (comm, text) in expected(kernel).items():
+        if kind == "rollup":
+            f = _rollup_figures(text)
+            out[pid] = (comm, f["Rss"], f["Pss"], f["Private_Clean"] + f["Private_Dirty"],
+                        f["Swap"], f["SwapPss"])
+    return out
+
+
+@pytest.mark.parametrize("kernel", BOOT2)
+def test_all_table(smaps_index, kernel):
+    """`smaps --all`: one row per process, sorted by Pss, the kernel's figures, in every
+    format."""
+    db, names = smaps_index
+    want = _want_all(kernel)
+    p = vmdex("--dump", names[kernel], "--format", "json", "smaps", "--all", db=db, check=True)
+    rows = json.loads(p.stdout)
+    pss = [r["pss_kb"] for r in rows]
+    assert pss == sorted(pss, reverse=True)
+    got = {r["pid"]: (r["comm"], r["rss_kb"], r["pss_kb"], r["uss_kb"], r["swap_kb"],
+                      r["swap_pss_kb"]) for r in rows}
+    for pid, w in want.items():
+        assert got[pid] == w, pid
+    c = vmdex("--dump", names[kernel], "--format", "csv", "smaps", "--all", db=db, check=True)
+    crow = list(csv.DictReader(io.StringIO(c.stdout.decode())))
+    assert [int(r["pid"]) for r in crow] == [r["pid"] for r in rows]
+    t = vmdex("--dump", names[kernel], "smaps", "--all", db=db, check=True).stdout.decode()
+    lines = t.splitlines()
+    assert lines[0].split()[:3] == ["PID", "COMM", "RSS"]
+    assert [int(x.split()[0]) for x in lines[1:]] == [r["pid"] for r in rows]
+
+
+def test_sql_views_sqlite(smaps_index):
+    """The documented cross-dump question is one SELECT on v_smaps_rollup; v_smaps sums to
+    the same figures."""
+    db, names = smaps_index
+    for kernel in BOOT2:
+        want = _want_all(kernel)
+        p = vmdex("sql", "--format", "json",
+                  "SELECT dump, release, pid, comm, rss_kb, pss_kb, uss_kb, swap_kb, "
+                  "swap_pss_kb FROM v_smaps_rollup WHERE dump = "
+                  f"'{names[kernel]}' ORDER BY pss_kb DESC LIMIT 10", db=db, check=True)
+        rows = json.loads(p.stdout)
+        assert len(rows) == min(10, len(rows)) and rows
+        for r in rows:
+            if r["pid"] in want:
+                assert (r["comm"], r["rss_kb"], r["pss_kb"], r["uss_kb"], r["swap_kb"],
+                        r["swap_pss_kb"]) == want[r["pid"]]
+    top = json.loads(vmdex("sql", "--format", "json",
+                           "SELECT release, dump, pid, comm, pss_kb FROM v_smaps_rollup "
+                           "WHERE release LIKE '6.1.%' ORDER BY pss_kb DESC LIMIT 10",
+                           db=db, check=True).stdout)
+    assert len(top) == 10 and all(r["release"].startswith("6.1.") for r in top)
+    per_vma = json.loads(vmdex("sql", "--format", "json",
+                               "SELECT dump, pid, SUM(rss_kb) AS rss FROM v_smaps "
+                               "GROUP BY dump, pid", db=db, check=True).stdout)
+    for r in per_vma:
+        kernel = next(k for k, n in names.items() if n == r["dump"])
+        if r["pid"] in _want_all(kernel):
+            assert r["rss"] == _want_all(kernel)[r["pid"]][1]
+
+
+def test_sql_views_postgresql(pg_server_url):
+    """The same views on PostgreSQL (SUM of BIGINT is NUMERIC there: still whole kB)."""
+    from tests.pg import new_database, new_reader
+
+    url = new_database(pg_server_url, "smaps")
+    kernel = BOOT2[0]
+    name = f"{kernel}/vmcore.mdf-c-d31"
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", name,
+          str(F.dump(kernel, "vmcore.mdf-c-d31")), db=url, check=True)
+    rows = json.loads(vmdex("sql", "--format", "json",
+                            "SELECT pid, comm, rss_kb, pss_kb, uss_kb, swap_kb, swap_pss_kb "
+                            "FROM v_smaps_rollup ORDER BY pss_kb DESC LIMIT 10",
+                            db=new_reader(url), check=True).stdout)
+    want = _want_all(kernel)
+    assert rows
+    for r in rows:
+        if r["pid"] in want:
+            assert (r["comm"], r["rss_kb"], r["pss_kb"], r["uss_kb"], r["swap_kb"],
+                    r["swap_pss_kb"]) == want[r["pid"]]
+    p = vmdex("--dump", name, "smaps", "--rollup", str(max(want)), db=url, check=True)
+    assert p.stdout.decode() == expected(kernel)[(max(want), "rollup")][1]
+
+
+def test_bad_words(smaps_index):
+    db, names = smaps_index
+    name = names[BOOT2[0]]
+    p = vmdex("--dump", name, "smaps", db=db)
+    assert p.returncode == 2 and p.stderr.decode().count("\n") == 1
+    p = vmdex("--dump", name, "smaps", "99999", db=db)
+    assert p.returncode == 1 and p.stderr.decode() == "smaps: invalid task or pid value: 99999\n"
+    p = vmdex("--dump", name, "smaps", "--all", "1", db=db)
+    assert p.returncode == 2 and "Traceback" not in p.stderr.decode()

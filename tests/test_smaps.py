@@ -182,3 +182,48 @@ def test_bad_words(smaps_index):
     assert p.returncode == 1 and p.stderr.decode() == "smaps: invalid task or pid value: 99999\n"
     p = vmdex("--dump", name, "smaps", "--all", "1", db=db)
     assert p.returncode == 2 and "Traceback" not in p.stderr.decode()
+
+
+def test_lost_struct_page(smaps_index, tmp_path):
+    """The dump lacks the page of struct pages (mem_map) of a frame pid X maps: its smaps
+    figures that depend on it are unknown — printed as `?`, named in one stderr line —
+    never a number; `vm` of the same task is unaffected."""
+    from tests import damage as D
+
+    from indexer.dumpfile import open_dump
+    from indexer.kernel.symtab import Symtab
+    from indexer.kernel.vmcoreinfo import VmcoreInfo
+    from indexer.x86_64 import Paging, translate
+
+    db, names = smaps_index
+    kernel = BOOT2[0]
+    pid = min(p for (p, kind) in expected(kernel) if kind == "rollup" and
+              expected(kernel)[(p, kind)][0] == "wl_anon")
+    rows = json.loads(vmdex("sql", "--format", "json",
+                            "SELECT pa_i64 FROM v_pages p JOIN tasks t ON t.dump_id = p.dump_id "
+                            f"AND t.mm = p.mm_i64 WHERE t.pid = {pid} AND p.kind = 'present' "
+                            f"AND p.dump = '{names[kernel]}' LIMIT 1", db=db, check=True).stdout)
+    pfn = rows[0]["pa_i64"] >> 12
+    src = F.dump(kernel, "vmcore.mdf-c-d31")
+    st = Symtab.from_vmlinux(F.vmlinux(kernel))
+    with open_dump(src) as phys:
+        info = VmcoreInfo.parse(phys.vmcoreinfo)
+        kaslr = info.kerneloffset or 0
+        paging = Paging(levels=4, page_offset=0, phys_base=info.number("phys_base"))
+        pgd = paging.kvtop_linear(info.symbol("swapper_pg_dir"))
+        vb = paging.kvtop_linear(st.address("vmemmap_base") + kaslr)
+        vmemmap = int.from_bytes(phys.read(vb, 8), "little")
+        target = translate(phys, paging, pgd, vmemmap + pfn * 64) >> 12
+    lay = D.kdump_layout(src)
+    off = lay.desc_offset(lay.desc_index(target))
+    bad = D.patched_copy(src, tmp_path / "lost-mem_map", {off: bytes(8)})
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", "lost", str(bad), db=db,
+          check=True)
+    p = vmdex("--dump", "lost", "smaps", "--rollup", str(pid), db=db)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    assert p.returncode == 1 and err.count("\n") == 1 and "struct page" in err, err
+    assert "Rss:                   ? kB" in out and "Pss:                   ? kB" in out
+    assert "Swap:" in out and "SwapPss:" in out     # swap figures do not need struct pages
+    good = vmdex("--dump", names[kernel], "vm", str(pid), db=db, check=True).stdout
+    assert vmdex("--dump", "lost", "vm", str(pid), db=db, check=True).stdout == good
+    vmdex("rm", "lost", db=db, check=True)

@@ -47,7 +47,12 @@ class Smaps:
             raise VmdexError(f"dump {idx.name}: no smaps figures in the index (ingested by a "
                              "vmdex without smaps, or its kernel lacks what smaps needs: "
                              "see `vmdex sql \"SELECT * FROM ingest_errors\"`)")
-        self.lines = row[0].split()
+        words = row[0].split()
+        self.thp_width = 0
+        for w in words:
+            if w.startswith("%THPeligible="):   # a print width, not a figure line
+                self.thp_width = int(w.split("=", 1)[1])
+        self.lines = [w for w in words if not w.startswith("%")]
 
     def rows(self, mm: int):
         from query.index import s64, u
@@ -103,7 +108,7 @@ class Smaps:
                 missing.append(f"{', '.join(miss)} of VMA {start:x}-{end:x}")
             if thp is None:
                 missing.append(f"THPeligible of VMA {start:x}-{end:x}")
-            out.append(f"THPeligible:    {'?' if thp is None else thp}\n")
+            out.append(f"THPeligible:    {'?' if thp is None else thp:>{self.thp_width}}\n")
             if pkey is None:
                 missing.append(f"ProtectionKey of VMA {start:x}-{end:x}")
                 out.append(f"ProtectionKey:  {'?':>8}\n")

@@ -227,3 +227,19 @@ def test_lost_struct_page(smaps_index, tmp_path):
     good = vmdex("--dump", names[kernel], "vm", str(pid), db=db, check=True).stdout
     assert vmdex("--dump", "lost", "vm", str(pid), db=db, check=True).stdout == good
     vmdex("rm", "lost", db=db, check=True)
+
+
+def test_documented_example(smaps_index):
+    """docs/schema.md's smaps example runs and gives the kernel's own Pss."""
+    text = (F.REPO / "docs" / "schema.md").read_text()
+    sql = re.search(r"<!-- smaps-example: top_pss -->\s*```sql\n(.*?)```", text, re.S)[1]
+    db, names = smaps_index
+    rows = json.loads(vmdex("sql", "--format", "json", sql, db=db, check=True).stdout)
+    kernel = "linux-6.1.0-56-amd64-boot2"
+    if kernel not in names:
+        pytest.skip("no 6.1 boot2 fixture")
+    want = _want_all(kernel)
+    assert len(rows) == 10
+    for r in rows:
+        if r["dump"] == names[kernel] and r["pid"] in want:
+            assert r["pss_kb"] == want[r["pid"]][2]

@@ -47,6 +47,8 @@ def frame_layout(k) -> FrameLayout | None:
 
     if t.has_member("folio", "_folio_order"):
         order = t.offsetof("folio", "_folio_order")
+    elif t.has_member("folio", "_flags_1"):      # folio_order(): _flags_1 & 0xff
+        order = t.offsetof("folio", "_flags_1")
     elif t.has_member("page", "compound_order"):
         order = sz + off("compound_order")
     else:
@@ -57,7 +59,9 @@ def frame_layout(k) -> FrameLayout | None:
         entire = sz + off("compound_mapcount")
     else:
         entire = None
-    need = [off(p) for p in ("flags", "mapping", "compound_head", "_refcount", "_mapcount")]
+    # the tail pages' link to their head: compound_head, renamed compound_info (7.x)
+    head_member = "compound_head" if t.has_member("page", "compound_head") else "compound_info"
+    need = [off(p) for p in ("flags", "mapping", head_member, "_refcount", "_mapcount")]
     if None in need:
         return None
     bits = {n: t.enum_value(n) for n in ("PG_referenced", "PG_dirty", "PG_young", "PG_head",
@@ -247,6 +251,11 @@ class FrameFacts:
         h = {k: v.copy() for k, v in own.items()}
         if tail.any():
             head = own["chead"][tail] - np.uint64(1)
+            # a head that is not a struct page before its tail: an encoding not read here
+            plausible = (head >= np.uint64(lay.vmemmap)) & (head < own_addr[tail]) & \
+                ((head - np.uint64(lay.vmemmap)) % np.uint64(lay.size) == 0)
+            ok[tail] &= plausible
+            head = np.where(plausible, head, own_addr[tail])
             hf, hok = r.fields(head, {"flags": (lay.flags, "u8"), "mapping": (lay.mapping, "u8"),
                                       "refcount": (lay.refcount, "i4")})
             for k, v in hf.items():

@@ -376,16 +376,21 @@ def vm_mnemonics(k) -> list[str] | None:
     if addr is None:
         return None
     try:
-        raw = k.mem.read(addr, 128)
+        raw = k.mem.read(addr, 64 * 4)
     except (MemoryReadError, WalkError):
+        return None
+    del symtab
+    # char [64][2] (older kernels) or [64][3] (names NUL-terminated): found by its start
+    for stride in (2, 3, 4):
+        if raw[0:2] == b"rd" and raw[stride:stride + 2] == b"wr" and \
+                raw[2 * stride:2 * stride + 2] == b"ex":
+            break
+    else:
         return None
     out = []
     for i in range(64):
-        pair = raw[2 * i:2 * i + 2]
-        out.append("" if pair[0] == 0 else pair.decode("latin-1"))
-    if out[0] != "rd" or out[1] != "wr":
-        return None
-    del symtab
+        pair = raw[stride * i:stride * i + 2]
+        out.append("" if pair[0] == 0 else pair.split(b"\0")[0].decode("latin-1"))
     return out
 
 

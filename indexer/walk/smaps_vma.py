@@ -19,6 +19,12 @@ X86_FEATURE_OSPKE = 16 * 32 + 4   # cpufeatures word 16 (CPUID 7 ECX) bit 4
 MAX_PATH = 4096
 
 
+def thp_line_width(k) -> int:
+    """THPeligible's width: `%d` until the kernels with per-order THP settings
+    (__thp_vma_allowable_orders), which print it `%8u`."""
+    return 8 if k.sym("__thp_vma_allowable_orders") is not None else 0
+
+
 @dataclass
 class VmaText:
     header: str | None            # None: the path or name could not be read
@@ -49,6 +55,8 @@ def line_layout(k) -> str:
     if t.has_member("mem_size_stats", "file_thp"):
         lines.append("FilePmdMapped")
     lines += ["Shared_Hugetlb", "Private_Hugetlb", "Swap", "SwapPss", "Locked"]
+    if thp_line_width(k):
+        lines.append(f"%THPeligible={thp_line_width(k)}")
     return " ".join(lines)
 
 
@@ -68,6 +76,16 @@ class VmaTexts:
             except (MemoryReadError, WalkError):
                 pass
         self.new_thp_rule = k.sym("hugepage_vma_check") is not None
+        # Per-order THP settings (mTHP kernels: __thp_vma_allowable_orders)
+        self.orders = None
+        if k.sym("__thp_vma_allowable_orders") is not None:
+            self.new_thp_rule = True
+            try:
+                self.orders = tuple(k.ptr(k.need_sym(n)) for n in (
+                    "huge_anon_orders_always", "huge_anon_orders_madvise",
+                    "huge_anon_orders_inherit"))
+            except (MemoryReadError, WalkError):
+                self.orders = ()
         self.pkeys = self._pkeys_enabled()
 
     def _pkeys_enabled(self) -> bool | None:
@@ -305,7 +323,17 @@ class VmaTexts:
             return 0
         if shmem:
             return None
-        if not (always or madv) or (not flags & vm.get("hg", 0) and not always):
+        hg = bool(flags & vm.get("hg", 0))
+        if self.orders is not None:             # which anon orders sysfs allows here
+            if len(self.orders) != 3:
+                return None
+            a, m, inherit = self.orders
+            allowed = a | (m if hg else 0) | (inherit if always or (madv and hg) else 0)
+            if allowed & ~(1 << 9):
+                return None                     # smaller orders: their own suitability
+            if not allowed or not anonymous:
+                return 0 if not allowed else (None if vma.file else 0)
+        elif not (always or madv) or (not hg and not always):
             return 0
         if not anonymous:
             return None if vma.file else 0

@@ -100,14 +100,22 @@ class SmapsPart:
     reasons: dict = field(default_factory=dict)   # local VMA index -> first reason
 
 
+_READERS: dict = {}
+
+
 class MmGatherer:
     """The smaps sums of one mm's VMAs first_vma..first_vma+n, fed leaf chunks."""
 
     def __init__(self, plan: SmapsPlan, phys, mm: int, first_vma: int, n: int,
                  ranges: list[tuple[int, int]]):
         self.plan, self.mm, self.first = plan, mm, first_vma
-        self.mem = KernelMemory(phys, plan.paging, plan.kernel_pgd_pa)
-        self.frames = FrameReader(self.mem, plan.frames) if plan.frames else None
+        key = (id(plan), id(phys))
+        if key not in _READERS:          # one cache of frame facts per dump and process,
+            _READERS.clear()             # shared by its mms and pieces of mms
+            mem = KernelMemory(phys, plan.paging, plan.kernel_pgd_pa)
+            reader = FrameReader(mem, plan.frames) if plan.frames else None
+            _READERS[key] = (mem, reader, FrameFacts(reader) if reader else None)
+        self.mem, self.frames, self.facts = _READERS[key]
         self.starts = np.array([s for s, _ in ranges], np.uint64)
         self.ends = np.array([e for _, e in ranges], np.uint64)
         flags = plan.vma_flags[mm][first_vma:first_vma + n]
@@ -115,7 +123,6 @@ class MmGatherer:
         vm = plan.vm
         self.hugetlb = (self.flags & np.uint64(vm.get("ht", 0))) != 0
         self.locked = (self.flags & np.uint64(vm.get("lo", 0))) != 0
-        self.facts = FrameFacts(self.frames) if self.frames else None
         self.failed = False
         self.sums = np.zeros((n, NF), np.int64)
         self.unknown = np.zeros(n, np.int64)

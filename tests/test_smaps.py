@@ -243,3 +243,22 @@ def test_documented_example(smaps_index):
     for r in rows:
         if r["dump"] == names[kernel] and r["pid"] in want:
             assert r["pss_kb"] == want[r["pid"]][2]
+
+
+def test_parallel_walk_same_rows(smaps_index):
+    """The smaps rows do not depend on the number of walk workers."""
+    import sqlite3
+
+    db, names = smaps_index
+    kernel = BOOT2[0]
+    for workers in ("1", "2"):
+        vmdex("ingest", "--workers", workers, "--vmlinux", str(F.vmlinux(kernel)), "--name",
+              f"w{workers}", str(F.dump(kernel, "vmcore.mdf-c-d31")), db=db, check=True)
+    c = sqlite3.connect(db)
+    rows = [c.execute("SELECT s.* FROM vma_smaps s JOIN dumps d ON d.id = s.dump_id "
+                      "WHERE d.name = ? ORDER BY mm, vma_seq", (n,)).fetchall()
+            for n in ("w1", "w2")]
+    c.close()
+    assert rows[0] and [r[1:] for r in rows[0]] == [r[1:] for r in rows[1]]
+    for n in ("w1", "w2"):
+        vmdex("rm", n, db=db, check=True)

@@ -38,8 +38,9 @@ PAGE_BITS = ALL & ~SWAP_BITS
 SHARE_BITS = sum(1 << F[n] for n in ("pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
                                      "shared_clean", "shared_dirty", "private_clean",
                                      "private_dirty", "pss_locked"))
-# x86 entry bits (Intel SDM / the kernel's _PAGE_BIT_*: fixed by the architecture's use)
-_ACCESSED, _DIRTY, _SPECIAL, _SAVED_DIRTY = 1 << 5, 1 << 6, 1 << 9, 1 << 57
+# x86 entry bits (Intel SDM; software bits as the kernel uses them: SAVED_DIRTY = SOFTW5, only
+# on kernels with user shadow stacks, whose VmFlags table names "ss")
+_ACCESSED, _DIRTY, _SPECIAL, _SAVED_DIRTY = 1 << 5, 1 << 6, 1 << 9, 1 << 58
 PAGE_MAPPING_ANON, PAGE_MAPPING_KSM = 1, 3
 # A present leaf's category: which of the sums it adds to (see _present)
 C_ANON, C_SB, C_D, C_PRIV, C_REF, C_KSM, C_PMD = 1, 2, 4, 8, 16, 32, 64

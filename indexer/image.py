@@ -48,3 +48,4 @@ class DumpImage:
     kernel_from: str = ""                     # the vmlinux read, or the cached kernel row
     kernel_maps: list[tuple[int, int, int]] = field(default_factory=list)  # (va, npages, pa)
     ram_start: int = 0                        # start of the lowest node's span (bytes)
+    smaps: object = None                      # indexer.walk.smaps_ingest.SmapsImage, or None

@@ -135,6 +135,10 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         rss[t.addr] = crash_rss(k, mm.counters, caches[t.tgid]) if mm else 0
 
     faults: list = []
+    from indexer.walk.smaps_ingest import prepare as smaps_prepare
+    stage.what = "the smaps layouts"
+    smaps = smaps_prepare(k, arch, arch.kernel_pgd_pa, tasks, mms, errors)
+    stage.what = "the kernel"
 
     user_top = arch.user_top
 
@@ -144,18 +148,25 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         ranges = [(v.start, v.end) for v in mm.vmas]
         mm_faults: list = []
         builder = RunBuilder(ranges, arch)
+        gather = smaps.gatherer(phys, a, 0, ranges) if smaps else None
         try:
             for batch in iter_user_leaves(phys, arch, arch.user_root(mm.pgd), user_top,
                                           ranges, mm_faults):
+                if gather:
+                    gather.feed(batch)
                 runs = builder.feed(batch)
                 if len(runs):
                     yield a, runs
             yield a, builder.finish()
+            if gather:
+                yield gather.finish()
         except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
             # Garbage VMAs or tables that trip the array code: the rest of this mm's
             # pages are unknown (what was stored before stays, and the error says so).
             errors.append(f"mm {a:x}: page tables not walked to the end: "
                           f"{type(exc).__name__}: {exc}")
+            if gather:
+                yield gather.abandon("the page tables could not be walked to the end")
         faults.extend((a, f) for f in mm_faults)
 
     def page_runs() -> Iterator:
@@ -164,7 +175,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         With several workers the mms are walked in other processes (walk.parallel)."""
         if workers > 1 and total_pages(mms, arch.page_size) >= MIN_PARALLEL_PAGES:
             yield from parallel_runs(mms, str(phys.path), arch, user_top, workers, walk_mm,
-                                     faults, progress)
+                                     faults, progress, smaps=smaps)
             return
         for i, a in enumerate(mms):
             yield from walk_mm(a)
@@ -196,7 +207,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
         tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
-        kernel_maps=kernel_maps, ram_start=ram_start)
+        kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,

@@ -205,5 +205,39 @@ page_numbers = Table(
     Column("n", Integer, primary_key=True, autoincrement=False),
 )
 
+# /proc/PID/smaps of each VMA, computed at ingest (indexer.walk.smaps; migration 0006). The
+# figures are the kernel's own sums: bytes, and the pss* / swap_pss ones in 1/4096 bytes
+# (bytes << PSS_SHIFT), so sums over VMAs round as the kernel's smaps_rollup does. `unknown`
+# has bit i set when FIELDS[i] (indexer.walk.smaps) depends on what the dump lacks.
+SMAPS_FIGURES = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
+                 "shared_clean", "shared_dirty", "private_clean", "private_dirty", "referenced",
+                 "anonymous", "ksm", "lazyfree", "anonymous_thp", "shmem_thp", "file_thp",
+                 "shared_hugetlb", "private_hugetlb", "swap", "swap_pss", "pss_locked")
+vma_smaps = Table(
+    "vma_smaps", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("mm", I64, nullable=False),
+    Column("vma_seq", Integer, nullable=False),             # vmas.seq
+    Column("header", Text),                                 # show_map_vma's line; NULL: unknown
+    Column("kernel_page_kb", Integer),
+    Column("mmu_page_kb", Integer),
+    Column("thp_eligible", SmallInteger),                   # NULL: unknown
+    Column("protection_key", SmallInteger),                 # -1: the kernel prints none
+    Column("vmflags", Text, nullable=False),                # "rd wr mr ... " as printed
+    *[Column(f, I64, nullable=False) for f in SMAPS_FIGURES],
+    Column("unknown", I64, nullable=False),
+    Column("reason", Text),                                 # why some figure is unknown
+    Index("ix_vma_smaps_pk", "dump_id", "mm", "vma_seq", unique=True),
+)
+smaps_layouts = Table(
+    # The figure lines this dump's kernel prints, in order (struct mem_size_stats members):
+    # space-separated names, '@' before the rollup-only ones.
+    "smaps_layouts", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("lines", Text, nullable=False),
+)
+
 BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices,
-               pointer_symbols, vma_faults, ingest_errors, kernel_maps)
+               pointer_symbols, vma_faults, ingest_errors, kernel_maps, vma_smaps,
+               smaps_layouts)

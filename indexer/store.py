@@ -18,6 +18,8 @@ from indexer.arch.base import to_signed
 from indexer.errors import read_cause
 from indexer.image import DumpImage
 from indexer.walk.parallel import DropMm
+from indexer.walk.smaps import SmapsPart
+from indexer.walk.smaps_ingest import COLUMNS as SMAPS_COLUMNS
 
 BATCH = 20000
 RUN_COLUMNS = ["dump_id", "mm", "vma_seq", "va", "npages", "level", "kind", "pa", "swap_type",
@@ -170,7 +172,12 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             vm_pgoff=to_signed(v.pgoff), file_path=v.path, raw=v.raw)
             for m in img.mms.values() for i, v in enumerate(m.vmas)))
         for item in img.page_runs():
+            if isinstance(item, SmapsPart):
+                img.smaps.add(item)
+                continue
             if isinstance(item, DropMm):   # walked again: what came for it so far is void
+                if img.smaps:
+                    img.smaps.drop(item.mm)
                 img.run_count -= conn.execute(delete(S.page_runs).where(
                     S.page_runs.c.dump_id == dump_id,
                     S.page_runs.c.mm == to_signed(item.mm))).rowcount
@@ -195,6 +202,8 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             cause=f.cause or read_cause(f.reason), table_name=words.get(f.level, "pgd page"),
             address_kind=p.table_address(f.pa)[0], address=to_signed(p.table_address(f.pa)[1]))
             for mm, f in img.faults))
+        if img.smaps:
+            store_smaps(conn, dump_id, img)
         _bulk(conn, S.vma_faults, (dict(
             dump_id=dump_id, mm=to_signed(m.addr), seq=m.vma_fault[0],
             vma=to_signed(m.vma_fault[1]), address=to_signed(m.vma_fault[2]),
@@ -210,3 +219,9 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
         conn.execute(update(S.dumps).where(S.dumps.c.id == dump_id).values(
             page_run_count=img.run_count, error_count=len(img.errors)))
     return dump_id
+
+
+def store_smaps(conn: Connection, dump_id: int, img: DumpImage) -> None:
+    """The per-VMA smaps rows (indexer.walk.smaps_ingest) and the dump's line layout."""
+    _bulk_tuples(conn, S.vma_smaps, SMAPS_COLUMNS, img.smaps.rows(dump_id, img.faults))
+    conn.execute(insert(S.smaps_layouts).values(dump_id=dump_id, lines=img.smaps.layout))

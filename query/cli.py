@@ -156,6 +156,15 @@ def foreach(ctx: typer.Context):
     _answer(run_foreach, list(ctx.args))
 
 
+@app.command(context_settings=PASS_THROUGH)
+def smaps(ctx: typer.Context):
+    """/proc/PID/smaps (--rollup: smaps_rollup) as the dump's kernel printed it; --all: every
+    process by Pss."""
+    from query.smaps import run_smaps
+
+    _answer(run_smaps, list(ctx.args))
+
+
 @app.command()
 def shell():
     """crash's prompt on one dump: vm, foreach ... vm, set, help, q; `| cmd`, `> file`.

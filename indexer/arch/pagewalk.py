@@ -25,6 +25,7 @@ class LeafBatch:
     level: np.ndarray    # int8 LEVEL_*
     kind: np.ndarray     # int8 KIND_*
     value: np.ndarray    # uint64: crash's physical address (present) or raw PTE (swap)
+    raw: np.ndarray | None = None  # uint64 raw entry (its flag bits: smaps' young/dirty)
 
 
 @dataclass
@@ -146,7 +147,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
         n = len(e)
         pending.append((vas, np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
                         np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8),
-                        np.where(pres, arch.leaf_pa(e, LEVEL_PTE), e)))
+                        np.where(pres, arch.leaf_pa(e, LEVEL_PTE), e), e))
         return n
 
     def visit(table_pa: int, base: int, depth: int, parent: int = 0, entry: int = 0):
@@ -179,7 +180,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
             if huge[i]:
                 pending.append((vas[i:i + 1], np.full(1, span // page, np.int64),
                                 np.full(1, level, np.int8), np.full(1, KIND_PRESENT, np.int8),
-                                leaf_pa[i:i + 1]))
+                                leaf_pa[i:i + 1], e[i:i + 1]))
                 held[0] += max(1, span >> 21)     # each 2 MiB of it becomes a run
                 if held[0] >= chunk_leaves and level != LEVEL_PMD:
                     yield flush()

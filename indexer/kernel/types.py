@@ -103,6 +103,15 @@ WANTED_VARIABLES: dict[str, tuple[str, ...]] = {
     "page_offset_base": ("x86_64_start_kernel", "__startup_64", "copy_process"),
 }
 
+# What smaps needs (indexer.kernel.smaps_types), merged into the lists above.
+from indexer.kernel import smaps_types as _smaps  # noqa: E402
+
+for _mine, _theirs in ((WANTED_STRUCTS, _smaps.STRUCTS), (WANTED_ENUMS, _smaps.ENUMS),
+                       (WANTED_ENUMERATORS, _smaps.ENUMERATORS),
+                       (WANTED_VARIABLES, _smaps.VARIABLES)):
+    for _n, _a in _theirs.items():
+        _mine.setdefault(_n, _a)
+
 _ENC = {1: "a", 2: "b", 4: "f", 5: "s", 6: "sc", 7: "u", 8: "uc", 0x10: "u"}
 _CV = (D.TAG_const, D.TAG_volatile, D.TAG_restrict, D.TAG_atomic)
 _WANT = (D.AT_name, D.AT_type, D.AT_byte_size, D.AT_declaration, D.AT_encoding)

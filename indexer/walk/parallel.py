@@ -17,9 +17,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from dataclasses import dataclass
-from queue import Full
+from queue import Empty, Full
 
-from indexer.errors import MemoryReadError, WalkError
 from indexer.walk.pages import RunBuilder
 from indexer.arch.pagewalk import iter_user_leaves
 
@@ -89,22 +88,26 @@ def _worker(todo, queue, dump_path: str, arch, user_top: int) -> None:
     try:
         phys = open_dump(dump_path)   # its own file handle, opened after the fork
     except Exception as exc:   # the parent walks what no worker took
-        results.put(("failed", f"{type(exc).__name__}: {exc}"))
+        results.put(("failed", os.getpid()))
         return
     while True:
         n = todo.get()
         if n is None:
-            results.put(("done", None))
+            results.put(("done", os.getpid()))
             return
         p = _job["pieces"][n]
         faults: list = []
         edges: list = []
         builder = RunBuilder(p.ranges, arch)
+        smaps = _job.get("smaps")
+        gather = smaps.gatherer(phys, p.mm, p.first_vma, p.ranges) if smaps else None
         error = None
         try:
             top = arch.user_root(p.pgd)
             for batch in iter_user_leaves(phys, arch, top, user_top, p.ranges, faults,
                                           edges=edges):
+                if gather:
+                    gather.feed(batch)
                 runs = builder.feed(batch)
                 if len(runs):
                     runs.vma_index += p.first_vma
@@ -112,7 +115,9 @@ def _worker(todo, queue, dump_path: str, arch, user_top: int) -> None:
             runs = builder.finish()
             runs.vma_index += p.first_vma
             results.put(("runs", (p.mm, runs)))
-        except (MemoryReadError, WalkError, ValueError, IndexError, OverflowError) as exc:
+            if gather:
+                results.put(("runs", gather.finish()))
+        except Exception as exc:   # the parent walks this mm again and meets it itself
             error = f"{type(exc).__name__}: {exc}"
         results.put(("piece", (n, faults, np.array(edges, dtype=np.uint64).reshape(-1, 3),
                                error)))
@@ -127,7 +132,7 @@ def _cross_linked(edge_arrays: list) -> bool:
 
 
 def parallel_runs(mms: dict, dump_path: str, arch, user_top: int, workers: int,
-                  walk_serially, faults_out: list, progress):
+                  walk_serially, faults_out: list, progress, smaps=None):
     """Yield (mm, PageRuns) for every mm, walked by `workers` processes, appending the
     faults to faults_out as (mm, fault). An mm the pieces cannot settle (a piece that
     failed, a cross-linked table, a worker that could not open the dump) is walked again by
@@ -135,6 +140,7 @@ def parallel_runs(mms: dict, dump_path: str, arch, user_top: int, workers: int,
     errors — after a DropMm(mm) telling the store to remove what it wrote for it."""
     todo_pieces = pieces(mms, arch)
     _job["pieces"] = todo_pieces       # inherited by the fork
+    _job["smaps"] = smaps              # indexer.walk.smaps_ingest.SmapsImage (its plan)
     ctx = multiprocessing.get_context("fork")
     todo, results = ctx.Queue(), ctx.Queue(QUEUE_CHUNKS)
     for i in range(len(todo_pieces)):
@@ -153,9 +159,17 @@ def parallel_runs(mms: dict, dump_path: str, arch, user_top: int, workers: int,
         left[p.mm] += 1
     rewalk: set[int] = set()
     running, settled = workers, 0
+    ended: set[int] = set()   # workers that said they are done
     try:
         while running:
-            kind, value = results.get()
+            try:
+                kind, value = results.get(timeout=2)
+            except Empty:   # a worker that died without a word (killed, out of memory)
+                for p in procs:
+                    if not p.is_alive() and p.pid not in ended:
+                        ended.add(p.pid)
+                        running -= 1   # its unsettled mms are walked again below
+                continue
             if kind == "runs":
                 yield value
             elif kind == "piece":
@@ -174,7 +188,8 @@ def parallel_runs(mms: dict, dump_path: str, arch, user_top: int, workers: int,
                         rewalk.add(mm)
                     settled += 1
                     progress("page tables", settled, len(mms))
-            else:   # "done", or "failed" (that worker took no piece)
+            elif value not in ended:   # "done", or "failed" (that worker took no piece)
+                ended.add(value)
                 running -= 1
     finally:
         for p in procs:

@@ -1,0 +1,34 @@
+"""The kernel types, enums and variables the smaps figures need (indexer.walk.smaps).
+
+Kept apart from indexer.kernel.types's own lists so the smaps wants read as one set:
+name -> anchor functions whose compile unit (via .debug_aranges) likely defines it.
+"""
+from __future__ import annotations
+
+STRUCTS: dict[str, tuple[str, ...]] = {
+    "page": ("__free_pages", "show_smap", "folio_mark_accessed"),
+    "folio": ("folio_mark_accessed", "show_smap", "__folio_put"),
+    "mem_size_stats": ("show_smap", "show_smaps_rollup"),
+    "inode": ("show_smap", "iput"),
+    "super_block": ("show_smap", "iput"),
+    "address_space": ("show_smap", "iput"),
+    "vm_operations_struct": ("show_smap", "vm_area_alloc"),
+    "vm_special_mapping": ("special_mapping_name", "_install_special_mapping"),
+    "anon_vma_name": ("show_smap", "anon_vma_name_alloc"),
+    "dentry_operations": ("d_path", "dput"),
+    "fs_struct": ("copy_fs_struct", "d_path"),
+    "shmem_inode_info": ("shmem_swap_usage", "shmem_get_inode"),
+    "hugetlbfs_sb_info": ("hugetlbfs_fill_super", "hugetlb_file_setup"),
+    "hstate": ("hugetlbfs_fill_super", "hugetlb_fault"),
+    "cpuinfo_x86": ("get_cpu_cap", "identify_cpu"),
+    "swap_info_struct": ("get_swap_device", "swap_info_get", "si_swapinfo"),
+}
+ENUMS: dict[str, tuple[str, ...]] = {
+    "pageflags": ("folio_mark_accessed", "mark_page_accessed", "__free_pages"),
+}
+ENUMERATORS: dict[str, tuple[str, ...]] = {
+    "TRANSPARENT_HUGEPAGE_FLAG": ("do_huge_pmd_anonymous_page", "hugepage_vma_check"),
+}
+VARIABLES: dict[str, tuple[str, ...]] = {
+    "boot_cpu_data": ("get_cpu_cap", "identify_cpu"),
+}

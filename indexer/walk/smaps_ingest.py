@@ -1,0 +1,111 @@
+"""The smaps part of one ingest: the plan the walk's gatherers use, each VMA's text lines,
+and the per-VMA rows the store writes (table vma_smaps, docs/schema.md).
+
+The walk yields SmapsPart items among its page runs (one per mm, or per piece of an mm in
+the parallel walk); a DropMm voids an mm's parts (it is walked again).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.errors import MemoryReadError, WalkError
+from indexer.walk.smaps import ALL, FIELDS, NF, SmapsPart, SmapsPlan, gatherer, make_plan, \
+    vm_mnemonics
+from indexer.walk.smaps_vma import VmaText, VmaTexts, line_layout
+from indexer.arch.base import to_signed
+
+COLUMNS = ("dump_id", "mm", "vma_seq", "header", "kernel_page_kb", "mmu_page_kb",
+           "thp_eligible", "protection_key", "vmflags") + FIELDS + ("unknown", "reason")
+SWAP = FIELDS.index("swap")
+
+
+@dataclass
+class SmapsImage:
+    plan: SmapsPlan
+    layout: str                                    # line keys (smaps_vma.line_layout)
+    texts: dict                                    # mm -> [VmaText]
+    vmas: dict                                     # mm -> [(start, end)]
+    sums: dict = field(default_factory=dict)      # mm -> (sums (n, NF), unknown (n,), reasons)
+
+    def gatherer(self, phys, mm: int, first_vma: int, ranges):
+        return gatherer(self.plan, phys, mm, first_vma, ranges)
+
+    def add(self, part: SmapsPart) -> None:
+        n = len(self.texts.get(part.mm, ()))
+        if part.mm not in self.sums:
+            self.sums[part.mm] = (np.zeros((n, NF), np.int64), np.zeros(n, np.int64), {})
+        s, u, r = self.sums[part.mm]
+        lo, hi = part.first_vma, part.first_vma + len(part.sums)
+        s[lo:hi] += part.sums
+        u[lo:hi] |= part.unknown
+        for i, why in part.reasons.items():
+            r.setdefault(lo + i, why)
+
+    def drop(self, mm: int) -> None:
+        self.sums.pop(mm, None)
+
+    def rows(self, dump_id: int, faults=()):
+        """The vma_smaps rows; `faults` ((mm, TableFault) pairs): page-table pages the dump
+        lacks make every figure of the VMAs under them unknown."""
+        lost: dict[int, list] = {}
+        for mm, f in faults:
+            lost.setdefault(mm, []).append(f)
+        for mm, texts in self.texts.items():
+            n = len(texts)
+            s, u, r = self.sums.get(mm) or (np.zeros((n, NF), np.int64), np.zeros(n, np.int64),
+                                            {})
+            for f in lost.get(mm, ()):
+                for i, v in enumerate(self.vmas[mm]):
+                    if v[0] < f.va_end and f.va_start < v[1]:
+                        u[i] = ALL
+                        r.setdefault(i, f"a page table page at {f.pa:x} is not in the dump")
+            s, u = s.tolist(), u.tolist()
+            for i, t in enumerate(texts):
+                vals = list(s[i])
+                unknown = u[i]
+                reason = r.get(i)
+                if t.shmem_swap is None:
+                    unknown |= 1 << SWAP
+                    reason = reason or "shmem swap of a partly mapped file"
+                else:
+                    vals[SWAP] += t.shmem_swap
+                if t.header is None:
+                    reason = reason or "the mapping's path or name could not be read"
+                yield (dump_id, to_signed(mm), i, t.header, t.kernel_page_kb, t.mmu_page_kb,
+                       t.thp_eligible, t.pkey, t.vmflags, *vals, unknown, reason)
+
+
+def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> SmapsImage | None:
+    """The smaps plan and VMA texts, or None (with a line in `errors`) when this kernel's
+    vmlinux lacks what smaps needs, or the machine is one whose page-table bits smaps does
+    not decode yet (the young/dirty/soft bits and the vmemmap walk are x86_64's)."""
+    if getattr(paging, "name", "x86_64") != "x86_64":
+        errors.append(f"smaps: not read for {paging.name} dumps yet (x86_64 only): "
+                      "no smaps figures for this dump")
+        return None
+    mn = vm_mnemonics(k)
+    plan = make_plan(k, paging, kernel_pgd_pa, mms)
+    if plan is None or mn is None:
+        errors.append("smaps: the vmlinux lacks show_smap_vma_flags()'s table or struct "
+                      "mem_size_stats: no smaps figures for this dump")
+        return None
+    vt = VmaTexts(k, mn, plan.vm)
+    leader: dict[int, int] = {}
+    for t in tasks:
+        if t.mm and (t.mm not in leader or t.pid == t.tgid):
+            leader[t.mm] = t.addr
+    texts: dict[int, list[VmaText]] = {}
+    for a, mm in mms.items():
+        root = vt.task_root(leader[a]) if a in leader else None
+        out = []
+        for v in mm.vmas:
+            try:
+                out.append(vt.text(mm.raw, v, root))
+            except (MemoryReadError, WalkError) as exc:
+                errors.append(f"smaps: mm {a:x} VMA {v.addr:x}: {exc}")
+                out.append(VmaText(None, None, None, None, None, "", None))
+        texts[a] = out
+    return SmapsImage(plan, line_layout(k), texts,
+                      {a: [(v.start, v.end) for v in m.vmas] for a, m in mms.items()})

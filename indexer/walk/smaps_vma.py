@@ -1,0 +1,342 @@
+"""The per-VMA lines of /proc/PID/smaps that do not depend on pages: the header line
+(show_map_vma), KernelPageSize/MMUPageSize, THPeligible, ProtectionKey and VmFlags, and
+which figure lines this kernel prints (its struct mem_size_stats members).
+
+Every name and bit comes from the vmlinux: the VmFlags names and vm_flags bits from
+show_smap_vma_flags()'s own table (indexer.walk.smaps.vm_mnemonics), struct layouts from
+DWARF. Anything that cannot be decided is None: the query says it is unknown.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexer.errors import MemoryReadError, WalkError
+
+HPAGE_PMD_SIZE = 1 << 21      # x86-64 PMD leaf
+HPAGE_PMD_NR = 512
+MMF_DISABLE_THP = 24          # mm->flags bit set by prctl(PR_SET_THP_DISABLE), uapi-stable
+X86_FEATURE_OSPKE = 16 * 32 + 4   # cpufeatures word 16 (CPUID 7 ECX) bit 4
+MAX_PATH = 4096
+
+
+def thp_line_width(k) -> int:
+    """THPeligible's width: `%d` until the kernels with per-order THP settings
+    (__thp_vma_allowable_orders), which print it `%8u`."""
+    return 8 if k.sym("__thp_vma_allowable_orders") is not None else 0
+
+
+@dataclass
+class VmaText:
+    header: str | None            # None: the path or name could not be read
+    kernel_page_kb: int | None
+    mmu_page_kb: int | None
+    thp_eligible: int | None
+    pkey: int | None              # -1: this kernel prints no ProtectionKey line
+    vmflags: str
+    shmem_swap: int | None = 0    # bytes smap_gather_stats() adds to Swap (shmem files)
+
+
+def line_layout(k) -> str:
+    """The figure lines this kernel prints, from its struct mem_size_stats: a space-separated
+    list of line keys (query.smaps prints them)."""
+    t = k.types
+    lines = ["Rss", "Pss"]
+    if t.has_member("mem_size_stats", "pss_dirty"):
+        lines.append("Pss_Dirty")
+    if t.has_member("mem_size_stats", "pss_anon"):
+        lines.append("@Pss_Anon")      # @: rollup only
+        lines.append("@Pss_File")
+        lines.append("@Pss_Shmem")
+    lines += ["Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Referenced",
+              "Anonymous"]
+    if t.has_member("mem_size_stats", "ksm"):
+        lines.append("KSM")
+    lines += ["LazyFree", "AnonHugePages", "ShmemPmdMapped"]
+    if t.has_member("mem_size_stats", "file_thp"):
+        lines.append("FilePmdMapped")
+    lines += ["Shared_Hugetlb", "Private_Hugetlb", "Swap", "SwapPss", "Locked"]
+    if thp_line_width(k):
+        lines.append(f"%THPeligible={thp_line_width(k)}")
+    return " ".join(lines)
+
+
+class VmaTexts:
+    """Reads what the header lines need, caching per file and per mm."""
+
+    def __init__(self, k, mnemonics: list[str], vm: dict):
+        self.k, self.mn, self.vm = k, mnemonics, vm
+        self.sym_special = k.sym("special_mapping_name")
+        self.sym_simple_dname = k.sym("simple_dname")
+        self.shmem_aops = k.sym("shmem_aops")
+        self.thp_flags = None
+        sym = k.sym("transparent_hugepage_flags")
+        if sym is not None:
+            try:
+                self.thp_flags = k.ptr(sym)
+            except (MemoryReadError, WalkError):
+                pass
+        self.new_thp_rule = k.sym("hugepage_vma_check") is not None
+        # Per-order THP settings (mTHP kernels: __thp_vma_allowable_orders)
+        self.orders = None
+        if k.sym("__thp_vma_allowable_orders") is not None:
+            self.new_thp_rule = True
+            try:
+                self.orders = tuple(k.ptr(k.need_sym(n)) for n in (
+                    "huge_anon_orders_always", "huge_anon_orders_madvise",
+                    "huge_anon_orders_inherit"))
+            except (MemoryReadError, WalkError):
+                self.orders = ()
+        self.pkeys = self._pkeys_enabled()
+
+    def _pkeys_enabled(self) -> bool | None:
+        k = self.k
+        sym = k.sym("boot_cpu_data")
+        if sym is None or not k.has("cpuinfo_x86", "x86_capability"):
+            return None
+        try:
+            word = k.mem.u32(sym + k.off("cpuinfo_x86", "x86_capability")
+                             + 4 * (X86_FEATURE_OSPKE // 32))
+        except (MemoryReadError, WalkError):
+            return None
+        return bool(word >> (X86_FEATURE_OSPKE % 32) & 1)
+
+    # --- paths ---------------------------------------------------------------------------
+    def _name(self, dentry: int) -> bytes:
+        k = self.k
+        q = dentry + k.off("dentry", "d_name")
+        n = k.mem.u32(q + k.off("qstr", "len"))
+        return k.mem.read(k.ptr(q + k.off("qstr", "name")), n) if n else b""
+
+    def d_path(self, file: int, root: tuple[int, int] | None) -> str | None:
+        """The kernel's d_path() of a struct file, relative to the task's root."""
+        k = self.k
+        fp = k.off("file", "f_path")
+        mnt = k.ptr(file + fp + k.off("path", "mnt"))
+        dentry = k.ptr(file + fp + k.off("path", "dentry"))
+        d_op = k.ptr(dentry + k.off("dentry", "d_op")) if k.has("dentry", "d_op") else 0
+        if d_op:
+            dname = k.ptr(d_op + k.off("dentry_operations", "d_dname"))
+            if dname:
+                if dname != self.sym_simple_dname:
+                    return None
+                return "/" + self._name(dentry).decode("utf-8", "surrogateescape") + \
+                    " (deleted)"
+        parent_off = k.off("dentry", "d_parent")
+        mnt_in_mount = k.off("mount", "mnt")
+        mnt_root_off = k.off("vfsmount", "mnt_root")
+        deleted = False
+        if k.has("dentry", "d_hash"):
+            pprev = k.ptr(dentry + k.off("dentry", "d_hash") + 8)
+            deleted = pprev == 0 and k.ptr(dentry + parent_off) != dentry
+        parts: list[bytes] = []
+        for _ in range(MAX_PATH):
+            if root is not None and (dentry, mnt) == root:
+                break
+            if dentry == k.ptr(mnt + mnt_root_off):
+                mount = mnt - mnt_in_mount
+                parent = k.ptr(mount + k.off("mount", "mnt_parent"))
+                if parent == mount:
+                    break
+                dentry = k.ptr(mount + k.off("mount", "mnt_mountpoint"))
+                mnt = parent + mnt_in_mount
+                continue
+            up = k.ptr(dentry + parent_off)
+            if up == dentry:
+                break
+            parts.append(self._name(dentry))
+            dentry = up
+        path = "/" + "/".join(p.decode("utf-8", "surrogateescape") for p in reversed(parts))
+        path = path.replace("\n", "\\012")
+        return path + (" (deleted)" if deleted else "")
+
+    def task_root(self, task: int) -> tuple[int, int] | None:
+        k = self.k
+        try:
+            fs = k.ptr(task + k.off("task_struct", "fs"))
+            if not fs:
+                return None
+            r = fs + k.off("fs_struct", "root")
+            return (k.ptr(r + k.off("path", "dentry")), k.ptr(r + k.off("path", "mnt")))
+        except (MemoryReadError, WalkError):
+            return None
+
+    # --- one VMA ---------------------------------------------------------------------------
+    def text(self, mm_raw: bytes, vma, root) -> VmaText:
+        k = self.k
+        raw = vma.raw
+
+        def field(struct_raw: bytes, struct: str, path: str) -> int:
+            o = k.off(struct, path)
+            return int.from_bytes(struct_raw[o:o + 8], "little")
+
+        flags = vma.flags
+        vm = self.vm
+        perms = ("r" if flags & vm["rd"] else "-") + ("w" if flags & vm["wr"] else "-") + \
+                ("x" if flags & vm["ex"] else "-") + ("s" if flags & vm["ms"] else "p")
+        dev = ino = pgoff = 0
+        name: str | None = None
+        header_ok = True
+        vm_ops = field(raw, "vm_area_struct", "vm_ops")
+        inode = 0
+        try:
+            if vma.file:
+                inode = k.ptr(vma.file + k.off("file", "f_inode"))
+                sb = k.ptr(inode + k.off("inode", "i_sb"))
+                dev = k.mem.u32(sb + k.off("super_block", "s_dev"))
+                ino = k.ptr(inode + k.off("inode", "i_ino"))
+                pgoff = vma.pgoff << 12
+                name = self.d_path(vma.file, root)
+                if name is None:
+                    header_ok = False
+            else:
+                if vm_ops:
+                    fn = k.ptr(vm_ops + k.off("vm_operations_struct", "name")) \
+                        if k.has("vm_operations_struct", "name") else 0
+                    if fn:
+                        if fn != self.sym_special:
+                            header_ok = False
+                        else:
+                            sm = field(raw, "vm_area_struct", "vm_private_data")
+                            name = k.mem.cstring(k.ptr(sm + k.off("vm_special_mapping",
+                                                                  "name")), 256).decode()
+                if name is None and header_ok:
+                    brk = field(mm_raw, "mm_struct", "brk")
+                    start_brk = field(mm_raw, "mm_struct", "start_brk")
+                    start_stack = field(mm_raw, "mm_struct", "start_stack")
+                    if vma.start <= brk and vma.end >= start_brk:
+                        name = "[heap]"
+                    elif vma.start <= start_stack <= vma.end:
+                        name = "[stack]"
+                    elif k.has("vm_area_struct", "anon_name"):
+                        an = field(raw, "vm_area_struct", "anon_name")
+                        if an:
+                            s = k.mem.cstring(an + k.off("anon_vma_name", "name"), 256)
+                            name = "[anon:" + s.decode("utf-8", "surrogateescape") + "]"
+        except (MemoryReadError, WalkError, UnicodeDecodeError):
+            header_ok = False
+        prefix = (f"{vma.start:08x}-{vma.end:08x} {perms} {pgoff:08x} "
+                  f"{dev >> 20:02x}:{dev & 0xFFFFF:02x} {ino} ")
+        if name is not None:
+            prefix = prefix.ljust(72) + " " + name
+        header = prefix if header_ok else None
+        kps = self._kernel_page_kb(vma, vm_ops, inode)
+        mm_flags = field(mm_raw, "mm_struct", "flags")
+        thp = self._thp_eligible(vma, vm_ops, mm_flags)
+        pkey = None
+        if self.pkeys is True:
+            mask = vm.get("pkey", 0)
+            low = (mask & -mask).bit_length() - 1 if mask else 0
+            pkey = (flags & mask) >> low if mask else 0
+        names = "".join(m + " " for i, m in enumerate(self.mn) if m and flags >> i & 1)
+        return VmaText(header, kps, kps, thp, pkey if self.pkeys is not False else -1, names,
+                       self._shmem_swap(vma, inode))
+
+    def _shmem_swap(self, vma, inode: int) -> int | None:
+        """shmem_swap_usage() as smap_gather_stats() adds it; None when the kernel would
+        look the swapped pages up one by one (a partial mapping of a swapped file)."""
+        k = self.k
+        shmem = self._is_shmem(vma)
+        if not shmem:
+            return 0 if shmem is False else None
+        try:
+            info = inode - k.off("shmem_inode_info", "vfs_inode")
+            swapped = k.ptr(info + k.off("shmem_inode_info", "swapped"))
+            if not swapped:
+                return 0
+            size = k.ptr(inode + k.off("inode", "i_size"))
+        except (MemoryReadError, WalkError):
+            return None
+        whole = vma.pgoff == 0 and vma.end - vma.start >= size
+        vm = self.vm
+        if whole and (vma.flags & vm.get("sh", 0) or not vma.flags & vm["wr"]):
+            return swapped << 12
+        return None
+
+    def _kernel_page_kb(self, vma, vm_ops: int, inode: int) -> int | None:
+        """vma_kernel_pagesize(): a hugetlb VMA's hstate page size, else 4 kB."""
+        k = self.k
+        if not vma.flags & self.vm.get("ht", 0):
+            return 4
+        try:
+            sb = k.ptr(inode + k.off("inode", "i_sb"))
+            info = k.ptr(sb + k.off("super_block", "s_fs_info"))
+            h = k.ptr(info + k.off("hugetlbfs_sb_info", "hstate"))
+            order = k.mem.u32(h + k.off("hstate", "order"))
+            return 4 << order
+        except (MemoryReadError, WalkError):
+            return None
+
+    def _is_shmem(self, vma) -> bool | None:
+        k = self.k
+        if not vma.file:
+            return False
+        try:
+            mapping = k.ptr(vma.file + k.off("file", "f_mapping"))
+            aops = k.ptr(mapping + k.off("address_space", "a_ops"))
+        except (MemoryReadError, WalkError):
+            return None
+        return self.shmem_aops is not None and aops == self.shmem_aops
+
+    def _thp_eligible(self, vma, vm_ops: int, mm_flags: int) -> int | None:
+        """hugepage_vma_check(smaps) (kernels that have it) or transparent_hugepage_enabled()."""
+        k = self.k
+        vm, flags = self.vm, vma.flags
+        f = self.thp_flags
+        bit = {n: k.types.enum_value(n) for n in ("TRANSPARENT_HUGEPAGE_FLAG",
+                                                  "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
+                                                  "TRANSPARENT_HUGEPAGE_NEVER_DAX")}
+        if f is None or bit["TRANSPARENT_HUGEPAGE_FLAG"] is None:
+            return None
+        always = bool(f >> bit["TRANSPARENT_HUGEPAGE_FLAG"] & 1)
+        madv = bool(f >> bit["TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"] & 1) \
+            if bit["TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"] is not None else False
+        anonymous = vm_ops == 0
+        haddr = (vma.end - HPAGE_PMD_SIZE) & ~(HPAGE_PMD_SIZE - 1)
+        suitable = haddr >= vma.start and haddr + HPAGE_PMD_SIZE <= vma.end
+        if not anonymous and ((vma.start >> 12) - vma.pgoff) % HPAGE_PMD_NR:
+            suitable = False
+        temp_stack = bool(flags & (vm.get("gd", 0))) and \
+            (flags & (vm.get("sr", 0) | vm.get("rr", 0))) == (vm.get("sr", 0) | vm.get("rr", 0))
+        nohuge = bool(flags & vm.get("nh", 0)) or bool(mm_flags >> MMF_DISABLE_THP & 1)
+        shmem = self._is_shmem(vma)
+        if shmem is None:
+            return None
+        if not self.new_thp_rule:       # transparent_hugepage_enabled()
+            if not suitable:
+                return 0
+            if anonymous:
+                if nohuge or temp_stack:
+                    return 0
+                if always:
+                    return 1
+                return int(madv and bool(flags & vm.get("hg", 0)))
+            return None if shmem else 0
+        if nohuge:
+            return 0
+        nd = bit["TRANSPARENT_HUGEPAGE_NEVER_DAX"]
+        if nd is not None and f >> nd & 1:
+            return 0
+        special = sum(vm.get(m, 0) for m in ("io", "de", "pf", "mm", "ht"))
+        if flags & special:
+            return 0
+        if not suitable:
+            return 0
+        if shmem:
+            return None
+        hg = bool(flags & vm.get("hg", 0))
+        if self.orders is not None:             # which anon orders sysfs allows here
+            if len(self.orders) != 3:
+                return None
+            a, m, inherit = self.orders
+            allowed = a | (m if hg else 0) | (inherit if always or (madv and hg) else 0)
+            if allowed & ~(1 << 9):
+                return None                     # smaller orders: their own suitability
+            if not allowed or not anonymous:
+                return 0 if not allowed else (None if vma.file else 0)
+        elif not (always or madv) or (not hg and not always):
+            return 0
+        if not anonymous:
+            return None if vma.file else 0
+        if temp_stack:
+            return 0
+        return 1

@@ -1,0 +1,264 @@
+"""`vmdex smaps`: the kernel's own /proc/PID/smaps and smaps_rollup, byte for byte.
+
+The spec is what the guest kernel printed just before the dump (console.log `SMAPS` lines,
+tests/fixturedata's boot2 folders); the dumps are real, ingested by the real CLI.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from tests import fixturedata as F
+from tests.conftest import vmdex
+
+BOOT2 = [k for k in ("linux-6.1.0-56-amd64-boot2", "linux-5.10.0-32-cloud-amd64-boot2")
+         if (F.kernel_dir(k) / "console.log").is_file()]
+LINE = re.compile(r"^SMAPS (\d+) (\S+) (rollup|full): (.*)$")
+
+
+def expected(kernel: str) -> dict[tuple[int, str], tuple[str, str]]:
+    """(pid, 'rollup'|'full') -> (comm, the text the kernel printed)."""
+    out: dict[tuple[int, str], list] = {}
+    comms: dict[int, str] = {}
+    raw = (F.kernel_dir(kernel) / "console.log").read_bytes().decode("utf-8", "replace")
+    for line in raw.splitlines():
+        m = LINE.match(line.rstrip("\r"))
+        if m:
+            pid, comm, kind, text = int(m[1]), m[2], m[3], m[4]
+            comms[pid] = comm
+            out.setdefault((pid, kind), []).append(text + "\n")
+    return {key: (comms[key[0]], "".join(v)) for key, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def smaps_index(tmp_path_factory):
+    db = tmp_path_factory.mktemp("smaps") / "vmdex.db"
+    names = {}
+    for k in BOOT2:
+        names[k] = f"{k}/vmcore.mdf-c-d31"
+        vmdex("ingest", "--vmlinux", str(F.vmlinux(k)), "--name", names[k],
+              str(F.dump(k, "vmcore.mdf-c-d31")), db=db, check=True)
+    return db, names
+
+
+def _cases(kind: str):
+    return [pytest.param(k, pid, id=f"{k}-{pid}") for k in BOOT2
+            for (pid, kd) in sorted(expected(k)) if kd == kind]
+
+
+def _diff(want: str, got: str) -> str:
+    w, g = want.splitlines(), got.splitlines()
+    bad = [(i, a, b) for i, (a, b) in enumerate(zip(w, g)) if a != b]
+    return (f"{len(bad)} of {len(w)} lines differ (got {len(g)} lines); first: "
+            + "; ".join(f"line {i}: want {a!r} got {b!r}" for i, a, b in bad[:5]))
+
+
+@pytest.mark.parametrize("kernel,pid", _cases("rollup"))
+def test_rollup_identical(smaps_index, kernel, pid):
+    db, names = smaps_index
+    want = expected(kernel)[(pid, "rollup")][1]
+    p = vmdex("--dump", names[kernel], "smaps", "--rollup", str(pid), db=db)
+    assert p.stderr.decode() == "" and p.returncode == 0
+    got = p.stdout.decode()
+    assert got == want, _diff(want, got)
+
+
+@pytest.mark.parametrize("kernel,pid", _cases("full"))
+def test_full_identical(smaps_index, kernel, pid):
+    db, names = smaps_index
+    want = expected(kernel)[(pid, "full")][1]
+    p = vmdex("--dump", names[kernel], "smaps", str(pid), db=db)
+    got = p.stdout.decode()
+    assert got == want, _diff(want, got)
+    assert p.stderr.decode() == "" and p.returncode == 0
+
+
+def _rollup_figures(text: str) -> dict[str, int]:
+    """{'Rss': kB, ...} of one smaps_rollup text."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        out[key] = int(rest.split()[0])
+    return out
+
+
+def _want_all(kernel: str) -> dict[int, tuple]:
+    """pid -> (comm, Rss, Pss, USS, Swap, SwapPss) from the kernel's own rollups."""
+    out = {}
+    for (pid, kind), (comm, text) in expected(kernel).items():
+        if kind == "rollup":
+            f = _rollup_figures(text)
+            out[pid] = (comm, f["Rss"], f["Pss"], f["Private_Clean"] + f["Private_Dirty"],
+                        f["Swap"], f["SwapPss"])
+    return out
+
+
+@pytest.mark.parametrize("kernel", BOOT2)
+def test_all_table(smaps_index, kernel):
+    """`smaps --all`: one row per process, sorted by Pss, the kernel's figures, in every
+    format."""
+    db, names = smaps_index
+    want = _want_all(kernel)
+    p = vmdex("--dump", names[kernel], "--format", "json", "smaps", "--all", db=db, check=True)
+    rows = json.loads(p.stdout)
+    pss = [r["pss_kb"] for r in rows]
+    assert pss == sorted(pss, reverse=True)
+    got = {r["pid"]: (r["comm"], r["rss_kb"], r["pss_kb"], r["uss_kb"], r["swap_kb"],
+                      r["swap_pss_kb"]) for r in rows}
+    for pid, w in want.items():
+        assert got[pid] == w, pid
+    c = vmdex("--dump", names[kernel], "--format", "csv", "smaps", "--all", db=db, check=True)
+    crow = list(csv.DictReader(io.StringIO(c.stdout.decode())))
+    assert [int(r["pid"]) for r in crow] == [r["pid"] for r in rows]
+    t = vmdex("--dump", names[kernel], "smaps", "--all", db=db, check=True).stdout.decode()
+    lines = t.splitlines()
+    assert lines[0].split()[:3] == ["PID", "COMM", "RSS"]
+    assert [int(x.split()[0]) for x in lines[1:]] == [r["pid"] for r in rows]
+
+
+def test_sql_views_sqlite(smaps_index):
+    """The documented cross-dump question is one SELECT on v_smaps_rollup; v_smaps sums to
+    the same figures."""
+    db, names = smaps_index
+    for kernel in BOOT2:
+        want = _want_all(kernel)
+        p = vmdex("sql", "--format", "json",
+                  "SELECT dump, release, pid, comm, rss_kb, pss_kb, uss_kb, swap_kb, "
+                  "swap_pss_kb FROM v_smaps_rollup WHERE dump = "
+                  f"'{names[kernel]}' ORDER BY pss_kb DESC LIMIT 10", db=db, check=True)
+        rows = json.loads(p.stdout)
+        assert len(rows) == min(10, len(rows)) and rows
+        for r in rows:
+            if r["pid"] in want:
+                assert (r["comm"], r["rss_kb"], r["pss_kb"], r["uss_kb"], r["swap_kb"],
+                        r["swap_pss_kb"]) == want[r["pid"]]
+    top = json.loads(vmdex("sql", "--format", "json",
+                           "SELECT release, dump, pid, comm, pss_kb FROM v_smaps_rollup "
+                           "WHERE release LIKE '6.1.%' ORDER BY pss_kb DESC LIMIT 10",
+                           db=db, check=True).stdout)
+    assert len(top) == 10 and all(r["release"].startswith("6.1.") for r in top)
+    per_vma = json.loads(vmdex("sql", "--format", "json",
+                               "SELECT dump, pid, SUM(rss_kb) AS rss FROM v_smaps "
+                               "GROUP BY dump, pid", db=db, check=True).stdout)
+    for r in per_vma:
+        kernel = next(k for k, n in names.items() if n == r["dump"])
+        if r["pid"] in _want_all(kernel):
+            assert r["rss"] == _want_all(kernel)[r["pid"]][1]
+
+
+def test_sql_views_postgresql(pg_server_url):
+    """The same views on PostgreSQL (SUM of BIGINT is NUMERIC there: still whole kB)."""
+    from tests.pg import new_database, new_reader
+
+    url = new_database(pg_server_url, "smaps")
+    kernel = BOOT2[0]
+    name = f"{kernel}/vmcore.mdf-c-d31"
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", name,
+          str(F.dump(kernel, "vmcore.mdf-c-d31")), db=url, check=True)
+    rows = json.loads(vmdex("sql", "--format", "json",
+                            "SELECT pid, comm, rss_kb, pss_kb, uss_kb, swap_kb, swap_pss_kb "
+                            "FROM v_smaps_rollup ORDER BY pss_kb DESC LIMIT 10",
+                            db=new_reader(url), check=True).stdout)
+    want = _want_all(kernel)
+    assert rows
+    for r in rows:
+        if r["pid"] in want:
+            assert (r["comm"], r["rss_kb"], r["pss_kb"], r["uss_kb"], r["swap_kb"],
+                    r["swap_pss_kb"]) == want[r["pid"]]
+    p = vmdex("--dump", name, "smaps", "--rollup", str(max(want)), db=url, check=True)
+    assert p.stdout.decode() == expected(kernel)[(max(want), "rollup")][1]
+
+
+def test_bad_words(smaps_index):
+    db, names = smaps_index
+    name = names[BOOT2[0]]
+    p = vmdex("--dump", name, "smaps", db=db)
+    assert p.returncode == 2 and p.stderr.decode().count("\n") == 1
+    p = vmdex("--dump", name, "smaps", "99999", db=db)
+    assert p.returncode == 1 and p.stderr.decode() == "smaps: invalid task or pid value: 99999\n"
+    p = vmdex("--dump", name, "smaps", "--all", "1", db=db)
+    assert p.returncode == 2 and "Traceback" not in p.stderr.decode()
+
+
+def test_lost_struct_page(smaps_index, tmp_path):
+    """The dump lacks the page of struct pages (mem_map) of a frame pid X maps: its smaps
+    figures that depend on it are unknown — printed as `?`, named in one stderr line —
+    never a number; `vm` of the same task is unaffected."""
+    from tests import damage as D
+
+    from indexer.dumpfile import open_dump
+    from indexer.kernel.symtab import Symtab
+    from indexer.kernel.vmcoreinfo import VmcoreInfo
+    from indexer.x86_64 import Paging, translate
+
+    db, names = smaps_index
+    kernel = BOOT2[0]
+    pid = min(p for (p, kind) in expected(kernel) if kind == "rollup" and
+              expected(kernel)[(p, kind)][0] == "wl_anon")
+    rows = json.loads(vmdex("sql", "--format", "json",
+                            "SELECT pa_i64 FROM v_pages p JOIN tasks t ON t.dump_id = p.dump_id "
+                            f"AND t.mm = p.mm_i64 WHERE t.pid = {pid} AND p.kind = 'present' "
+                            f"AND p.dump = '{names[kernel]}' LIMIT 1", db=db, check=True).stdout)
+    pfn = rows[0]["pa_i64"] >> 12
+    src = F.dump(kernel, "vmcore.mdf-c-d31")
+    st = Symtab.from_vmlinux(F.vmlinux(kernel))
+    with open_dump(src) as phys:
+        info = VmcoreInfo.parse(phys.vmcoreinfo)
+        kaslr = info.kerneloffset or 0
+        paging = Paging(levels=4, page_offset=0, phys_base=info.number("phys_base"))
+        pgd = paging.kvtop_linear(info.symbol("swapper_pg_dir"))
+        vb = paging.kvtop_linear(st.address("vmemmap_base") + kaslr)
+        vmemmap = int.from_bytes(phys.read(vb, 8), "little")
+        target = translate(phys, paging, pgd, vmemmap + pfn * 64) >> 12
+    lay = D.kdump_layout(src)
+    off = lay.desc_offset(lay.desc_index(target))
+    bad = D.patched_copy(src, tmp_path / "lost-mem_map", {off: bytes(8)})
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", "lost", str(bad), db=db,
+          check=True)
+    p = vmdex("--dump", "lost", "smaps", "--rollup", str(pid), db=db)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    assert p.returncode == 1 and err.count("\n") == 1 and "struct page" in err, err
+    assert "Rss:                   ? kB" in out and "Pss:                   ? kB" in out
+    assert "Swap:" in out and "SwapPss:" in out     # swap figures do not need struct pages
+    good = vmdex("--dump", names[kernel], "vm", str(pid), db=db, check=True).stdout
+    assert vmdex("--dump", "lost", "vm", str(pid), db=db, check=True).stdout == good
+    vmdex("rm", "lost", db=db, check=True)
+
+
+def test_documented_example(smaps_index):
+    """docs/schema.md's smaps example runs and gives the kernel's own Pss."""
+    text = (F.REPO / "docs" / "schema.md").read_text()
+    sql = re.search(r"<!-- smaps-example: top_pss -->\s*```sql\n(.*?)```", text, re.S)[1]
+    db, names = smaps_index
+    rows = json.loads(vmdex("sql", "--format", "json", sql, db=db, check=True).stdout)
+    kernel = "linux-6.1.0-56-amd64-boot2"
+    if kernel not in names:
+        pytest.skip("no 6.1 boot2 fixture")
+    want = _want_all(kernel)
+    assert len(rows) == 10
+    for r in rows:
+        if r["dump"] == names[kernel] and r["pid"] in want:
+            assert r["pss_kb"] == want[r["pid"]][2]
+
+
+def test_parallel_walk_same_rows(smaps_index):
+    """The smaps rows do not depend on the number of walk workers."""
+    import sqlite3
+
+    db, names = smaps_index
+    kernel = BOOT2[0]
+    for workers in ("1", "2"):
+        vmdex("ingest", "--workers", workers, "--vmlinux", str(F.vmlinux(kernel)), "--name",
+              f"w{workers}", str(F.dump(kernel, "vmcore.mdf-c-d31")), db=db, check=True)
+    c = sqlite3.connect(db)
+    rows = [c.execute("SELECT s.* FROM vma_smaps s JOIN dumps d ON d.id = s.dump_id "
+                      "WHERE d.name = ? ORDER BY mm, vma_seq", (n,)).fetchall()
+            for n in ("w1", "w2")]
+    c.close()
+    assert rows[0] and [r[1:] for r in rows[0]] == [r[1:] for r in rows[1]]
+    for n in ("w1", "w2"):
+        vmdex("rm", n, db=db, check=True)

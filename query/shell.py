@@ -237,7 +237,13 @@ class Shell:
         return worst
 
     def interactive(self) -> int:
+        import signal
+
         self.at_prompt = True
+        # Ctrl-C at the prompt stops the command, even when vmdex was started with SIGINT
+        # ignored (a background job of a script passes SIG_IGN on, and Python then installs
+        # no handler of its own).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         histfile = _setup_readline(self.completions())
         try:
             while True:

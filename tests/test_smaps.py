@@ -193,7 +193,8 @@ def test_lost_struct_page(smaps_index, tmp_path):
     from indexer.dumpfile import open_dump
     from indexer.kernel.symtab import Symtab
     from indexer.kernel.vmcoreinfo import VmcoreInfo
-    from indexer.x86_64 import Paging, translate
+    from indexer.arch.pagewalk import translate
+    from indexer.arch.x86_64 import X86_64
 
     db, names = smaps_index
     kernel = BOOT2[0]
@@ -209,7 +210,7 @@ def test_lost_struct_page(smaps_index, tmp_path):
     with open_dump(src) as phys:
         info = VmcoreInfo.parse(phys.vmcoreinfo)
         kaslr = info.kerneloffset or 0
-        paging = Paging(levels=4, page_offset=0, phys_base=info.number("phys_base"))
+        paging = X86_64(levels=4, page_offset=0, phys_base=info.number("phys_base"))
         pgd = paging.kvtop_linear(info.symbol("swapper_pg_dir"))
         vb = paging.kvtop_linear(st.address("vmemmap_base") + kaslr)
         vmemmap = int.from_bytes(phys.read(vb, 8), "little")

@@ -238,28 +238,18 @@ SQLITE_RUNAWAY = {
 }
 
 
-def _timed(db, statement: str, timeout: str = "1"):
+RUNAWAYS = [("fleet_pg_reader", w, q) for w, q in sorted(RUNAWAY.items())] + \
+    [("fleet_sqlite", w, q) for w, q in sorted(SQLITE_RUNAWAY.items())]
+
+
+@pytest.mark.parametrize("fleet,what,statement", RUNAWAYS, ids=[f"{f}-{w}" for f, w, _ in RUNAWAYS])
+def test_runaway_stopped(request, fleet, what, statement):
     t0 = time.monotonic()
-    p = vmdex("sql", "--timeout", timeout, statement, db=db)
-    return p, time.monotonic() - t0
-
-
-@pytest.mark.parametrize("what", sorted(RUNAWAY))
-def test_pg_runaway_stopped(fleet_pg_reader, what):
-    p, secs = _timed(fleet_pg_reader, RUNAWAY[what])
+    p = vmdex("sql", "--timeout", "1", statement, db=request.getfixturevalue(fleet))
     assert p.returncode == 2, p
     assert p.stderr.decode() == ("vmdex: sql: statement stopped after 1 s "
                                  "(vmdex sql --timeout SECONDS)\n")
-    assert secs < 15
-
-
-@pytest.mark.parametrize("what", sorted(SQLITE_RUNAWAY))
-def test_sqlite_runaway_stopped(fleet_sqlite, what):
-    p, secs = _timed(fleet_sqlite, SQLITE_RUNAWAY[what])
-    assert p.returncode == 2, p
-    assert p.stderr.decode() == ("vmdex: sql: statement stopped after 1 s "
-                                 "(vmdex sql --timeout SECONDS)\n")
-    assert secs < 15
+    assert time.monotonic() - t0 < 15
 
 
 def test_default_timeout_is_a_bound(fleet_sqlite):

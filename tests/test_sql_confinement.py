@@ -38,7 +38,8 @@ def catalog_fingerprint(url: str) -> str:
         "SELECT oid FROM pg_largeobject_metadata",
         "SELECT n.nspname, c.relname, c.relkind, c.relacl::text FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT LIKE 'pg_%'",
-        "SELECT proname, pronamespace FROM pg_proc WHERE pronamespace <> 'pg_catalog'::regnamespace",
+        "SELECT proname, pronamespace FROM pg_proc "
+        "WHERE pronamespace <> 'pg_catalog'::regnamespace",
         "SELECT defaclrole, defaclobjtype, defaclacl::text FROM pg_default_acl",
         "SELECT datname, datacl::text FROM pg_database",
     ]
@@ -242,7 +243,8 @@ RUNAWAYS = [("fleet_pg_reader", w, q) for w, q in sorted(RUNAWAY.items())] + \
     [("fleet_sqlite", w, q) for w, q in sorted(SQLITE_RUNAWAY.items())]
 
 
-@pytest.mark.parametrize("fleet,what,statement", RUNAWAYS, ids=[f"{f}-{w}" for f, w, _ in RUNAWAYS])
+@pytest.mark.parametrize("fleet,what,statement", RUNAWAYS,
+                         ids=[f"{f}-{w}" for f, w, _ in RUNAWAYS])
 def test_runaway_stopped(request, fleet, what, statement):
     t0 = time.monotonic()
     p = vmdex("sql", "--timeout", "1", statement, db=request.getfixturevalue(fleet))

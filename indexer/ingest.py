@@ -381,8 +381,12 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
                                   f"{dump_bid} (dump kernel {info.osrelease}): wrong vmlinux")
         with index_errors(engine):
             cached = store.cached_kernel(engine, bid)
+        types = KernelTypes.from_json(cached[0]) if cached else None
+        refresh = bool(cached) and vmlinux_path is not None and not types.complete
+        if refresh:   # cached by an older vmdex, which asked DWARF for less: read it again
+            cached = None
         if cached:
-            types, symtab = KernelTypes.from_json(cached[0]), Symtab.from_bytes(cached[1])
+            symtab = Symtab.from_bytes(cached[1])
         else:
             types, symtab = load_kernel_types(vmlinux_path)
         progress("types", 1, 1)
@@ -395,7 +399,8 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         with index_errors(engine):
             kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
                                            cached[0] if cached else types.to_json(),
-                                           cached[1] if cached else symtab.to_bytes())
+                                           cached[1] if cached else symtab.to_bytes(),
+                                           replace=refresh)
             seconds = time.perf_counter() - t0
             store.store_dump(engine, img, kernel_id, seconds)
     return img, time.perf_counter() - t0

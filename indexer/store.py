@@ -66,11 +66,15 @@ def dump_from_source(engine: Engine, source_path: str, size: int) -> str | None:
 
 
 def store_kernel(engine: Engine, build_id: str, release: str, types_json: str,
-                 symtab: bytes) -> int:
-    """Cache a kernel's layouts and symbols under its build id (once per kernel)."""
+                 symtab: bytes, replace: bool = False) -> int:
+    """Cache a kernel's layouts and symbols under its build id (once per kernel; `replace`
+    puts a fuller reading of the same vmlinux in place of the cached one)."""
     with engine.begin() as conn:
         row = kernel_row(conn, build_id)
         if row:
+            if replace:
+                conn.execute(update(S.kernels).where(S.kernels.c.id == row.id).values(
+                    types_json=types_json, symtab=symtab))
             return row.id
         try:
             with conn.begin_nested():

@@ -201,3 +201,34 @@ def test_second_dump_of_a_kernel_reads_no_dwarf(tmp_path):
     assert p.returncode != 0
     err = p.stderr.decode()
     assert err.count("\n") == 1 and "Traceback" not in err and "debug info" in err, err
+
+
+def test_kernel_cached_by_an_older_vmdex_is_read_again(tmp_path):
+    """A kernels row cached before vmdex asked DWARF for more (here: without the smaps
+    structs and the digest of what was asked) is read again from the vmlinux given with the
+    next dump of that kernel, so that dump gets every figure; vm answers are unchanged."""
+    import json
+
+    kernel = "linux-6.1.0-56-amd64"
+    variants = [v for v in F.dump_variants(kernel) if v != primary_variant(kernel)]
+    db = tmp_path / "old.db"
+    first = ingest(db, kernel, primary_variant(kernel))
+    con = sqlite3.connect(db)
+    data = json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
+    assert data.pop("wanted")
+    data["named"] = {k: v for k, v in data["named"].items() if "mem_size_stats" not in k}
+    con.execute("UPDATE kernels SET types_json = ?", (json.dumps(data),))
+    con.commit()
+    con.close()
+    second = ingest(db, kernel, variants[0])
+    con = sqlite3.connect(db)
+    assert "wanted" in json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
+    errors = [r[0] for r in con.execute(
+        "SELECT message FROM ingest_errors e JOIN dumps d ON d.id = e.dump_id WHERE d.name = ?",
+        (second,))]
+    con.close()
+    assert not [e for e in errors if e.startswith("smaps")], errors
+    p = vmdex("--dump", second, "smaps", "--rollup", "1", db=db)
+    assert p.returncode == 0 and b"Pss:" in p.stdout, p.stderr
+    assert vmdex("--dump", second, "vm", "1", db=db, check=True).stdout == \
+        vmdex("--dump", first, "vm", "1", db=db, check=True).stdout

@@ -112,6 +112,13 @@ for _mine, _theirs in ((WANTED_STRUCTS, _smaps.STRUCTS), (WANTED_ENUMS, _smaps.E
     for _n, _a in _theirs.items():
         _mine.setdefault(_n, _a)
 
+# What this vmdex asks of DWARF, as a short digest kept with every cached kernel: a kernel
+# row cached by an older vmdex (which asked for less) is read again when a vmlinux is at hand.
+WANTED_DIGEST = __import__("hashlib").sha1(repr(sorted(
+    (k, sorted(d)) for k, d in (("s", WANTED_STRUCTS), ("t", WANTED_TYPEDEFS),
+                                ("e", WANTED_ENUMS), ("n", WANTED_ENUMERATORS),
+                                ("v", WANTED_VARIABLES)))).encode()).hexdigest()[:12]
+
 _ENC = {1: "a", 2: "b", 4: "f", 5: "s", 6: "sc", 7: "u", 8: "uc", 0x10: "u"}
 _CV = (D.TAG_const, D.TAG_volatile, D.TAG_restrict, D.TAG_atomic)
 _WANT = (D.AT_name, D.AT_type, D.AT_byte_size, D.AT_declaration, D.AT_encoding)
@@ -508,7 +515,8 @@ def _extract(dw, symbol_address) -> "KernelTypes":
         if missing:
             raise KernelError(f"no debug info for struct {missing[0]}: {dw.elf.path}")
     kt = KernelTypes({"v": 1, "types": b.types, "named": b.named,
-                      "enumerators": enumerators, "variables": variables})
+                      "enumerators": enumerators, "variables": variables,
+                      "wanted": WANTED_DIGEST})
     kt.extract_seconds = time.perf_counter() - t0
     kt.cus_parsed = [cu.name for cu in f.parsed]
     return kt
@@ -539,6 +547,11 @@ class KernelTypes:
         self.enumerators = data.get("enumerators", {})
         self.variables = data.get("variables", {})
         self._paths: dict = {}
+
+    @property
+    def complete(self) -> bool:
+        """Whether it holds everything this vmdex asks of DWARF (see WANTED_DIGEST)."""
+        return self.data.get("wanted") == WANTED_DIGEST
 
     # ---- serialisation ---------------------------------------------------------------
     def to_json(self) -> str:

@@ -37,6 +37,20 @@ class WalkedRuns:
         return iter(self.runs.items())
 
 
+def walked(img) -> dict:
+    """mm -> all its runs (the streamed chunks joined), from one live walk."""
+    from dataclasses import fields
+
+    from indexer.walk.pages import PageRuns
+
+    parts: dict = {}
+    for item in img.page_runs():
+        if isinstance(item, tuple):   # (mm, runs); not the walk's smaps sums
+            parts.setdefault(item[0], []).append(item[1])
+    return {mm: PageRuns(**{f.name: np.concatenate([getattr(c, f.name) for c in chunks])
+                            for f in fields(PageRuns)}) for mm, chunks in parts.items()}
+
+
 def rows_of(img) -> int:
     return (1 + len(img.tasks) + len(img.mms) + sum(len(m.vmas) for m in img.mms.values())
             + sum(len(r) for r in img.page_runs.runs.values()) + len(img.faults)
@@ -103,7 +117,7 @@ def walked(location: str, kernel: str, variant: str):
     with open_dump(F.dump(kernel, variant)) as phys:
         img = walk_dump(phys, VmcoreInfo.parse(phys.vmcoreinfo), types, symtab.address,
                         vmlinux, build_id(vmlinux), "walked")
-        img = replace(img, page_runs=WalkedRuns(dict(img.page_runs())))
+        img = replace(img, page_runs=WalkedRuns(walked(img)), smaps=None)
     return img, kid
 
 

@@ -35,6 +35,8 @@ def walk_once(dump: Path, workers: int) -> tuple[float, int, int]:
         for item in img.page_runs():
             if isinstance(item, DropMm):
                 raise SystemExit(f"{dump}: an mm was walked again (cross-linked tables?)")
+            if not isinstance(item, tuple):   # smaps sums, not runs
+                continue
             ptes += int(item[1].npages.sum())
             runs += len(item[1])
         return time.perf_counter() - t0, ptes, runs

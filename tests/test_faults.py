@@ -379,6 +379,8 @@ def _walk_rows(elf, workers: int) -> tuple[list, list, list]:
             if isinstance(item, DropMm):
                 rows.pop(item.mm, None)
                 continue
+            if not isinstance(item, tuple):   # smaps sums (indexer.walk.smaps.SmapsPart)
+                continue
             mm, r = item
             rows.setdefault(mm, []).extend(zip(r.vma_index.tolist(), r.va.tolist(),
                                                r.npages.tolist(), r.kind.tolist(),

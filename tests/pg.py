@@ -138,13 +138,10 @@ _roles: list[str] = []
 
 def new_reader(db_url: str) -> str:
     """`vmdex grant-reader` a fresh role on the database; return the URL logging in as it."""
-    import shutil
-    import subprocess
-    import sys
+    from tests.conftest import VMDEX
 
     role = f"reader_{uuid.uuid4().hex[:10]}"
-    exe = shutil.which("vmdex", path=str(Path(sys.executable).parent)) or "vmdex"
-    p = subprocess.run([exe, "--db", db_url, "grant-reader", role], capture_output=True)
+    p = subprocess.run([VMDEX, "--db", db_url, "grant-reader", role], capture_output=True)
     if p.returncode != 0:
         raise RuntimeError(f"grant-reader failed: {p.stderr.decode()}")
     _roles.append(role)

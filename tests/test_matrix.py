@@ -87,3 +87,16 @@ def test_matrix_generated_questions_live(built, matrix_index, row, tmp_path):
     per = replay.compare(rows, str(matrix_index[row]), G.primary(folder).name, diffs)
     bad = {f: v for f, v in per.items() if v[0] != v[1]}
     assert not bad, f"{row}: {bad}\n" + "\n".join(diffs[:15])
+
+
+@pytest.mark.parametrize("row", WANTED)
+def test_matrix_smaps_is_the_kernels(built, matrix_index, row):
+    """`vmdex smaps` of every process the guest printed smaps for (console.log SMAPS lines,
+    read by the kernel just before the dump), line for line."""
+    assert not built[row], built[row]
+    folder = ROWS[row].folder
+    diffs: list[str] = []
+    got = M.compare_smaps(folder, matrix_index[row], diffs)
+    assert got is not None, f"{row}: the guest printed no SMAPS lines (make-dumps.sh too old?)"
+    same, total = got
+    assert total > 1000 and same == total, f"{row}: {total - same} of {total} differ: {diffs[:5]}"

@@ -1,7 +1,7 @@
 """`vmdex smaps`: the kernel's own /proc/PID/smaps and smaps_rollup, byte for byte.
 
 The spec is what the guest kernel printed just before the dump (console.log `SMAPS` lines,
-tests/fixturedata's boot2 folders); the dumps are real, ingested by the real CLI.
+any fixture folder that has them, tests/smaps_spec.py); the dumps are real, ingested by the real CLI.
 """
 from __future__ import annotations
 
@@ -13,25 +13,23 @@ import re
 import pytest
 
 from tests import fixturedata as F
+from tests import smaps_spec as S
 from tests.conftest import vmdex
 
-BOOT2 = [k for k in ("linux-6.1.0-56-amd64-boot2", "linux-5.10.0-32-cloud-amd64-boot2")
-         if (F.kernel_dir(k) / "console.log").is_file()]
-LINE = re.compile(r"^SMAPS (\d+) (\S+) (rollup|full): (.*)$")
+# Every fixture folder whose console.log carries the kernel's SMAPS lines (any name).
+BOOT2 = [k for k in F.kernels() if S.has_smaps(F.kernel_dir(k))]
+pytestmark = pytest.mark.skipif(not BOOT2, reason="no fixture folder with SMAPS lines")
 
 
 def expected(kernel: str) -> dict[tuple[int, str], tuple[str, str]]:
     """(pid, 'rollup'|'full') -> (comm, the text the kernel printed)."""
-    out: dict[tuple[int, str], list] = {}
-    comms: dict[int, str] = {}
-    raw = (F.kernel_dir(kernel) / "console.log").read_bytes().decode("utf-8", "replace")
-    for line in raw.splitlines():
-        m = LINE.match(line.rstrip("\r"))
-        if m:
-            pid, comm, kind, text = int(m[1]), m[2], m[3], m[4]
-            comms[pid] = comm
-            out.setdefault((pid, kind), []).append(text + "\n")
-    return {key: (comms[key[0]], "".join(v)) for key, v in out.items()}
+    return S.expected(F.kernel_dir(kernel) / "console.log")
+
+
+def _variant(kernel: str) -> str:
+    """The makedumpfile dump when there is one (what users have), else the first."""
+    vs = F.dump_variants(kernel)
+    return "vmcore.mdf-c-d31" if "vmcore.mdf-c-d31" in vs else vs[0]
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +37,15 @@ def smaps_index(tmp_path_factory):
     db = tmp_path_factory.mktemp("smaps") / "vmdex.db"
     names = {}
     for k in BOOT2:
-        names[k] = f"{k}/vmcore.mdf-c-d31"
+        names[k] = f"{k}/{_variant(k)}"
         vmdex("ingest", "--vmlinux", str(F.vmlinux(k)), "--name", names[k],
-              str(F.dump(k, "vmcore.mdf-c-d31")), db=db, check=True)
+              str(F.dump(k, _variant(k))), db=db, check=True)
     return db, names
 
 
 def _cases(kind: str):
     return [pytest.param(k, pid, id=f"{k}-{pid}") for k in BOOT2
             for (pid, kd) in sorted(expected(k)) if kd == kind]
-
-
-def _diff(want: str, got: str) -> str:
-    w, g = want.splitlines(), got.splitlines()
-    bad = [(i, a, b) for i, (a, b) in enumerate(zip(w, g)) if a != b]
-    return (f"{len(bad)} of {len(w)} lines differ (got {len(g)} lines); first: "
-            + "; ".join(f"line {i}: want {a!r} got {b!r}" for i, a, b in bad[:5]))
 
 
 @pytest.mark.parametrize("kernel,pid", _cases("rollup"))
@@ -64,7 +55,7 @@ def test_rollup_identical(smaps_index, kernel, pid):
     p = vmdex("--dump", names[kernel], "smaps", "--rollup", str(pid), db=db)
     assert p.stderr.decode() == "" and p.returncode == 0
     got = p.stdout.decode()
-    assert got == want, _diff(want, got)
+    assert got == want, S.diff(want, got)
 
 
 @pytest.mark.parametrize("kernel,pid", _cases("full"))
@@ -73,7 +64,7 @@ def test_full_identical(smaps_index, kernel, pid):
     want = expected(kernel)[(pid, "full")][1]
     p = vmdex("--dump", names[kernel], "smaps", str(pid), db=db)
     got = p.stdout.decode()
-    assert got == want, _diff(want, got)
+    assert got == want, S.diff(want, got)
     assert p.stderr.decode() == "" and p.returncode == 0
 
 
@@ -156,9 +147,9 @@ def test_sql_views_postgresql(pg_server_url):
 
     url = new_database(pg_server_url, "smaps")
     kernel = BOOT2[0]
-    name = f"{kernel}/vmcore.mdf-c-d31"
+    name = f"{kernel}/{_variant(kernel)}"
     vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", name,
-          str(F.dump(kernel, "vmcore.mdf-c-d31")), db=url, check=True)
+          str(F.dump(kernel, _variant(kernel))), db=url, check=True)
     rows = json.loads(vmdex("sql", "--format", "json",
                             "SELECT pid, comm, rss_kb, pss_kb, uss_kb, swap_kb, swap_pss_kb "
                             "FROM v_smaps_rollup ORDER BY pss_kb DESC LIMIT 10",
@@ -254,7 +245,7 @@ def test_parallel_walk_same_rows(smaps_index):
     kernel = BOOT2[0]
     for workers in ("1", "2"):
         vmdex("ingest", "--workers", workers, "--vmlinux", str(F.vmlinux(kernel)), "--name",
-              f"w{workers}", str(F.dump(kernel, "vmcore.mdf-c-d31")), db=db, check=True)
+              f"w{workers}", str(F.dump(kernel, _variant(kernel))), db=db, check=True)
     c = sqlite3.connect(db)
     rows = [c.execute("SELECT s.* FROM vma_smaps s JOIN dumps d ON d.id = s.dump_id "
                       "WHERE d.name = ? ORDER BY mm, vma_seq", (n,)).fetchall()

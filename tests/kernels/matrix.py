@@ -70,13 +70,15 @@ class Result:
     paging: str = "?"
     formats: dict[str, tuple[int, int]] = field(default_factory=dict)  # variant -> (same, asked)
     questions: tuple[int, int] | None = None
+    smaps: tuple[int, int] | None = None     # kernel's SMAPS lines: (identical, printed)
     error: str = ""
 
     @property
     def identical(self) -> bool:
         return (not self.error and bool(self.formats)
                 and all(a == b for a, b in self.formats.values())
-                and (self.questions is None or self.questions[0] == self.questions[1]))
+                and (self.questions is None or self.questions[0] == self.questions[1])
+                and (self.smaps is None or self.smaps[0] == self.smaps[1]))
 
 
 def read_rows(path: Path = HERE / "kernels.tsv") -> list[Row]:
@@ -193,6 +195,33 @@ def compare_oracle(folder: Path, db: Path, name: str, diffs: list[str]) -> tuple
     return same, len(cases)
 
 
+def smaps_dump(folder: Path) -> str | None:
+    """The dump whose smaps is checked: a makedumpfile one when there is one."""
+    names = sorted(d.name for d in folder.glob("vmcore.*"))
+    mdf = [n for n in names if n.startswith("vmcore.mdf")]
+    return (mdf or names or [None])[0]
+
+
+def compare_smaps(folder: Path, db: Path, diffs: list[str]) -> tuple[int, int] | None:
+    """`vmdex smaps` against the kernel's own SMAPS lines in console.log: (identical lines,
+    printed lines), or None when the guest printed none."""
+    from tests import smaps_spec
+
+    name = smaps_dump(folder)
+    if name is None or not smaps_spec.has_smaps(folder):
+        return None
+
+    def ask_smaps(args: list[str]):
+        p = subprocess.run([VMDEX, "--db", str(db), "--dump", name, *args],
+                           capture_output=True, text=True)
+        return p.returncode, p.stdout, p.stderr
+
+    local: list[str] = []
+    got = smaps_spec.compare(ask_smaps, folder / "console.log", local)
+    diffs.extend(f"{folder.name}/{name}: {d}" for d in local)
+    return got
+
+
 def release_of(folder: Path) -> str:
     for line in (folder / "oracle" / "sys.txt").read_text().splitlines():
         if line.strip().startswith("RELEASE:"):
@@ -226,6 +255,7 @@ def check(row: Row, diffs: list[str], questions: int = 300) -> Result:
             if res.paging == "?":
                 res.paging = paging_of(db, name)
             res.formats[name] = compare_oracle(folder, db, name, diffs)
+        res.smaps = compare_smaps(folder, db, diffs)
         res.questions = ask_generated(folder, db, diffs, questions)
     return res
 
@@ -248,14 +278,15 @@ def ask_generated(folder: Path, db: Path, diffs: list[str], count: int) -> tuple
 
 def table(results: list[Result], date: str) -> str:
     out = ["| name | kernel | suite | flavour | paging | dumps (oracle commands identical) "
-           "| generated questions | date | result |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| generated questions | smaps lines | date | result |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         fmts = ", ".join(f"{v.removeprefix('vmcore.')} {a}/{b}" for v, (a, b) in r.formats.items())
         q = f"{r.questions[0]}/{r.questions[1]}" if r.questions else "-"
+        sm = f"{r.smaps[0]}/{r.smaps[1]}" if r.smaps else "-"
         verdict = "identical" if r.identical else ("FAILED: " + r.error if r.error else "DIFFERS")
         out.append(f"| {r.row.name} | {r.release} | {r.row.suite} | {r.row.flavour} | "
-                   f"{r.paging} | {fmts or '-'} | {q} | {date} | {verdict} |")
+                   f"{r.paging} | {fmts or '-'} | {q} | {sm} | {date} | {verdict} |")
     return "\n".join(out) + "\n"
 
 
@@ -292,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         res = Result(row, error=err) if err else check(row, diffs, a.questions)
         results.append(res)
         print(f"[matrix] {row.name}: {'identical' if res.identical else 'NOT identical'} "
-              f"{res.formats} {res.questions or ''} {res.error}", file=sys.stderr, flush=True)
+              f"{res.formats} {res.questions or ''} smaps {res.smaps} {res.error}", file=sys.stderr, flush=True)
     date = datetime.date.today().isoformat()
     text = table(results, date)
     print(text, end="")
@@ -303,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps([{
             "name": r.row.name, "release": r.release, "paging": r.paging,
-            "formats": r.formats, "questions": r.questions, "error": r.error,
+            "formats": r.formats, "questions": r.questions, "smaps": r.smaps,
+            "error": r.error,
             "identical": r.identical} for r in results], indent=1))
     return 0 if results and all(r.identical for r in results) else 1
 

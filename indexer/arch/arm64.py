@@ -9,11 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple, to_signed
-from indexer.errors import DumpError
+from indexer.errors import DumpError, MemoryReadError, WalkError
 
 _VALID = 0x1
 _TYPE_MASK = 0x3
 _TYPE_SECT = 0x1        # PMD_TYPE_SECT / PUD_TYPE_SECT: a block entry
+# Descriptor bits the kernel reads for smaps (VMSAv8-64 and arch/arm64 pgtable-hwdef.h)
+_RDONLY, _AF, _NG = 1 << 7, 1 << 10, 1 << 11
+_DBM = 1 << 51          # PTE_WRITE: hardware dirty-bit management
+_SW_DIRTY, _SPECIAL = 1 << 55, 1 << 56
+_PROT_NONE_OLD = 1 << 58    # PTE_PROT_NONE, before PTE_PRESENT_INVALID replaced it
+_HWCAP2_POE = 64 + 63       # elf_hwcap bit of HWCAP2_POE (uapi hwcap.h: bit 63 of word 2)
 
 
 class Arm64(Arch):
@@ -39,6 +45,8 @@ class Arm64(Arch):
         self.kimage = (0, 0)                    # [_text, _end] at run time
         self.t1sz_known = True
         self.release = ()
+        self.vmcoreinfo_vmemmap = None
+        self.vmemmap_start = None
 
     @classmethod
     def from_vmcoreinfo(cls, path: str, info) -> "Arm64":
@@ -80,6 +88,8 @@ class Arm64(Arch):
         if swapper:
             self.kernel_pgd_pa = self.kvtop_linear(swapper)
         self.release = release_tuple(info.osrelease or "")
+        self.vmcoreinfo_vmemmap = info.symbol("vmemmap")
+        self.vmemmap_start = info.number("VMEMMAP_START")
 
     @property
     def user_top(self) -> int:
@@ -139,16 +149,60 @@ class Arm64(Arch):
         return (e & np.uint64(_VALID)) != 0
 
     def swap_type_offset(self, pte: np.ndarray):
-        # crash's arm64.c, arm64_init(POST_GDB), picks the layout by THIS_KERNEL_VERSION.
-        if self.release >= (6, 10, 0):
-            tshift, tbits, oshift = 6, 5, 12
-        elif self.release >= (5, 19, 0):
-            tshift, tbits, oshift = 3, 5, 8
-        else:
-            tshift, tbits, oshift = 2, 6, 8
+        tshift, tbits, oshift = self._swap_layout()
         typ = (pte >> np.uint64(tshift)) & np.uint64((1 << tbits) - 1)
         off = (pte >> np.uint64(oshift)) & np.uint64((1 << 50) - 1)
         return typ, off
+
+    # --- smaps -----------------------------------------------------------------------------
+    def struct_pages(self, k) -> int | None:
+        # As crash's arm64_get_vmemmap_page_ptr(): VMCOREINFO's SYMBOL(vmemmap) when the
+        # kernel gives it, else VMEMMAP_START less PHYS_OFFSET's pfn worth of struct pages.
+        if self.vmcoreinfo_vmemmap:
+            return self.vmcoreinfo_vmemmap
+        if self.vmemmap_start is None or not k.types.has_struct("page"):
+            return None
+        size = k.types.sizeof("page")
+        return (self.vmemmap_start - (self.phys_offset >> self.page_shift) * size) & U64
+
+    def _swap_layout(self) -> tuple[int, int, int]:
+        # crash's arm64.c, arm64_init(POST_GDB), picks the layout by THIS_KERNEL_VERSION.
+        if self.release >= (6, 10, 0):
+            return 6, 5, 12
+        if self.release >= (5, 19, 0):
+            return 3, 5, 8
+        return 2, 6, 8
+
+    def kernel_pte_present(self, e: np.ndarray) -> np.ndarray:
+        # pte_present(): valid, or PROT_NONE (invalid to the MMU). Its bit moved in the same
+        # kernel change (6.10) that moved the swap type to bit 6: decided together.
+        if self._swap_layout()[0] == 6:
+            prot_none = ((e & np.uint64(_VALID | _NG)) == np.uint64(_NG))
+        else:
+            prot_none = (e & np.uint64(_PROT_NONE_OLD)) != 0
+        return ((e & np.uint64(_VALID)) != 0) | prot_none
+
+    def entry_young(self, e: np.ndarray) -> np.ndarray:
+        return (e & np.uint64(_AF)) != 0
+
+    def entry_dirty(self, e: np.ndarray, shadow_stack: bool) -> np.ndarray:
+        # pte_sw_dirty() or pte_hw_dirty(): writable under DBM and no longer read-only
+        hw = ((e & np.uint64(_DBM)) != 0) & ((e & np.uint64(_RDONLY)) == 0)
+        return ((e & np.uint64(_SW_DIRTY)) != 0) | hw
+
+    def pte_special(self, e: np.ndarray) -> np.ndarray:
+        return (e & np.uint64(_SPECIAL)) != 0
+
+    def pkeys_enabled(self, k) -> bool | None:
+        # system_supports_poe(): the CPU's S1POE, which also sets HWCAP2_POE in elf_hwcap
+        sym = k.sym("elf_hwcap")
+        if sym is None:
+            return None
+        try:
+            word = k.mem.u64(sym + 8 * (_HWCAP2_POE // 64))
+        except (MemoryReadError, WalkError):
+            return None
+        return bool(word >> (_HWCAP2_POE % 64) & 1)
 
     def table_words(self) -> dict[int, str]:
         # FILL_PGD / FILL_PUD / FILL_PMD / FILL_PTBL: the top table is the "pgd page".

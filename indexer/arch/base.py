@@ -117,6 +117,39 @@ class Arch:
         """crash's __swp_type / __swp_offset of non-present PTE values."""
         raise NotImplementedError
 
+    # --- what /proc/PID/smaps reads (fs/proc/task_mmu.c), vectorised over entries --------
+    def struct_pages(self, k) -> int | None:
+        """Address of pfn 0's struct page in the vmemmap (SPARSEMEM_VMEMMAP: pfn_to_page),
+        None when this dump does not tell."""
+        return None
+
+    def kernel_pte_present(self, e: np.ndarray) -> np.ndarray:
+        """The kernel's pte_present() of non-zero PTEs (PROT_NONE entries are present to
+        the kernel even where crash calls them unmapped)."""
+        return self.pte_present(e)
+
+    def kernel_pte_none(self, e: np.ndarray) -> np.ndarray:
+        """The kernel's pte_none() of non-present PTEs."""
+        return e == 0
+
+    def entry_young(self, e: np.ndarray) -> np.ndarray:
+        """pte_young() / pmd_young() of present leaves."""
+        raise NotImplementedError
+
+    def entry_dirty(self, e: np.ndarray, shadow_stack: bool) -> np.ndarray:
+        """pte_dirty() / pmd_dirty() of present leaves; shadow_stack: the kernel keeps user
+        shadow stacks (its VmFlags table names "ss")."""
+        raise NotImplementedError
+
+    def pte_special(self, e: np.ndarray) -> np.ndarray:
+        """pte_special(): a PTE vm_normal_page() skips (no struct page to account)."""
+        raise NotImplementedError
+
+    def pkeys_enabled(self, k) -> bool | None:
+        """arch_pkeys_enabled() of the crashed machine (whether smaps prints
+        ProtectionKey, when the kernel was built with protection keys); None: unknown."""
+        return False
+
     # --- crash's words -----------------------------------------------------------------
     def table_words(self) -> dict[int, str]:
         """{level: what crash's readmem names the table page} when its read fails."""

@@ -42,6 +42,12 @@ class TableFault:
 
 def translate(phys, arch: Arch, top_pa: int, va: int) -> int | None:
     """Walk one address through the tables rooted at top_pa, as crash's uvtop does."""
+    leaf = translate_leaf(phys, arch, top_pa, va)
+    return leaf[0] if leaf else None
+
+
+def translate_leaf(phys, arch: Arch, top_pa: int, va: int) -> tuple[int, int] | None:
+    """(physical address, size of the leaf that maps it) of one address, or None."""
     table = top_pa
     shifts = arch.shifts
     for depth, shift in enumerate(shifts):
@@ -52,11 +58,13 @@ def translate(phys, arch: Arch, top_pa: int, va: int) -> int | None:
         if level == LEVEL_PTE:
             if not arch.pte_present(e)[0]:
                 return None
-            return int(arch.leaf_pa(e, level)[0]) + (va & (arch.page_size - 1))
+            return (int(arch.leaf_pa(e, level)[0]) + (va & (arch.page_size - 1)),
+                    arch.page_size)
         huge, down = arch.classify(e, level)
         if huge[0]:
             size = 1 << shift
-            return (int(arch.leaf_pa(e, level)[0]) & ~(arch.page_size - 1)) + (va & (size - 1))
+            return ((int(arch.leaf_pa(e, level)[0]) & ~(arch.page_size - 1)) + (va & (size - 1)),
+                    size)
         if not down[0]:
             return None
         table = int(arch.table_pa(e)[0])

@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple
-from indexer.errors import DumpError
+from indexer.errors import DumpError, MemoryReadError, WalkError
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # fixed by the x86_64 ABI, KASLR moves only phys_base
 
 _P = 0x1          # present
 _PSE = 0x80       # huge leaf at PMD/PUD level
 _PROTNONE = 0x100  # _PAGE_GLOBAL reused for PROT_NONE / NUMA-hinting entries when P is clear
+_ACCESSED, _DIRTY, _SPECIAL = 1 << 5, 1 << 6, 1 << 9
+_SAVED_DIRTY = 1 << 58   # SOFTW5: Dirty of a write-protected entry on shadow-stack kernels
+X86_FEATURE_OSPKE = 16 * 32 + 4   # cpufeatures word 16 (CPUID 7 ECX) bit 4
 
 
 class X86_64(Arch):
@@ -109,6 +112,36 @@ class X86_64(Arch):
             typ = (pte >> np.uint64(9)) & np.uint64(0x1F)
             off = pte >> np.uint64(14)
         return typ, off
+
+    # --- smaps -----------------------------------------------------------------------------
+    def struct_pages(self, k) -> int | None:
+        sym = k.sym("vmemmap_base")      # where KASLR put the vmemmap
+        return k.ptr(sym) if sym is not None else None
+
+    def kernel_pte_none(self, e: np.ndarray) -> np.ndarray:
+        # pte_none() ignores Accessed/Dirty: a Knights Landing erratum may set them alone
+        return (e & ~np.uint64(_ACCESSED | _DIRTY)) == 0
+
+    def entry_young(self, e: np.ndarray) -> np.ndarray:
+        return (e & np.uint64(_ACCESSED)) != 0
+
+    def entry_dirty(self, e: np.ndarray, shadow_stack: bool) -> np.ndarray:
+        return (e & np.uint64(_DIRTY | (_SAVED_DIRTY if shadow_stack else 0))) != 0
+
+    def pte_special(self, e: np.ndarray) -> np.ndarray:
+        return (e & np.uint64(_SPECIAL)) != 0
+
+    def pkeys_enabled(self, k) -> bool | None:
+        # boot_cpu_has(X86_FEATURE_OSPKE): the feature words are a plain u32 array
+        sym = k.sym("boot_cpu_data")
+        if sym is None or not k.has("cpuinfo_x86", "x86_capability"):
+            return None
+        try:
+            word = k.mem.u32(sym + k.off("cpuinfo_x86", "x86_capability")
+                             + 4 * (X86_FEATURE_OSPKE // 32))
+        except (MemoryReadError, WalkError):
+            return None
+        return bool(word >> (X86_FEATURE_OSPKE % 32) & 1)
 
     def table_words(self) -> dict[int, str]:
         # crash's x86_64 uvtop reads each table by physical address (FILL_PGD/P4D/PUD/PMD/

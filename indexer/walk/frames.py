@@ -1,7 +1,7 @@
 """struct page facts of many frames at once, read from the vmemmap (SPARSEMEM_VMEMMAP).
 
 The layout comes from DWARF (struct page / struct folio members) and the page flag bits
-from `enum pageflags`; the vmemmap's place from the kernel's own `vmemmap_base`. Frames
+from `enum pageflags`; the vmemmap's place from the architecture (Arch.struct_pages). Frames
 whose struct page the dump lacks come back as not `ok`: their figures are unknown.
 Everything here is plain data (picklable), so the walk's worker processes can use it.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.errors import MemoryReadError, WalkError
-from indexer.arch.pagewalk import translate
+from indexer.arch.pagewalk import translate_leaf
 
 PAGE = 4096
 
@@ -35,10 +35,10 @@ class FrameLayout:
         return self.bits.get(name)
 
 
-def frame_layout(k) -> FrameLayout | None:
+def frame_layout(k, arch) -> FrameLayout | None:
     """The layout, or None when the kernel lacks what reading struct pages needs."""
     t = k.types
-    if not t.has_struct("page") or k.sym("vmemmap_base") is None:
+    if not t.has_struct("page"):
         return None
     sz = t.sizeof("page")
 
@@ -67,13 +67,32 @@ def frame_layout(k) -> FrameLayout | None:
     bits = {n: t.enum_value(n) for n in ("PG_referenced", "PG_dirty", "PG_young", "PG_head",
                                           "PG_swapbacked", "PG_mlocked", "PG_lru")}
     bits = {n: v for n, v in bits.items() if v is not None}
+    vmemmap = arch.struct_pages(k)
+    if vmemmap is None or not _places_struct_pages(k, arch, vmemmap, sz, need[0]):
+        return None
     try:
-        vmemmap = k.ptr(k.sym("vmemmap_base"))
         hp = k.sym("highest_memmap_pfn")
-        highest = k.ptr(hp) if hp is not None else (1 << 52) >> 12
+        highest = k.ptr(hp) if hp is not None else (1 << 52) >> arch.page_shift
     except (MemoryReadError, WalkError):
         return None
     return FrameLayout(vmemmap, sz, highest, *need, order, entire, bits)
+
+
+def _places_struct_pages(k, arch, vmemmap: int, size: int, flags_off: int) -> bool:
+    """Whether `vmemmap` really is pfn 0's struct page: the frame of the kernel's own top
+    page table (in the kernel image, reserved at boot) must read as PG_reserved there. A
+    wrong place would give every figure from someone else's struct page."""
+    reserved = k.types.enum_value("PG_reserved")
+    if reserved is None or arch.kernel_pgd_pa is None:
+        return False
+    va = vmemmap + (arch.kernel_pgd_pa >> arch.page_shift) * size + flags_off
+    try:
+        # through the tables, as FrameReader reads (the vmemmap is not linear-mapped)
+        leaf = translate_leaf(k.mem.phys, arch, arch.kernel_pgd_pa, va)
+        flags = int.from_bytes(k.mem.phys.read(leaf[0], 8), "little") if leaf else 0
+    except (MemoryReadError, WalkError):
+        return False
+    return bool(flags >> reserved & 1)
 
 
 class FrameReader:
@@ -96,9 +115,9 @@ class FrameReader:
         return self._pages[va]
 
     def _pa(self, va: int) -> int | None:
-        """Through the kernel's page tables (the vmemmap and vmalloc areas lie above the
-        direct map's base: never taken for direct-map addresses). A 2 MiB or larger leaf is
-        remembered, so a run of struct pages costs one walk per 2 MiB."""
+        """Through the kernel's page tables (the vmemmap lies outside the linear map). A
+        2 MiB or larger leaf is remembered, so a run of struct pages costs one walk per
+        2 MiB."""
         mem = self.mem
         region = va >> 21
         if region in self._regions:
@@ -106,31 +125,13 @@ class FrameReader:
         top = mem.arch.kernel_pgd_pa
         if top is None:
             return None
-        pa = translate(mem.phys, mem.arch, top, va)
-        if pa is None:
+        leaf = translate_leaf(mem.phys, mem.arch, top, va)
+        if leaf is None:
             return None
-        other = translate(mem.phys, mem.arch, top, va ^ PAGE)
-        base = pa - (va & ((1 << 21) - 1))
-        if other is not None and other - ((va ^ PAGE) & ((1 << 21) - 1)) == base \
-                and self._huge(va):
-            self._regions[region] = base
+        pa, size = leaf
+        if size >= 1 << 21:
+            self._regions[region] = pa - (va & ((1 << 21) - 1))
         return pa
-
-    def _huge(self, va: int) -> bool:
-        """Whether va is mapped by a PMD or PUD leaf of the kernel's tables."""
-        mem = self.mem
-        paging = mem.arch   # x86_64 entries (smaps is read for x86_64 dumps only)
-        table = paging.kernel_pgd_pa
-        shifts = [48, 39, 30, 21] if paging.levels == 5 else [39, 30, 21]
-        for shift in shifts:
-            e = int.from_bytes(mem.phys.read(table + 8 * ((va >> shift) & 511), 8), "little")
-            e &= ~paging.sme_mask & ((1 << 64) - 1)
-            if not e & 1:
-                return False
-            if shift <= 30 and e & 0x80:
-                return True
-            table = e & paging.phys_mask
-        return False
 
     def _pages_of(self, first: np.ndarray):
         """(the distinct pages of `first` (page addresses) in order, each element's index

@@ -87,7 +87,7 @@ def _worker(todo, queue, dump_path: str, arch, user_top: int) -> None:
 
     try:
         phys = open_dump(dump_path)   # its own file handle, opened after the fork
-    except Exception as exc:   # the parent walks what no worker took
+    except Exception:   # noqa: BLE001 - the parent walks what no worker took
         results.put(("failed", os.getpid()))
         return
     while True:

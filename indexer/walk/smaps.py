@@ -27,7 +27,6 @@ from indexer.arch.memory import KernelMemory
 from indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP
 
 PSS_SHIFT = 12
-PAGE = 4096
 FIELDS = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
           "shared_clean", "shared_dirty", "private_clean", "private_dirty", "referenced",
           "anonymous", "ksm", "lazyfree", "anonymous_thp", "shmem_thp", "file_thp",
@@ -40,9 +39,6 @@ PAGE_BITS = ALL & ~SWAP_BITS
 SHARE_BITS = sum(1 << F[n] for n in ("pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
                                      "shared_clean", "shared_dirty", "private_clean",
                                      "private_dirty", "pss_locked"))
-# x86 entry bits (Intel SDM; software bits as the kernel uses them: SAVED_DIRTY = SOFTW5, only
-# on kernels with user shadow stacks, whose VmFlags table names "ss")
-_ACCESSED, _DIRTY, _SPECIAL, _SAVED_DIRTY = 1 << 5, 1 << 6, 1 << 9, 1 << 58
 PAGE_MAPPING_ANON, PAGE_MAPPING_KSM = 1, 3
 # A present leaf's category: which of the sums it adds to (see _present)
 C_ANON, C_SB, C_D, C_PRIV, C_REF, C_KSM, C_PMD = 1, 2, 4, 8, 16, 32, 64
@@ -80,11 +76,11 @@ SWAP_HAS_CACHE, COUNT_CONTINUED = 0x40, 0x80
 class SmapsPlan:
     """What the gatherers need, as plain data (inherited by the walk's workers)."""
 
-    paging: Arch                     # (x86_64: prepare() refuses other machines)
+    paging: Arch                     # the entry bits: young, dirty, special, swap
     kernel_pgd_pa: int | None
     frames: FrameLayout | None
     vm: dict                        # mnemonic -> vm_flags bit mask (from the kernel's table)
-    saved_dirty: bool               # shadow-stack kernels keep Dirty in a software bit
+    shadow_stack: bool              # the kernel keeps user shadow stacks (VmFlags "ss")
     has_ksm: bool
     nr_swapfiles: int
     swap_maps: dict                 # swap type -> swap_map address
@@ -186,6 +182,13 @@ class MmGatherer:
             self._present(vi[m], raw[m], value[m], level[m])
         m = (kind == KIND_SWAP) & ~huge
         if m.any():
+            # entries the kernel counts as present though crash does not (arm64 PROT_NONE)
+            arch = self.plan.paging
+            prot_none = m & (level == LEVEL_PTE) & arch.kernel_pte_present(raw)
+            if prot_none.any():
+                self._present(vi[prot_none], raw[prot_none],
+                              arch.leaf_pa(raw[prot_none], LEVEL_PTE), level[prot_none])
+                m &= ~prot_none
             self._swap(vi[m], raw[m], level[m])
 
     # --- present pages ------------------------------------------------------------------
@@ -216,9 +219,9 @@ class MmGatherer:
         if self.frames is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "struct pages not readable")
             return
-        lay = self.plan.frames
-        special = ((raw & np.uint64(_SPECIAL)) != 0) & (level == LEVEL_PTE)
-        pfn = value >> np.uint64(12)
+        lay, arch = self.plan.frames, self.plan.paging
+        special = arch.pte_special(raw) & (level == LEVEL_PTE)
+        pfn = value >> np.uint64(arch.page_shift)
         keep = ~special & (pfn <= np.uint64(lay.highest_pfn))
         if (level > LEVEL_PMD)[keep].any():
             self._mark(vi[keep & (level > LEVEL_PMD)], PAGE_BITS, "PUD-mapped pages")
@@ -238,11 +241,12 @@ class MmGatherer:
         if not len(vi):
             return
         pmd = level == LEVEL_PMD
+        page = arch.page_size
         if pmd.any():
             size = np.where(pmd & ((bits & FACT_HEAD) != 0),
-                            np.int64(PAGE) << order.astype(np.int64), PAGE)
+                            np.int64(page) << order.astype(np.int64), page)
         else:
-            size = np.full(len(vi), PAGE, np.int64)
+            size = np.full(len(vi), page, np.int64)
         one_ref = (bits & FACT_ONE_REF) != 0
         shared_compound = ~one_ref & ((bits & FACT_COMPOUND) != 0)
         if shared_compound.any():
@@ -250,16 +254,15 @@ class MmGatherer:
                        "a shared compound page (its per-page mapcounts are not modelled)")
         # The share: private when the folio has one reference, else by the page's mapcount.
         private = one_ref | (mapcount < 2)
-        pss = np.where(private, size << PSS_SHIFT, (PAGE << PSS_SHIFT) // np.maximum(mapcount, 1))
-        dirty_bits = _DIRTY | (_SAVED_DIRTY if self.plan.saved_dirty else 0)
+        pss = np.where(private, size << PSS_SHIFT, (page << PSS_SHIFT) // np.maximum(mapcount, 1))
         # One category per leaf (its facts that decide which sums it adds to), then two
         # sums per (VMA, category): bytes and Pss units.
         cat = ((b8 & FACT_ANON) != 0).astype(np.int64) * C_ANON
         cat |= np.where((b8 & FACT_SWAPBACKED) != 0, C_SB, 0)
-        cat |= np.where(((raw & np.uint64(dirty_bits)) != 0) | ((b8 & FACT_DIRTY) != 0), C_D, 0)
+        cat |= np.where(arch.entry_dirty(raw, self.plan.shadow_stack) | ((b8 & FACT_DIRTY) != 0),
+                        C_D, 0)
         cat |= np.where(private, C_PRIV, 0)
-        cat |= np.where(((raw & np.uint64(_ACCESSED)) != 0) | ((b8 & FACT_REFERENCED) != 0),
-                        C_REF, 0)
+        cat |= np.where(arch.entry_young(raw) | ((b8 & FACT_REFERENCED) != 0), C_REF, 0)
         cat |= np.where((b8 & FACT_KSM) == FACT_KSM, C_KSM, 0)
         if pmd.any():
             cat |= np.where(pmd, C_PMD, 0)
@@ -304,22 +307,22 @@ class MmGatherer:
         if self.frames is None or self.plan.frames.entire is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "hugetlb mapcount not known")
             return
-        lay = self.plan.frames
-        pfn = value >> np.uint64(12)
+        lay, arch = self.plan.frames, self.plan.paging
+        pfn = value >> np.uint64(arch.page_shift)
         own, h, head, tail, ok = self._heads(pfn)
         ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
         ok &= eok
         if not ok.all():
             self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's struct page is not in the dump")
         mapcount = own["mapcount"].astype(np.int64) + 1 + ent["e"].astype(np.int64) + 1
-        size = npages.astype(np.int64) * PAGE
+        size = npages.astype(np.int64) * arch.page_size
         self._add(vi, {"shared_hugetlb": np.where(ok & (mapcount >= 2), size, 0),
                        "private_hugetlb": np.where(ok & (mapcount < 2), size, 0)})
 
     # --- swap entries -------------------------------------------------------------------
     def _swap(self, vi, raw, level) -> None:
-        # pte_none(): an entry with only the Accessed/Dirty bits set (KNL erratum) is empty
-        keep = (raw & ~np.uint64(_ACCESSED | _DIRTY)) != 0
+        arch = self.plan.paging
+        keep = ~arch.kernel_pte_none(raw)
         vi, raw, level = vi[keep], raw[keep], level[keep]
         if (level != LEVEL_PTE).any():
             self._mark(vi[level != LEVEL_PTE], ALL, "a non-present huge entry (migration?)")
@@ -327,7 +330,7 @@ class MmGatherer:
             vi, raw = vi[keep], raw[keep]
         if not len(vi):
             return
-        typ, off = self.plan.paging.swap_type_offset(raw)
+        typ, off = arch.swap_type_offset(raw)
         real = typ < np.uint64(self.plan.nr_swapfiles)
         if (~real).any():
             self._mark(vi[~real], ALL, "a migration, device or marker entry")
@@ -350,10 +353,11 @@ class MmGatherer:
         if bad.any():
             self._mark(vi[bad], 1 << F["swap_pss"],
                        "a swap count continued or its swap_map not in the dump")
-        self._add(vi, {"swap": PAGE,
-                       "swap_pss": np.where(bad, 0, np.where(counts >= 2, (PAGE << PSS_SHIFT)
+        page = arch.page_size
+        self._add(vi, {"swap": page,
+                       "swap_pss": np.where(bad, 0, np.where(counts >= 2, (page << PSS_SHIFT)
                                                              // np.maximum(counts, 1),
-                                                             PAGE << PSS_SHIFT))})
+                                                             page << PSS_SHIFT))})
 
     def abandon(self, why: str) -> SmapsPart:
         """The part of a walk that stopped early: every figure of its VMAs is unknown."""
@@ -442,11 +446,11 @@ def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict) -> SmapsPla
     mn = vm_mnemonics(k)
     if mn is None or not k.types.has_struct("mem_size_stats"):
         return None
-    lay = frame_layout(k)
+    lay = frame_layout(k, paging)
     nr, maps = swap_maps(k)
     return SmapsPlan(
         paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn),
-        saved_dirty="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
+        shadow_stack="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
         swap_maps=maps, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
-        why_no_frames="" if lay else "the kernel's struct page layout or vmemmap_base "
-        "is not known")
+        why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "
+        "place is not known")

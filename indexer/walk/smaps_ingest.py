@@ -79,19 +79,14 @@ class SmapsImage:
 
 def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> SmapsImage | None:
     """The smaps plan and VMA texts, or None (with a line in `errors`) when this kernel's
-    vmlinux lacks what smaps needs, or the machine is one whose page-table bits smaps does
-    not decode yet (the young/dirty/soft bits and the vmemmap walk are x86_64's)."""
-    if getattr(paging, "name", "x86_64") != "x86_64":
-        errors.append(f"smaps: not read for {paging.name} dumps yet (x86_64 only): "
-                      "no smaps figures for this dump")
-        return None
+    vmlinux lacks what smaps needs."""
     mn = vm_mnemonics(k)
     plan = make_plan(k, paging, kernel_pgd_pa, mms)
     if plan is None or mn is None:
         errors.append("smaps: the vmlinux lacks show_smap_vma_flags()'s table or struct "
                       "mem_size_stats: no smaps figures for this dump")
         return None
-    vt = VmaTexts(k, mn, plan.vm)
+    vt = VmaTexts(k, mn, plan.vm, paging)
     leader: dict[int, int] = {}
     for t in tasks:
         if t.mm and (t.mm not in leader or t.pid == t.tgid):

@@ -12,10 +12,7 @@ from dataclasses import dataclass
 
 from indexer.errors import MemoryReadError, WalkError
 
-HPAGE_PMD_SIZE = 1 << 21      # x86-64 PMD leaf
-HPAGE_PMD_NR = 512
 MMF_DISABLE_THP = 24          # mm->flags bit set by prctl(PR_SET_THP_DISABLE), uapi-stable
-X86_FEATURE_OSPKE = 16 * 32 + 4   # cpufeatures word 16 (CPUID 7 ECX) bit 4
 MAX_PATH = 4096
 
 
@@ -63,7 +60,7 @@ def line_layout(k) -> str:
 class VmaTexts:
     """Reads what the header lines need, caching per file and per mm."""
 
-    def __init__(self, k, mnemonics: list[str], vm: dict):
+    def __init__(self, k, mnemonics: list[str], vm: dict, arch):
         self.k, self.mn, self.vm = k, mnemonics, vm
         self.sym_special = k.sym("special_mapping_name")
         self.sym_simple_dname = k.sym("simple_dname")
@@ -86,19 +83,12 @@ class VmaTexts:
                     "huge_anon_orders_inherit"))
             except (MemoryReadError, WalkError):
                 self.orders = ()
-        self.pkeys = self._pkeys_enabled()
-
-    def _pkeys_enabled(self) -> bool | None:
-        k = self.k
-        sym = k.sym("boot_cpu_data")
-        if sym is None or not k.has("cpuinfo_x86", "x86_capability"):
-            return None
-        try:
-            word = k.mem.u32(sym + k.off("cpuinfo_x86", "x86_capability")
-                             + 4 * (X86_FEATURE_OSPKE // 32))
-        except (MemoryReadError, WalkError):
-            return None
-        return bool(word >> (X86_FEATURE_OSPKE % 32) & 1)
+        # ProtectionKey is printed when the kernel was built with protection keys and the
+        # machine enabled them (arch_pkeys_enabled())
+        has_pkeys = k.sym("arch_set_user_pkey_access") is not None
+        self.page_shift = arch.page_shift
+        self.hpage_pmd = 1 << arch.shifts[-2]        # HPAGE_PMD_SIZE: a PMD leaf
+        self.pkeys = arch.pkeys_enabled(k) if has_pkeys else False
 
     # --- paths ---------------------------------------------------------------------------
     def _name(self, dentry: int) -> bytes:
@@ -184,7 +174,7 @@ class VmaTexts:
                 sb = k.ptr(inode + k.off("inode", "i_sb"))
                 dev = k.mem.u32(sb + k.off("super_block", "s_dev"))
                 ino = k.ptr(inode + k.off("inode", "i_ino"))
-                pgoff = vma.pgoff << 12
+                pgoff = vma.pgoff << self.page_shift
                 name = self.d_path(vma.file, root)
                 if name is None:
                     header_ok = False
@@ -249,20 +239,20 @@ class VmaTexts:
         whole = vma.pgoff == 0 and vma.end - vma.start >= size
         vm = self.vm
         if whole and (vma.flags & vm.get("sh", 0) or not vma.flags & vm["wr"]):
-            return swapped << 12
+            return swapped << self.page_shift
         return None
 
     def _kernel_page_kb(self, vma, vm_ops: int, inode: int) -> int | None:
-        """vma_kernel_pagesize(): a hugetlb VMA's hstate page size, else 4 kB."""
+        """vma_kernel_pagesize(): a hugetlb VMA's hstate page size, else the base page."""
         k = self.k
         if not vma.flags & self.vm.get("ht", 0):
-            return 4
+            return 1 << (self.page_shift - 10)
         try:
             sb = k.ptr(inode + k.off("inode", "i_sb"))
             info = k.ptr(sb + k.off("super_block", "s_fs_info"))
             h = k.ptr(info + k.off("hugetlbfs_sb_info", "hstate"))
             order = k.mem.u32(h + k.off("hstate", "order"))
-            return 4 << order
+            return 1 << (self.page_shift - 10 + order)
         except (MemoryReadError, WalkError):
             return None
 
@@ -291,9 +281,10 @@ class VmaTexts:
         madv = bool(f >> bit["TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"] & 1) \
             if bit["TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"] is not None else False
         anonymous = vm_ops == 0
-        haddr = (vma.end - HPAGE_PMD_SIZE) & ~(HPAGE_PMD_SIZE - 1)
-        suitable = haddr >= vma.start and haddr + HPAGE_PMD_SIZE <= vma.end
-        if not anonymous and ((vma.start >> 12) - vma.pgoff) % HPAGE_PMD_NR:
+        pmd = self.hpage_pmd
+        haddr = (vma.end - pmd) & ~(pmd - 1)
+        suitable = haddr >= vma.start and haddr + pmd <= vma.end
+        if not anonymous and ((vma.start >> self.page_shift) - vma.pgoff) % (pmd >> self.page_shift):
             suitable = False
         temp_stack = bool(flags & (vm.get("gd", 0))) and \
             (flags & (vm.get("sr", 0) | vm.get("rr", 0))) == (vm.get("sr", 0) | vm.get("rr", 0))

@@ -22,6 +22,9 @@ STRUCTS: dict[str, tuple[str, ...]] = {
     "hstate": ("hugetlbfs_fill_super", "hugetlb_fault"),
     "cpuinfo_x86": ("get_cpu_cap", "identify_cpu"),
     "swap_info_struct": ("get_swap_device", "swap_info_get", "si_swapinfo"),
+    # the swap table's layout (kernels without swap_info_struct.swap_map)
+    "swap_cluster_info": ("swp_swapcount", "get_swap_device", "si_swapinfo"),
+    "swap_table": ("swp_swapcount", "get_swap_device", "si_swapinfo"),
 }
 ENUMS: dict[str, tuple[str, ...]] = {
     "pageflags": ("folio_mark_accessed", "mark_page_accessed", "__free_pages"),

@@ -3,10 +3,10 @@
 What fs/proc/task_mmu.c does per entry (smaps_pte_entry / smaps_pmd_entry /
 smaps_hugetlb_range, smaps_account), done here over a whole chunk of leaves at once: each
 present page's struct page (flags, mapping, _refcount, _mapcount; its head's for a tail
-page) and each swap entry's swap_map count decide its share. The sums are kept per VMA in
+page) and each swap entry's swap count decide its share. The sums are kept per VMA in
 the kernel's own units (bytes; the Pss sums in bytes << PSS_SHIFT) so a rollup of many VMAs
 rounds exactly as the kernel's does. A figure that depends on something the dump lacks (a
-struct page, a swap_map byte) or on a case not modelled here is marked unknown, never
+struct page, a swap count) or on a case not modelled here is marked unknown, never
 guessed: `unknown` has one bit per field, `reason` says why in one line.
 
 The plan (SmapsPlan) is plain data made in the parent from the kernel's layouts; the
@@ -25,6 +25,7 @@ from indexer.walk.frames import FACT_DIRTY, FACT_ANON, FACT_COMPOUND, FACT_HEAD,
 from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, Arch
 from indexer.arch.memory import KernelMemory
 from indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP
+from indexer.walk.swapcount import SwapCountsUnknown, SwapMap, SwapTable, swap_counts
 
 PSS_SHIFT = 12
 FIELDS = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
@@ -69,7 +70,6 @@ CAT_FIELDS = (
     ("private_clean", _cats(lambda c: not c & C_D and c & C_PRIV), False),
     ("shared_clean", _cats(lambda c: not c & C_D and not c & C_PRIV), False),
 )
-SWAP_HAS_CACHE, COUNT_CONTINUED = 0x40, 0x80
 
 
 @dataclass
@@ -83,7 +83,7 @@ class SmapsPlan:
     shadow_stack: bool              # the kernel keeps user shadow stacks (VmFlags "ss")
     has_ksm: bool
     nr_swapfiles: int
-    swap_maps: dict                 # swap type -> swap_map address
+    swap_counts: SwapMap | SwapTable | SwapCountsUnknown    # each swap slot's count
     vma_flags: dict                 # mm -> [vm_flags of each VMA]
     why_no_frames: str = ""
 
@@ -335,24 +335,13 @@ class MmGatherer:
         if (~real).any():
             self._mark(vi[~real], ALL, "a migration, device or marker entry")
             vi, typ, off = vi[real], typ[real], off[real]
-        n = len(vi)
-        if not n:
+        if not len(vi):
             return
-        base = np.array([self.plan.swap_maps.get(int(t), 0) for t in typ.tolist()], np.uint64) \
-            if n else np.zeros(0, np.uint64)
-        have = base != 0
-        counts = np.zeros(n, np.int64)
-        okc = np.zeros(n, bool)
-        if have.any():
-            got, gok = FrameReader(self.mem, None).fields(base[have] + off[have],
-                                                           {"c": (0, "u1")})
-            counts[have] = got["c"].astype(np.int64) & ~SWAP_HAS_CACHE
-            okc[have] = gok
-        cont = (counts & COUNT_CONTINUED) != 0
-        bad = ~okc | cont
-        if bad.any():
-            self._mark(vi[bad], 1 << F["swap_pss"],
-                       "a swap count continued or its swap_map not in the dump")
+        counts, unknown = self.plan.swap_counts.counts(FrameReader(self.mem, None), typ, off)
+        bad = np.zeros(len(vi), bool)
+        for which, why in unknown:
+            self._mark(vi[which], 1 << F["swap_pss"], why)
+            bad |= which
         page = arch.page_size
         self._add(vi, {"swap": page,
                        "swap_pss": np.where(bad, 0, np.where(counts >= 2, (page << PSS_SHIFT)
@@ -417,40 +406,15 @@ def vm_bits(mnemonics: list[str]) -> dict[str, int]:
     return out
 
 
-def swap_maps(k) -> tuple[int, dict[int, int]]:
-    """(nr_swapfiles, {type: swap_map address}) of the swap areas in use."""
-    if k.sym("nr_swapfiles") is None or k.sym("swap_info") is None:
-        return 0, {}
-    try:
-        nr = k.mem.u32(k.sym("nr_swapfiles"))
-    except (MemoryReadError, WalkError):
-        return 0, {}
-    base = k.sym("swap_info")
-    maps = {}
-    if not k.has("swap_info_struct", "swap_map"):
-        return nr, {}
-    off = k.off("swap_info_struct", "swap_map")
-    for t in range(min(nr, 64)):
-        try:
-            si = k.ptr(base + 8 * t)
-            if si:
-                m = k.ptr(si + off)
-                if m:
-                    maps[t] = m
-        except (MemoryReadError, WalkError):
-            continue
-    return nr, maps
-
-
 def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict) -> SmapsPlan | None:
     mn = vm_mnemonics(k)
     if mn is None or not k.types.has_struct("mem_size_stats"):
         return None
     lay = frame_layout(k, paging)
-    nr, maps = swap_maps(k)
+    nr, counts = swap_counts(k)
     return SmapsPlan(
         paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn),
         shadow_stack="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
-        swap_maps=maps, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
+        swap_counts=counts, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
         why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "
         "place is not known")

@@ -160,10 +160,27 @@ class Arm64(Arch):
         # kernel gives it, else VMEMMAP_START less PHYS_OFFSET's pfn worth of struct pages.
         if self.vmcoreinfo_vmemmap:
             return self.vmcoreinfo_vmemmap
-        if self.vmemmap_start is None or not k.types.has_struct("page"):
+        if not k.types.has_struct("page"):
             return None
         size = k.types.sizeof("page")
-        return (self.vmemmap_start - (self.phys_offset >> self.page_shift) * size) & U64
+        start = self.vmemmap_start if self.vmemmap_start is not None else \
+            self._vmemmap_start_before_5_18(size)
+        if start is None:
+            return None
+        return (start - (self.phys_offset >> self.page_shift) * size) & U64
+
+    def _vmemmap_start_before_5_18(self, page_struct_size: int) -> int | None:
+        """VMEMMAP_START of a kernel whose VMCOREINFO does not give it (before 5.18), as
+        crash's arm64_get_range_v5_4 / _v5_11 compute it, by THIS_KERNEL_VERSION."""
+        vmem_shift = self.page_shift - (page_struct_size - 1).bit_length()
+        if (5, 11, 0) <= self.release < (5, 18, 0):
+            return (-(1 << (self.va_bits - vmem_shift))) & U64
+        if (5, 4, 0) <= self.release < (5, 11, 0):
+            v = min(self.va_bits, 48)
+            page_end = (-(1 << (v - 1))) & U64
+            size = ((page_end - self.page_offset) & U64) >> vmem_shift
+            return (-size - (2 << 20)) & U64
+        return None
 
     def _swap_layout(self) -> tuple[int, int, int]:
         # crash's arm64.c, arm64_init(POST_GDB), picks the layout by THIS_KERNEL_VERSION.
@@ -192,6 +209,8 @@ class Arm64(Arch):
 
     def pte_special(self, e: np.ndarray) -> np.ndarray:
         return (e & np.uint64(_SPECIAL)) != 0
+
+    pkey_bits = 3       # arm64 POE: POR_EL0 holds 8 overlays
 
     def pkeys_enabled(self, k) -> bool | None:
         # system_supports_poe(): the CPU's S1POE, which also sets HWCAP2_POE in elf_hwcap

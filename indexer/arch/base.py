@@ -145,6 +145,8 @@ class Arch:
         """pte_special(): a PTE vm_normal_page() skips (no struct page to account)."""
         raise NotImplementedError
 
+    pkey_bits: int = 0          # CONFIG_ARCH_PKEY_BITS: vm_flags bits of a protection key
+
     def pkeys_enabled(self, k) -> bool | None:
         """arch_pkeys_enabled() of the crashed machine (whether smaps prints
         ProtectionKey, when the kernel was built with protection keys); None: unknown."""

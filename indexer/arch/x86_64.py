@@ -131,6 +131,8 @@ class X86_64(Arch):
     def pte_special(self, e: np.ndarray) -> np.ndarray:
         return (e & np.uint64(_SPECIAL)) != 0
 
+    pkey_bits = 4       # x86 protection keys: PKRU holds 16 keys
+
     def pkeys_enabled(self, k) -> bool | None:
         # boot_cpu_has(X86_FEATURE_OSPKE): the feature words are a plain u32 array
         sym = k.sym("boot_cpu_data")

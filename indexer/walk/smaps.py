@@ -397,12 +397,18 @@ def vm_mnemonics(k) -> list[str] | None:
     return out
 
 
-def vm_bits(mnemonics: list[str]) -> dict[str, int]:
+VM_HIGH_ARCH_BIT_0 = 32     # VM_PKEY_SHIFT: the protection key's first vm_flags bit
+
+
+def vm_bits(mnemonics: list[str], pkey_bits: int) -> dict[str, int]:
+    """{mnemonic: vm_flags bit}, and "pkey": the mask vma_pkey() reads (the arch's
+    CONFIG_ARCH_PKEY_BITS bits from VM_PKEY_SHIFT, nameless in the kernel's table)."""
     out: dict[str, int] = {}
     for i, m in enumerate(mnemonics):
         if m and m != "??":
             out.setdefault(m, 1 << i)
-    out["pkey"] = sum(1 << i for i, m in enumerate(mnemonics) if m == "")
+    out["pkey"] = sum(1 << i for i in range(VM_HIGH_ARCH_BIT_0, VM_HIGH_ARCH_BIT_0 + pkey_bits)
+                      if i < len(mnemonics) and mnemonics[i] == "")
     return out
 
 
@@ -413,7 +419,7 @@ def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict) -> SmapsPla
     lay = frame_layout(k, paging)
     nr, counts = swap_counts(k)
     return SmapsPlan(
-        paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn),
+        paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn, paging.pkey_bits),
         shadow_stack="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
         swap_counts=counts, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
         why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "

@@ -382,6 +382,14 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         with index_errors(engine):
             cached = store.cached_kernel(engine, bid)
         types = KernelTypes.from_json(cached[0]) if cached else None
+        if cached and not types.complete and vmlinux_path is None:
+            # cached by an older vmdex, which asked DWARF for less: find the vmlinux again
+            # if it is anywhere vmdex looks, else this dump gets what the old row holds
+            try:
+                vmlinux_path = find_vmlinux(str(dump_path), bid, info.osrelease, progress)
+                kernel_from = str(vmlinux_path)
+            except KernelError:
+                pass
         refresh = bool(cached) and vmlinux_path is not None and not types.complete
         if refresh:   # cached by an older vmdex, which asked DWARF for less: read it again
             cached = None

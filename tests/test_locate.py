@@ -241,3 +241,38 @@ def test_directory_without_dumps(tmp_path):
     line = one_line_error(run("ingest", str(tmp_path / "crash"), db=tmp_path / "i.db"))
     assert line == (f"vmdex: {tmp_path / 'crash'}: no crash dumps under this directory "
                     "(looked for <dir>/dump.<stamp> and <dir>/vmcore files)")
+
+
+def test_stale_cached_kernel_is_read_again_from_a_found_vmlinux(tmp_path):
+    """Without --vmlinux, a kernels row cached by an older vmdex (less asked of DWARF: here
+    no smaps structs) is read again from the vmlinux vmdex finds by itself; found nowhere,
+    the dump is still indexed from the old row and ingest_errors says how to get smaps."""
+    import json
+    import sqlite3
+
+    db = tmp_path / "i.db"
+    dump = str(F.dump(K61, "vmcore.mdf-c-d31"))
+    ok(run("ingest", "--vmlinux", str(F.vmlinux(K61)), "--name", "first", dump, db=db))
+    con = sqlite3.connect(db)
+    data = json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
+    assert data.pop("wanted")
+    data["named"] = {k: v for k, v in data["named"].items() if "mem_size_stats" not in k}
+    con.execute("UPDATE kernels SET types_json = ?", (json.dumps(data),))
+    con.commit()
+
+    def smaps_errors(name):
+        return [r[0] for r in con.execute(
+            "SELECT message FROM ingest_errors e JOIN dumps d ON d.id = e.dump_id "
+            "WHERE d.name = ? AND message LIKE 'smaps%'", (name,))]
+
+    ok(run("ingest", "--name", "stale", dump, db=db, VMDEX_DEBUG_DIRS=str(tmp_path / "none")))
+    assert len(smaps_errors("stale")) == 1 and "--vmlinux" in smaps_errors("stale")[0]
+    root = tmp_path / "debug"
+    (root / "boot").mkdir(parents=True)
+    (root / "boot" / f"vmlinux-{F.release(K61)}").symlink_to(F.vmlinux(K61))
+    ok(run("ingest", "--name", "found", dump, db=db, VMDEX_DEBUG_DIRS=str(root)))
+    assert smaps_errors("found") == []
+    assert "wanted" in json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
+    con.close()
+    rollup = run("--dump", "found", "smaps", "--rollup", "1", db=db)
+    assert rollup.returncode == 0 and "Pss:" in rollup.stdout

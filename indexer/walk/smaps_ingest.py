@@ -83,8 +83,12 @@ def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> Sm
     mn = vm_mnemonics(k)
     plan = make_plan(k, paging, kernel_pgd_pa, mms)
     if plan is None or mn is None:
-        errors.append("smaps: the vmlinux lacks show_smap_vma_flags()'s table or struct "
-                      "mem_size_stats: no smaps figures for this dump")
+        if not getattr(k.types, "complete", True):
+            errors.append("smaps: the kernel's types were cached in the index by an older "
+                          "vmdex: ingest again with --vmlinux for the smaps figures")
+        else:
+            errors.append("smaps: the vmlinux lacks show_smap_vma_flags()'s table or struct "
+                          "mem_size_stats: no smaps figures for this dump")
         return None
     vt = VmaTexts(k, mn, plan.vm, paging)
     leader: dict[int, int] = {}

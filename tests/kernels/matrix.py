@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:       # run as a script: tests.* (smaps spec, generator) importable
+    sys.path.insert(0, str(REPO))
 HERE = Path(__file__).resolve().parent
 TOOLS = Path(os.environ.get("VMDEX_FIXTURE_TOOLS", REPO.parent / "shared" / "fixtures" / "tools"))
 VMDEX = str(Path(sys.executable).parent / "vmdex")

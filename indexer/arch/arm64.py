@@ -24,6 +24,7 @@ _HWCAP2_POE = 64 + 63       # elf_hwcap bit of HWCAP2_POE (uapi hwcap.h: bit 63 
 
 class Arm64(Arch):
     name = "arm64"
+    pkey_bits = 3       # CONFIG_ARCH_PKEY_BITS (arm64 POE: POR_EL0 holds 8 overlays)
 
     def __init__(self, page_size: int, va_bits: int, va_bits_actual: int, phys_offset: int,
                  kimage_voffset: int, max_physmem_bits: int):
@@ -209,8 +210,6 @@ class Arm64(Arch):
 
     def pte_special(self, e: np.ndarray) -> np.ndarray:
         return (e & np.uint64(_SPECIAL)) != 0
-
-    pkey_bits = 3       # arm64 POE: POR_EL0 holds 8 overlays
 
     def pkeys_enabled(self, k) -> bool | None:
         # system_supports_poe(): the CPU's S1POE, which also sets HWCAP2_POE in elf_hwcap

@@ -43,6 +43,7 @@ class Arch:
     phys_base: int = 0           # stored in dumps.phys_base (x86: phys_base, arm64: PHYS_OFFSET)
     page_offset: int = 0         # start of the direct map; also dumps.page_offset
     kernel_pgd_pa: int | None = None
+    pkey_bits: int = 0           # CONFIG_ARCH_PKEY_BITS: vm_flags bits of a protection key
 
     # --- geometry --------------------------------------------------------------------
     @property
@@ -144,8 +145,6 @@ class Arch:
     def pte_special(self, e: np.ndarray) -> np.ndarray:
         """pte_special(): a PTE vm_normal_page() skips (no struct page to account)."""
         raise NotImplementedError
-
-    pkey_bits: int = 0          # CONFIG_ARCH_PKEY_BITS: vm_flags bits of a protection key
 
     def pkeys_enabled(self, k) -> bool | None:
         """arch_pkeys_enabled() of the crashed machine (whether smaps prints

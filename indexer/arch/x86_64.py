@@ -22,6 +22,7 @@ class X86_64(Arch):
     """The paging facts of one x86_64 dump, taken from VMCOREINFO and kernel memory."""
 
     name = "x86_64"
+    pkey_bits = 4       # CONFIG_ARCH_PKEY_BITS (x86 protection keys: PKRU holds 16 keys)
     page_size = 4096
 
     def __init__(self, levels: int = 4, page_offset: int = 0, phys_base: int = 0,
@@ -130,8 +131,6 @@ class X86_64(Arch):
 
     def pte_special(self, e: np.ndarray) -> np.ndarray:
         return (e & np.uint64(_SPECIAL)) != 0
-
-    pkey_bits = 4       # x86 protection keys: PKRU holds 16 keys
 
     def pkeys_enabled(self, k) -> bool | None:
         # boot_cpu_has(X86_FEATURE_OSPKE): the feature words are a plain u32 array

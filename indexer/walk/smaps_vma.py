@@ -284,7 +284,8 @@ class VmaTexts:
         pmd = self.hpage_pmd
         haddr = (vma.end - pmd) & ~(pmd - 1)
         suitable = haddr >= vma.start and haddr + pmd <= vma.end
-        if not anonymous and ((vma.start >> self.page_shift) - vma.pgoff) % (pmd >> self.page_shift):
+        pmd_pages = pmd >> self.page_shift
+        if not anonymous and ((vma.start >> self.page_shift) - vma.pgoff) % pmd_pages:
             suitable = False
         temp_stack = bool(flags & (vm.get("gd", 0))) and \
             (flags & (vm.get("sr", 0) | vm.get("rr", 0))) == (vm.get("sr", 0) | vm.get("rr", 0))

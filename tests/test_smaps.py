@@ -1,7 +1,8 @@
 """`vmdex smaps`: the kernel's own /proc/PID/smaps and smaps_rollup, byte for byte.
 
 The spec is what the guest kernel printed just before the dump (console.log `SMAPS` lines,
-any fixture folder that has them, tests/smaps_spec.py); the dumps are real, ingested by the real CLI.
+any fixture folder that has them, tests/smaps_spec.py); the dumps are real, ingested by
+the real CLI.
 """
 from __future__ import annotations
 

@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         res = Result(row, error=err) if err else check(row, diffs, a.questions)
         results.append(res)
         print(f"[matrix] {row.name}: {'identical' if res.identical else 'NOT identical'} "
-              f"{res.formats} {res.questions or ''} smaps {res.smaps} {res.error}", file=sys.stderr, flush=True)
+              f"{res.formats} {res.questions or ''} smaps {res.smaps} {res.error}",
+              file=sys.stderr, flush=True)
     date = datetime.date.today().isoformat()
     text = table(results, date)
     print(text, end="")

@@ -171,8 +171,12 @@ def run_smaps(open_index, argv: list[str], out, fmt: str = "text") -> int:
             status = 1
             continue
         t = tasks[0]
-        if not t.mm:
-            continue        # a kernel thread: its smaps is empty
+        if not t.mm:        # a kernel thread: its smaps is empty, its smaps_rollup ESRCH
+            if rollup:
+                out.err(f"smaps: pid {t.pid} ({t.comm}) has no mm: the kernel gives no "
+                        "smaps_rollup for it (No such process)\n")
+                status = 1
+            continue
         text, missing = (sm.rollup if rollup else sm.full)(t.mm)
         out.write(text)
         if missing:

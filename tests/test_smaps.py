@@ -174,6 +174,16 @@ def test_bad_words(smaps_index):
     assert p.returncode == 1 and p.stderr.decode() == "smaps: invalid task or pid value: 99999\n"
     p = vmdex("--dump", name, "smaps", "--all", "1", db=db)
     assert p.returncode == 2 and "Traceback" not in p.stderr.decode()
+    # a kernel thread (no mm): its smaps is empty, its smaps_rollup the kernel refuses
+    kthread = json.loads(vmdex("sql", "--format", "json",
+                               "SELECT t.pid FROM tasks t JOIN dumps d ON d.id = t.dump_id "
+                               f"WHERE d.name = '{name}' AND t.mm IS NULL AND t.pid > 0 LIMIT 1",
+                               db=db, check=True).stdout)[0]["pid"]
+    p = vmdex("--dump", name, "smaps", str(kthread), db=db)
+    assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
+    p = vmdex("--dump", name, "smaps", "--rollup", str(kthread), db=db)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and p.stdout == b"" and err.count("\n") == 1 and "no mm" in err
 
 
 def test_lost_struct_page(smaps_index, tmp_path):

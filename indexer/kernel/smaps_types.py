@@ -35,3 +35,8 @@ ENUMERATORS: dict[str, tuple[str, ...]] = {
 VARIABLES: dict[str, tuple[str, ...]] = {
     "boot_cpu_data": ("get_cpu_cap", "identify_cpu"),
 }
+# printf formats of smaps lines whose width changed between kernels (not in DWARF): found
+# by their fixed start in the vmlinux's .rodata
+FORMATS: dict[str, bytes] = {
+    "THPeligible": b"THPeligible:",
+}

@@ -114,10 +114,12 @@ for _mine, _theirs in ((WANTED_STRUCTS, _smaps.STRUCTS), (WANTED_ENUMS, _smaps.E
 
 # What this vmdex asks of DWARF, as a short digest kept with every cached kernel: a kernel
 # row cached by an older vmdex (which asked for less) is read again when a vmlinux is at hand.
+WANTED_FORMATS = _smaps.FORMATS
 WANTED_DIGEST = __import__("hashlib").sha1(repr(sorted(
     (k, sorted(d)) for k, d in (("s", WANTED_STRUCTS), ("t", WANTED_TYPEDEFS),
                                 ("e", WANTED_ENUMS), ("n", WANTED_ENUMERATORS),
-                                ("v", WANTED_VARIABLES)))).encode()).hexdigest()[:12]
+                                ("v", WANTED_VARIABLES), ("f", WANTED_FORMATS)))).encode()
+                        ).hexdigest()[:12]
 
 _ENC = {1: "a", 2: "b", 4: "f", 5: "s", 6: "sc", 7: "u", 8: "uc", 0x10: "u"}
 _CV = (D.TAG_const, D.TAG_volatile, D.TAG_restrict, D.TAG_atomic)
@@ -529,12 +531,26 @@ def load_kernel_types(vmlinux_path):
     try:
         dw = D.DwarfFile(elf)
         symtab = Symtab._from_elf(elf)
-        return _extract(dw, symtab.address), symtab
+        kt = _extract(dw, symtab.address)
+        kt.data["formats"] = rodata_formats(elf)
+        return kt, symtab
     except (IndexError, KeyError, ValueError, OverflowError, RecursionError,
             struct.error) as e:  # corrupt DWARF: one line, no traceback
         raise KernelError(f"unreadable debug info in {vmlinux_path}: {e!r}") from None
     finally:
         elf.close()
+
+
+def rodata_formats(elf) -> dict[str, str]:
+    """{name: the whole format string} of WANTED_FORMATS found in .rodata."""
+    rodata = elf.section(".rodata") or b""
+    out = {}
+    for name, start in WANTED_FORMATS.items():
+        at = rodata.find(start)
+        if at >= 0:
+            end = rodata.find(b"\0", at)
+            out[name] = rodata[at:end if end >= 0 else at + 64].decode("latin-1")
+    return out
 
 
 class KernelTypes:
@@ -547,6 +563,10 @@ class KernelTypes:
         self.enumerators = data.get("enumerators", {})
         self.variables = data.get("variables", {})
         self._paths: dict = {}
+
+    def format(self, name: str) -> str | None:
+        """A printf format of the kernel's (WANTED_FORMATS), None when not read."""
+        return self.data.get("formats", {}).get(name)
 
     @property
     def complete(self) -> bool:

@@ -8,6 +8,7 @@ DWARF. Anything that cannot be decided is None: the query says it is unknown.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from indexer.errors import MemoryReadError, WalkError
@@ -17,8 +18,13 @@ MAX_PATH = 4096
 
 
 def thp_line_width(k) -> int:
-    """THPeligible's width: `%d` until the kernels with per-order THP settings
-    (__thp_vma_allowable_orders), which print it `%8u`."""
+    """THPeligible's print width: from the kernel's own format (`%d`, or `%8u` since the
+    per-order THP settings); for a kernel row cached without it, by the function those
+    kernels have (absent also from kernels built without THP)."""
+    fmt = k.types.format("THPeligible") if hasattr(k.types, "format") else None
+    if fmt:
+        m = re.search(r"%(\d*)[du]", fmt)
+        return int(m[1]) if m and m[1] else 0
     return 8 if k.sym("__thp_vma_allowable_orders") is not None else 0
 
 
@@ -275,6 +281,8 @@ class VmaTexts:
         bit = {n: k.types.enum_value(n) for n in ("TRANSPARENT_HUGEPAGE_FLAG",
                                                   "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
                                                   "TRANSPARENT_HUGEPAGE_NEVER_DAX")}
+        if k.sym("transparent_hugepage_flags") is None:
+            return 0            # built without THP (PREEMPT_RT): the check is a stub
         if f is None or bit["TRANSPARENT_HUGEPAGE_FLAG"] is None:
             return None
         always = bool(f >> bit["TRANSPARENT_HUGEPAGE_FLAG"] & 1)

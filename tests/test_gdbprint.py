@@ -77,6 +77,43 @@ def test_matches_crash(kernel, fname, cmd):
         assert got == _oracle_struct_text(fd.oracle_dir(kernel) / fname)
 
 
+@pytest.mark.parametrize("kernel", sorted({k for k, _, _ in CASES}))
+@pytest.mark.parametrize("struct_name", ["mm_struct", "vm_area_struct"])
+def test_pointer_fields_are_what_the_renderer_asks(kernel, struct_name):
+    """The ingest collects `<symbol>` texts from pointer_fields() without rendering: it must
+    name exactly the values the renderer looks up, on this kernel's real objects."""
+    from indexer.kernel.gdbprint import pointer_fields
+    from indexer.kernel.pointers import collect_pointer_symbols
+
+    kc = kernel_ctx(kernel)
+    size = kc.types.sizeof(struct_name)
+    addrs = set()
+    for f, cmd, _ in fd.oracle_commands(kernel):
+        if cmd.startswith("vm ") and CMD.match(cmd):
+            lines = (fd.oracle_dir(kernel) / ("vm." + f.split(".", 1)[1])).read_text().splitlines()
+            if struct_name == "mm_struct":
+                addrs.add(int(lines[2].split()[0], 16))
+            else:
+                start = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["VMA"])
+                addrs |= {int(ln.split()[0], 16) for ln in lines[start + 1:] if ln.strip()}
+    assert addrs
+    for a in sorted(addrs):
+        raw = kc.read(a, size)
+        asked: set[int] = set()
+        render_struct(kc.types.data, struct_name, raw, lambda v: asked.add(v), 10, addr=a)
+        ptrs, flex = pointer_fields(kc.types.data, struct_name)
+        found = {int.from_bytes(raw[o:o + n], "little") for o, n in ptrs} | \
+            {(a + o) % (1 << 64) for o in flex}
+        assert asked == found - {0}
+    objects = [(struct_name, kc.read(a, size), a) for a in sorted(addrs)]
+    slow: dict = {}
+    for name, raw, a in objects:
+        render_struct(kc.types.data, name, raw,
+                      lambda v: slow.setdefault(v, kc.symbolize(v)), 10, addr=a)
+    assert collect_pointer_symbols(kc.types.data, kc.symbolize, objects) == \
+        {v: s for v, s in slow.items() if s}
+
+
 def test_all_oracle_files_covered():
     names = {f for _, f, _ in CASES}
     assert {"vm-m.cow.txt", "vm-x-m.cow.txt", "vm-d-m.cow.txt", "vm-v.cow.txt",

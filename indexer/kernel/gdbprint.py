@@ -49,6 +49,48 @@ def render_struct(types, struct_name: str, raw: bytes, addr_to_symbol=None,
     return "".join(out)
 
 
+def pointer_fields(types: dict, struct_name: str) -> tuple[list[tuple[int, int]], list[int]]:
+    """Where render_struct would ask addr_to_symbol, found without rendering: the (offset,
+    size) of every pointer it prints, and the offset of every flexible array it prints as
+    an address (the object's address + offset). The same walk as _Printer's."""
+    p = _Printer(types, None, False)
+    tid = types["named"].get("struct " + struct_name) or types["named"].get("union " + struct_name)
+    if tid is None:
+        raise KeyError(f"no type struct {struct_name}")
+    ptrs: list[tuple[int, int]] = []
+    flex: list[int] = []
+
+    def walk(tid, off):
+        rid = p.strip(tid)
+        if rid is None:
+            return
+        t = p.t[rid]
+        k = t["k"]
+        if k in ("struct", "union"):
+            for m in t.get("m") or []:
+                if len(m) <= 3:                  # bitfields are never pointers
+                    walk(m[1], off + m[2])
+        elif k == "ptr":
+            ptrs.append((off, t["sz"]))
+        elif k == "array":
+            erid = p.strip(t["t"])
+            esz = p._size(erid)
+            n = t.get("len")
+            if not n or not esz:
+                flex.append(off)
+                return
+            et = p.t[erid] if erid is not None else None
+            if et is not None and et["k"] == "base" and et["sz"] == 1 and et["enc"] != "b":
+                return                           # a char array prints as a string
+            if et is not None and et["k"] not in ("struct", "union", "array", "ptr"):
+                return                           # no pointer inside
+            for i in range(min(n, PRINT_MAX)):
+                walk(t["t"], off + i * esz)
+
+    walk(tid, 0)
+    return ptrs, flex
+
+
 class _Printer:
     def __init__(self, types, sym, hexmode):
         self.t = types["types"]

@@ -6,19 +6,24 @@ answers; the query side then needs no symbol table (and no numpy) at all.
 """
 from __future__ import annotations
 
-from indexer.kernel.gdbprint import render_struct
+from indexer.kernel.gdbprint import pointer_fields
+
+U64 = (1 << 64) - 1
 
 
 def collect_pointer_symbols(types: dict, symbolize, objects) -> dict[int, str]:
     """{pointer value: symbol text} for every pointer printed when rendering `objects`,
-    an iterable of (struct name, raw bytes, address)."""
+    an iterable of (struct name, raw bytes, address). The renderer's own walk says where
+    those pointers are (gdbprint.pointer_fields), once per struct type."""
     seen: dict[int, str | None] = {}
-
-    def ask(addr: int) -> str | None:
-        if addr not in seen:
-            seen[addr] = symbolize(addr)
-        return seen[addr]
-
+    fields: dict[str, tuple] = {}
     for struct, raw, addr in objects:
-        render_struct(types, struct, raw, ask, 10, addr)
+        if struct not in fields:
+            fields[struct] = pointer_fields(types, struct)
+        ptrs, flex = fields[struct]
+        values = [int.from_bytes(raw[o:o + n], "little") for o, n in ptrs]
+        values += [((addr or 0) + o) & U64 for o in flex]
+        for v in values:
+            if v and v not in seen:
+                seen[v] = symbolize(v)
     return {a: s for a, s in seen.items() if s}

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 LINE = re.compile(r"^SMAPS (\d+) (\S+) (rollup|full): (.*)$")
+# a kernel message the serial console wrote into the middle of a line ("[   13.159814] ...")
+PRINTK = re.compile(r"\[ *\d+\.\d{6}\] .*$")
 
 
 def expected(console: Path) -> dict[tuple[int, str], tuple[str, str]]:
@@ -23,7 +25,7 @@ def expected(console: Path) -> dict[tuple[int, str], tuple[str, str]]:
     for line in raw.splitlines():
         m = LINE.match(line.rstrip("\r"))
         if m:
-            pid, comm, kind, text = int(m[1]), m[2], m[3], m[4]
+            pid, comm, kind, text = int(m[1]), m[2], m[3], PRINTK.sub("", m[4])
             comms[pid] = comm
             out.setdefault((pid, kind), []).append(text + "\n")
     return {key: (comms[key[0]], "".join(v)) for key, v in out.items()}

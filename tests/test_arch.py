@@ -14,6 +14,7 @@ from indexer.arch import UnsupportedArch, detect, machine_of
 from indexer.arch.arm64 import Arm64
 from indexer.arch.x86_64 import X86_64
 from indexer.kernel.vmcoreinfo import VmcoreInfo
+from tests import fixturedata as F
 
 
 class _Dump:
@@ -116,3 +117,37 @@ def test_arm64_without_its_vmcoreinfo_numbers_is_one_line():
 def test_vmcoreinfo_numbers_hex_or_decimal():
     info = VmcoreInfo.parse("NUMBER(a)=0x10\nNUMBER(b)=-129\nNUMBER(c)=27\nNUMBER(d)=-0x10\n")
     assert [info.number(k) for k in "abcd"] == [16, -129, 27, -16]
+
+
+@pytest.mark.parametrize("kernel", F.kernels())
+def test_x86_linear_ranges_end_where_the_kernel_says(kernel):
+    """Only the direct map (up to vmalloc_base) and the kernel image (up to _end) translate
+    without the tables: vmalloc'd memory (per-CPU chunks, stacks) and modules above the
+    image are read through the kernel's page tables, on a real dump."""
+    from indexer.arch.memory import KernelMemory
+    from indexer.arch.pagewalk import translate
+    from indexer.dumpfile import open_dump
+    from indexer.kernel.types import load_kernel_types
+    from indexer.walk.kernel import Kernel
+
+    types, symtab = load_kernel_types(F.vmlinux(kernel))
+    with open_dump(F.dump(kernel, F.dump_variants(kernel)[0])) as phys:
+        info = VmcoreInfo.parse(phys.vmcoreinfo)
+        arch = detect(phys, info)
+        if arch.name != "x86_64":
+            pytest.skip("an x86_64 rule")
+        k = Kernel(KernelMemory(phys, arch), types, symtab.address, info.kerneloffset or 0)
+        arch.setup(k, info)
+        vmalloc = k.ptr(k.sym("vmalloc_base"))
+        assert arch.vmalloc_start == vmalloc and arch.image_end == k.sym("_end")
+        assert arch.kvtop_linear(arch.page_offset + 0x1000) == 0x1000
+        assert arch.kvtop_linear(vmalloc) is None and arch.kvtop_linear(arch.image_end) is None
+        # kthreadd's stack is vmalloc'd (VMAP_STACK): read through the tables, as mapped
+        init = k.sym("init_task")
+        link = k.off("task_struct", "tasks")
+        kthreadd = k.ptr(init + link) - link
+        stack = k.ptr(kthreadd + k.off("task_struct", "stack"))
+        assert stack >= vmalloc and arch.kvtop_linear(stack) is None
+        pa = translate(phys, arch, arch.kernel_pgd_pa, stack)
+        assert pa is not None and k.mem.read(stack, 64) == phys.read(pa, 64)
+        assert k.mem.read(init, 64) == phys.read(arch.kvtop_linear(init), 64)

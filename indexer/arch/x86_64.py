@@ -33,6 +33,8 @@ class X86_64(Arch):
         self.sme_mask = sme_mask        # AMD memory-encryption bit, stripped from entries
         self.l1tf = l1tf                # swap offsets stored inverted (L1TF fix)
         self.kernel_pgd_pa = None
+        self.vmalloc_start = None       # the direct map ends below it (vmalloc_base)
+        self.image_end = None           # _end: above it modules and the fixmap, not the image
 
     @classmethod
     def from_vmcoreinfo(cls, path: str, info) -> "X86_64":
@@ -48,6 +50,12 @@ class X86_64(Arch):
         pob = k.sym("page_offset_base")
         self.page_offset = k.ptr(pob) if pob else (0xFF11000000000000 if self.levels == 5
                                                    else 0xFFFF888000000000)
+        # vmalloc_base and _end bound the two linear ranges; what lies beyond them (vmalloc,
+        # vmap'd per-CPU chunks and stacks, modules) is read through the kernel's tables.
+        vb = k.sym("vmalloc_base")
+        self.vmalloc_start = k.ptr(vb) if vb else (0xFFA0000000000000 if self.levels == 5
+                                                    else 0xFFFFC90000000000)
+        self.image_end = k.sym("_end")
         swapper = info.symbol("swapper_pg_dir") or k.sym("init_top_pgt")
         if swapper:
             self.kernel_pgd_pa = self.kvtop_linear(swapper)
@@ -70,8 +78,10 @@ class X86_64(Arch):
 
     def kvtop_linear(self, va: int) -> int | None:
         if va >= START_KERNEL_MAP:
+            if self.image_end is not None and va >= self.image_end:
+                return None
             return (va - START_KERNEL_MAP + self.phys_base) & U64
-        if va >= self.page_offset:
+        if va >= self.page_offset and (self.vmalloc_start is None or va < self.vmalloc_start):
             pa = va - self.page_offset
             if pa < (1 << 52):
                 return pa

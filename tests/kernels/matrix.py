@@ -233,10 +233,13 @@ def release_of(folder: Path) -> str:
 
 def paging_of(db: Path, name: str) -> str:
     p = subprocess.run([VMDEX, "--db", str(db), "sql", "--format", "csv",
-                        f"SELECT paging_levels FROM dumps WHERE name = '{name}'"],
+                        f"SELECT paging_levels, arch FROM dumps WHERE name = '{name}'"],
                        capture_output=True, text=True)
     lines = p.stdout.split()
-    return f"{lines[-1]}-level" if p.returncode == 0 and len(lines) > 1 else "?"
+    if p.returncode != 0 or len(lines) < 2:
+        return "?"
+    levels, arch = lines[-1].split(",")
+    return f"{levels}-level" + (f" ({arch})" if arch != "x86_64" else "")
 
 
 def check(row: Row, diffs: list[str], questions: int = 300) -> Result:

@@ -39,6 +39,21 @@ def vmdex(*args: str, db: str | os.PathLike | None = None, merge_stderr: bool = 
     return p
 
 
+def make_kernel_row_old(db) -> None:
+    """Turn the SQLite index's one kernels row into what an older vmdex cached: no digest
+    of what was asked of DWARF, and no smaps structs."""
+    import json
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    data = json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
+    assert data.pop("wanted")
+    data["named"] = {k: v for k, v in data["named"].items() if "mem_size_stats" not in k}
+    con.execute("UPDATE kernels SET types_json = ?", (json.dumps(data),))
+    con.commit()
+    con.close()
+
+
 def ingest(db, kernel: str, variant: str, name: str | None = None) -> str:
     name = name or f"{kernel}/{variant}"
     vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", name,

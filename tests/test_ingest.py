@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from tests import fixturedata as F
-from tests.conftest import ingest, primary_variant, vmdex
+from tests.conftest import ingest, make_kernel_row_old, primary_variant, vmdex
 
 U64 = (1 << 64) - 1
 KERNELS = F.kernels()
@@ -213,13 +213,7 @@ def test_kernel_cached_by_an_older_vmdex_is_read_again(tmp_path):
     variants = [v for v in F.dump_variants(kernel) if v != primary_variant(kernel)]
     db = tmp_path / "old.db"
     first = ingest(db, kernel, primary_variant(kernel))
-    con = sqlite3.connect(db)
-    data = json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
-    assert data.pop("wanted")
-    data["named"] = {k: v for k, v in data["named"].items() if "mem_size_stats" not in k}
-    con.execute("UPDATE kernels SET types_json = ?", (json.dumps(data),))
-    con.commit()
-    con.close()
+    make_kernel_row_old(db)
     second = ingest(db, kernel, variants[0])
     con = sqlite3.connect(db)
     assert "wanted" in json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import fixturedata as F
-from tests.conftest import VMDEX
+from tests.conftest import VMDEX, make_kernel_row_old
 from tests.debuginfod_server import debuginfod_server
 from tests.test_oracle import run_case
 
@@ -253,12 +253,8 @@ def test_stale_cached_kernel_is_read_again_from_a_found_vmlinux(tmp_path):
     db = tmp_path / "i.db"
     dump = str(F.dump(K61, "vmcore.mdf-c-d31"))
     ok(run("ingest", "--vmlinux", str(F.vmlinux(K61)), "--name", "first", dump, db=db))
+    make_kernel_row_old(db)
     con = sqlite3.connect(db)
-    data = json.loads(con.execute("SELECT types_json FROM kernels").fetchone()[0])
-    assert data.pop("wanted")
-    data["named"] = {k: v for k, v in data["named"].items() if "mem_size_stats" not in k}
-    con.execute("UPDATE kernels SET types_json = ?", (json.dumps(data),))
-    con.commit()
 
     def smaps_errors(name):
         return [r[0] for r in con.execute(

@@ -87,9 +87,7 @@ def _places_struct_pages(k, arch, vmemmap: int, size: int, flags_off: int) -> bo
         return False
     va = vmemmap + (arch.kernel_pgd_pa >> arch.page_shift) * size + flags_off
     try:
-        # through the tables, as FrameReader reads (the vmemmap is not linear-mapped)
-        leaf = translate_leaf(k.mem.phys, arch, arch.kernel_pgd_pa, va)
-        flags = int.from_bytes(k.mem.phys.read(leaf[0], 8), "little") if leaf else 0
+        flags = k.mem.u64(va)
     except (MemoryReadError, WalkError):
         return False
     return bool(flags >> reserved & 1)

@@ -40,7 +40,6 @@ PAGE_BITS = ALL & ~SWAP_BITS
 SHARE_BITS = sum(1 << F[n] for n in ("pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
                                      "shared_clean", "shared_dirty", "private_clean",
                                      "private_dirty", "pss_locked"))
-PAGE_MAPPING_ANON, PAGE_MAPPING_KSM = 1, 3
 # A present leaf's category: which of the sums it adds to (see _present)
 C_ANON, C_SB, C_D, C_PRIV, C_REF, C_KSM, C_PMD = 1, 2, 4, 8, 16, 32, 64
 NCAT = 128
@@ -369,9 +368,9 @@ def gatherer(plan: SmapsPlan | None, phys, mm: int, first_vma: int,
 # --- the plan, made in the parent from the kernel --------------------------------------
 def vm_mnemonics(k) -> list[str] | None:
     """show_smap_vma_flags()'s own table (a static array in the vmlinux): 64 two-letter
-    names by vm_flags bit, '' for the protection-key bits, '??' for unnamed bits."""
+    names by vm_flags bit; '' for a bit the table leaves unnamed (the protection-key bits
+    among them)."""
     addr = None
-    symtab = getattr(k, "symtab", None)
     for name in ("mnemonics.0", "mnemonics.1", "mnemonics.2", "mnemonics.3", "mnemonics"):
         addr = k.sym(name)
         if addr is not None:
@@ -382,7 +381,6 @@ def vm_mnemonics(k) -> list[str] | None:
         raw = k.mem.read(addr, 64 * 4)
     except (MemoryReadError, WalkError):
         return None
-    del symtab
     # char [64][2] (older kernels) or [64][3] (names NUL-terminated): found by its start
     for stride in (2, 3, 4):
         if raw[0:2] == b"rd" and raw[stride:stride + 2] == b"wr" and \
@@ -412,8 +410,9 @@ def vm_bits(mnemonics: list[str], pkey_bits: int) -> dict[str, int]:
     return out
 
 
-def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict) -> SmapsPlan | None:
-    mn = vm_mnemonics(k)
+def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict,
+              mn: list[str] | None) -> SmapsPlan | None:
+    """The plan, or None when the kernel lacks the VmFlags table (mn) or mem_size_stats."""
     if mn is None or not k.types.has_struct("mem_size_stats"):
         return None
     lay = frame_layout(k, paging)

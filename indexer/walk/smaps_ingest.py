@@ -81,9 +81,9 @@ def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> Sm
     """The smaps plan and VMA texts, or None (with a line in `errors`) when this kernel's
     vmlinux lacks what smaps needs."""
     mn = vm_mnemonics(k)
-    plan = make_plan(k, paging, kernel_pgd_pa, mms)
-    if plan is None or mn is None:
-        if not getattr(k.types, "complete", True):
+    plan = make_plan(k, paging, kernel_pgd_pa, mms, mn)
+    if plan is None:
+        if not k.types.complete:
             errors.append("smaps: the kernel's types were cached in the index by an older "
                           "vmdex: ingest again with --vmlinux for the smaps figures")
         else:

@@ -21,7 +21,7 @@ def thp_line_width(k) -> int:
     """THPeligible's print width: from the kernel's own format (`%d`, or `%8u` since the
     per-order THP settings); for a kernel row cached without it, by the function those
     kernels have (absent also from kernels built without THP)."""
-    fmt = k.types.format("THPeligible") if hasattr(k.types, "format") else None
+    fmt = k.types.format("THPeligible")
     if fmt:
         m = re.search(r"%(\d*)[du]", fmt)
         return int(m[1]) if m and m[1] else 0

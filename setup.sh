@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Set up vmdex on a fresh Debian machine: system libraries, then a virtualenv in .venv.
+# Set up vmdex on a fresh Debian machine, in a virtualenv in .venv.
+#   ./setup.sh          what vmdex needs to run: Python's venv, then vmdex installed from
+#                       its wheel (`pip install .`), as a user installs it
+#   ./setup.sh --tests  also what the tests need: PostgreSQL, debuginfod, and for the kernel
+#                       matrix QEMU, debootstrap, cross compilers; pytest and the test extras
 set -euo pipefail
 cd "$(dirname "$0")"
+tests=0
+case "${1:-}" in
+    --tests) tests=1 ;;
+    "") ;;
+    *) echo "usage: ./setup.sh [--tests]" >&2; exit 2 ;;
+esac
 
 need=()
-dpkg -s liblzo2-dev >/dev/null 2>&1 || need+=(liblzo2-dev)          # python-lzo builds against it
-dpkg -s xz-utils >/dev/null 2>&1 || need+=(xz-utils)
-ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)  # tests run a real server
-dpkg -s debuginfod >/dev/null 2>&1 || need+=(debuginfod)   # tests/test_locate.py runs a real server
-# The kernel matrix (tests/test_matrix.py) builds fresh dumps with
-# ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
-# what the guest's initramfs is made of (its README's host requirements).
-# Its arm64 row (--arch arm64) also needs the aarch64 emulator, qemu-user for arm64's
-# makedumpfile, and a cross compiler for the guest's workloads.
-for p in qemu-system-x86 debootstrap busybox-static gcc libc6-dev cpio kmod zstd binutils bc \
-         debian-archive-keyring qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu \
-         libc6-dev-arm64-cross; do
-    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+dpkg -s xz-utils >/dev/null 2>&1 || need+=(xz-utils)     # the README unpacks a fixture vmlinux
+if [ $tests = 1 ]; then
+    ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)  # a real server
+    dpkg -s debuginfod >/dev/null 2>&1 || need+=(debuginfod)   # tests/test_locate.py
+    # The kernel matrix (tests/test_matrix.py) builds fresh dumps with
+    # ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
+    # what the guest's initramfs is made of (its README's host requirements).
+    # Its arm64 rows (--arch arm64) also need the aarch64 emulator, qemu-user for arm64's
+    # makedumpfile, and a cross compiler for the guest's workloads.
+    for p in qemu-system-x86 debootstrap busybox-static gcc libc6-dev cpio kmod zstd binutils bc \
+             debian-archive-keyring qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu \
+             libc6-dev-arm64-cross; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+fi
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
@@ -25,7 +37,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
-# Byte-compile vmdex now, as a wheel install would: with PYTHONDONTWRITEBYTECODE set (as on
-# some CI machines) every `vmdex vm` would otherwise compile its modules again (~30 ms).
-.venv/bin/python -m compileall -q indexer query migrations
+# A regular install (pip builds the wheel and installs it), never an editable one: the
+# tests run the vmdex users get. Uninstalled first, so a developer's `pip install -e .` or
+# an older build of the same version is replaced by this tree.
+.venv/bin/pip uninstall -y -q vmdex >/dev/null 2>&1 || true
+extras=""; [ $tests = 1 ] && extras="[test]"
+.venv/bin/pip install -q --disable-pip-version-check ".$extras"

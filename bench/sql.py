@@ -41,7 +41,7 @@ def walked(img) -> dict:
     """mm -> all its runs (the streamed chunks joined), from one live walk."""
     from dataclasses import fields
 
-    from indexer.walk.pages import PageRuns
+    from vmdex.indexer.walk.pages import PageRuns
 
     parts: dict = {}
     for item in img.page_runs():
@@ -59,7 +59,7 @@ def rows_of(img) -> int:
 
 def tiled(img):
     """The same dump with TILE× the page runs (shifted up by 1 TiB per copy)."""
-    from indexer.walk.pages import PageRuns
+    from vmdex.indexer.walk.pages import PageRuns
 
     runs = {}
     for mm, r in img.page_runs.runs.items():
@@ -74,8 +74,8 @@ def tiled(img):
 
 def load_rate(location: str, img, kernel_id: int, label: str) -> tuple[float, int]:
     """Median rows/s of store_dump over REPS stores of `img` under new names."""
-    from indexer import store
-    from indexer.db import make_engine
+    from vmdex.indexer import store
+    from vmdex.indexer.db import make_engine
 
     engine = make_engine(location)
     rates = []
@@ -94,15 +94,15 @@ def walked(location: str, kernel: str, variant: str):
     the walked image and its kernel id."""
     from sqlalchemy import select
 
-    from indexer import schema as S
-    from indexer.db import make_engine
-    from indexer.ingest import ingest
+    from vmdex.indexer import schema as S
+    from vmdex.indexer.db import make_engine
+    from vmdex.indexer.ingest import ingest
 
-    from indexer.dumpfile import open_dump
-    from indexer.ingest import walk_dump
-    from indexer.kernel.symtab import build_id
-    from indexer.kernel.types import load_kernel_types
-    from indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.ingest import walk_dump
+    from vmdex.indexer.kernel.symtab import build_id
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
 
     engine = make_engine(location)
     try:
@@ -122,7 +122,7 @@ def walked(location: str, kernel: str, variant: str):
 
 
 def bulk_section(pg_url: str) -> None:
-    from indexer import store
+    from vmdex.indexer import store
 
     kernel = "linux-6.1.0-56-amd64"
     variant = "vmcore.mdf-c-d31"
@@ -159,7 +159,7 @@ def bulk_section(pg_url: str) -> None:
 
 
 def _executemany(conn, table, rows) -> None:
-    from indexer import store
+    from vmdex.indexer import store
 
     rows = list(rows)
     for i in range(0, len(rows), store.BATCH):
@@ -195,7 +195,7 @@ def fill(location: str) -> float:
 
 
 def query_section(pg_url: str) -> None:
-    from query.sql import query
+    from vmdex.query.sql import query
 
     for k, v in all_dumps():   # unpack the .xz fixtures before timing anything
         F.dump(k, v), F.vmlinux(k)

@@ -18,12 +18,12 @@ from common import machine, today
 
 
 def walk_once(dump: Path, workers: int) -> tuple[float, int, int]:
-    from indexer.dumpfile import open_dump
-    from indexer.ingest import walk_dump
-    from indexer.kernel.symtab import build_id
-    from indexer.kernel.types import load_kernel_types
-    from indexer.kernel.vmcoreinfo import VmcoreInfo
-    from indexer.walk.parallel import DropMm
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.ingest import walk_dump
+    from vmdex.indexer.kernel.symtab import build_id
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer.walk.parallel import DropMm
 
     vml = dump.parent / "vmlinux"
     types, symtab = _kernel(vml, load_kernel_types)

@@ -6,8 +6,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
-from indexer.errors import VmdexError
-from indexer.location import need_psycopg, url_for
+from vmdex.indexer.errors import VmdexError
+from vmdex.indexer.location import need_psycopg, url_for
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 HEAD = "0007"  # newest migration id; checked cheaply before Alembic is imported (query/conn.py too)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from indexer.arch.base import Arch
-from indexer.walk.mm import Mm
-from indexer.walk.pages import PageRuns
-from indexer.walk.tasks import Task
+from vmdex.indexer.arch.base import Arch
+from vmdex.indexer.walk.mm import Mm
+from vmdex.indexer.walk.pages import PageRuns
+from vmdex.indexer.walk.tasks import Task
 
 
 @dataclass

@@ -14,19 +14,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from indexer.arch import detect
-from indexer.arch.memory import KernelMemory
-from indexer.arch.pagewalk import iter_user_leaves, kernel_map_runs
-from indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
-from indexer.image import DumpImage
-from indexer.kernel.vmcoreinfo import VmcoreInfo
-from indexer.walk.kernel import Kernel
-from indexer.walk.mm import Mm, crash_rss, read_mm
-from indexer.walk.pages import PageRuns, RunBuilder
-from indexer.walk.parallel import MIN_PARALLEL_PAGES, parallel_runs, total_pages
-from indexer.walk.paths import PathResolver, swap_devices
-from indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
-from indexer.walk.tasks import Task, cpu_count, walk_tasks
+from vmdex.indexer.arch import detect
+from vmdex.indexer.arch.memory import KernelMemory
+from vmdex.indexer.arch.pagewalk import iter_user_leaves, kernel_map_runs
+from vmdex.indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
+from vmdex.indexer.image import DumpImage
+from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+from vmdex.indexer.walk.kernel import Kernel
+from vmdex.indexer.walk.mm import Mm, crash_rss, read_mm
+from vmdex.indexer.walk.pages import PageRuns, RunBuilder
+from vmdex.indexer.walk.parallel import MIN_PARALLEL_PAGES, parallel_runs, total_pages
+from vmdex.indexer.walk.paths import PathResolver, swap_devices
+from vmdex.indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
+from vmdex.indexer.walk.tasks import Task, cpu_count, walk_tasks
 
 Progress = Callable[[str, int, int], None]
 
@@ -135,7 +135,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         rss[t.addr] = crash_rss(k, mm.counters, caches[t.tgid]) if mm else 0
 
     faults: list = []
-    from indexer.walk.smaps_ingest import prepare as smaps_prepare
+    from vmdex.indexer.walk.smaps_ingest import prepare as smaps_prepare
     stage.what = "the smaps layouts"
     smaps = smaps_prepare(k, arch, arch.kernel_pgd_pa, tasks, mms, errors)
     stage.what = "the kernel"
@@ -275,7 +275,7 @@ def _ram_end(k: Kernel, nodes: list[int]) -> int:
 
 
 def _pointer_symbols(img: DumpImage, types, symtab) -> dict[int, str]:
-    from indexer.kernel.pointers import collect_pointer_symbols
+    from vmdex.indexer.kernel.pointers import collect_pointer_symbols
 
     objects = [("mm_struct", m.raw, m.addr) for m in img.mms.values()]
     objects += [("vm_area_struct", v.raw, v.addr) for m in img.mms.values() for v in m.vmas]
@@ -340,13 +340,13 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
 
     Without `vmlinux_path` the kernel comes from the index when it already holds the dump's
     build (nothing is read from any vmlinux then), else from indexer.kernel.locate."""
-    from indexer import store
-    from indexer.db import upgrade
-    from indexer.dumpfile import open_dump
-    from indexer.errors import DumpError
-    from indexer.kernel.locate import find_vmlinux
-    from indexer.kernel.symtab import Symtab, build_id
-    from indexer.kernel.types import KernelTypes, load_kernel_types
+    from vmdex.indexer import store
+    from vmdex.indexer.db import upgrade
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.errors import DumpError
+    from vmdex.indexer.kernel.locate import find_vmlinux
+    from vmdex.indexer.kernel.symtab import Symtab, build_id
+    from vmdex.indexer.kernel.types import KernelTypes, load_kernel_types
 
     t0 = time.perf_counter()
     dump_path = Path(dump_path)

@@ -23,7 +23,7 @@ def need_psycopg() -> None:
     try:
         importlib.import_module("psycopg")
     except ImportError:
-        from indexer.errors import VmdexError
+        from vmdex.indexer.errors import VmdexError
 
         raise VmdexError("a PostgreSQL index needs the psycopg driver: "
                          "pip install 'vmdex[postgres]'") from None

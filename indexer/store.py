@@ -13,13 +13,13 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from indexer import schema as S
-from indexer.arch.base import to_signed
-from indexer.errors import read_cause
-from indexer.image import DumpImage
-from indexer.walk.parallel import DropMm
-from indexer.walk.smaps import SmapsPart
-from indexer.walk.smaps_ingest import COLUMNS as SMAPS_COLUMNS
+from vmdex.indexer import schema as S
+from vmdex.indexer.arch.base import to_signed
+from vmdex.indexer.errors import read_cause
+from vmdex.indexer.image import DumpImage
+from vmdex.indexer.walk.parallel import DropMm
+from vmdex.indexer.walk.smaps import SmapsPart
+from vmdex.indexer.walk.smaps_ingest import COLUMNS as SMAPS_COLUMNS
 
 BATCH = 20000
 RUN_COLUMNS = ["dump_id", "mm", "vma_seq", "va", "npages", "level", "kind", "pa", "swap_type",

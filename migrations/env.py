@@ -1,7 +1,7 @@
 """Alembic environment: vmdex passes its own connection (see indexer/db.py)."""
 from alembic import context
 
-from indexer.schema import metadata
+from vmdex.indexer.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

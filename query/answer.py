@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from indexer.errors import VmdexError
+from vmdex.indexer.errors import VmdexError
 
 _GLOBAL = ("--db", "--dump", "--format")
 
@@ -41,11 +41,11 @@ def query_words(argv: list[str]):
         return None
     db, dump, fmt, rest = parsed
     if rest[0] == "smaps":
-        from query.smaps import run_smaps as runner
+        from vmdex.query.smaps import run_smaps as runner
     elif rest[0] == "vm":
-        from query.vm import run_vm as runner
+        from vmdex.query.vm import run_vm as runner
     else:
-        from query.foreach import run_foreach as runner
+        from vmdex.query.foreach import run_foreach as runner
     return runner, rest[1:], db, dump, fmt
 
 
@@ -63,9 +63,9 @@ def answer(runner, argv: list[str], db: str | None, dump: str | None, fmt: str, 
 
     The shell passes its open `index` (which holds its `set` context) and, for `| cmd` and
     `> file`, the `stdout` to write to; stderr stays the terminal, as in crash."""
-    from query.conn import connect
-    from query.index import DumpIndex
-    from query.vm import Out
+    from vmdex.query.conn import connect
+    from vmdex.query.index import DumpIndex
+    from vmdex.query.vm import Out
 
     check_format(fmt)
     out = Out(sys.stdout if stdout is None else stdout, sys.stderr)

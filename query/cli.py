@@ -15,8 +15,8 @@ from typing import List, Optional
 
 import typer
 
-from indexer.errors import VmdexError
-from query.answer import answer
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.answer import answer
 
 app = typer.Typer(add_completion=False,
                   help="Index Linux crash dumps once; answer crash's `vm` from the index. "
@@ -46,7 +46,7 @@ def main_options(
 
 
 def _shell() -> None:
-    from query.shell import run_shell
+    from vmdex.query.shell import run_shell
 
     raise typer.Exit(run_shell(State.db, State.dump, State.fmt))
 
@@ -68,14 +68,14 @@ def ingest(
                                           "per core, up to 4, shared by --jobs)."),
 ):
     """Read a dump once and index every task's address space."""
-    from indexer.walk.parallel import default_workers
-    from query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
+    from vmdex.indexer.walk.parallel import default_workers
+    from vmdex.query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
 
     if name and len(dumps) > 1:
         raise VmdexError("--name applies to a single dump")
     todo, walked = collect_dumps(State.db, dumps, name)
     if jobs > 1 and len(todo) > 1:
-        from query.ingest_cli import run_ingest_many
+        from vmdex.query.ingest_cli import run_ingest_many
 
         per_dump = workers or max(1, default_workers() // min(jobs, len(todo)))
         run_ingest_many(State.db, todo, vmlinux, jobs, per_dump)
@@ -100,7 +100,7 @@ def sql(
     """Run one read-only SQL query on the index (tables and v_* views: docs/schema.md)."""
     import sys
 
-    from query.sql import MAX_STATEMENT_BYTES, run_sql
+    from vmdex.query.sql import MAX_STATEMENT_BYTES, run_sql
 
     if statement == "-":   # read no more than the bound: a longer one is refused anyway
         statement = sys.stdin.read(MAX_STATEMENT_BYTES + 1)
@@ -113,7 +113,7 @@ def grant_reader(
     password: Optional[str] = typer.Option(None, "--password", help="Set its password."),
 ):
     """Make ROLE a reader of this PostgreSQL index, the role `vmdex sql` runs under."""
-    from query.manage import run_grant_reader
+    from vmdex.query.manage import run_grant_reader
 
     run_grant_reader(State.db, role, password)
 
@@ -123,7 +123,7 @@ def dumps(
     fmt: Optional[str] = typer.Option(None, "--format", help="table (default), csv or json."),
 ):
     """List the dumps in the index."""
-    from query.manage import run_dumps
+    from vmdex.query.manage import run_dumps
 
     run_dumps(State.db, fmt or State.fmt)
 
@@ -131,7 +131,7 @@ def dumps(
 @app.command()
 def rm(name: str = typer.Argument(..., help="Name of the dump to remove.")):
     """Remove one dump from the index."""
-    from query.manage import run_rm
+    from vmdex.query.manage import run_rm
 
     run_rm(State.db, name)
 
@@ -143,7 +143,7 @@ def _answer(runner, argv: list[str]) -> None:
 @app.command(context_settings=PASS_THROUGH)
 def vm(ctx: typer.Context):
     """crash's `vm` with crash's own arguments, answered from the index."""
-    from query.vm import run_vm
+    from vmdex.query.vm import run_vm
 
     _answer(run_vm, list(ctx.args))
 
@@ -151,7 +151,7 @@ def vm(ctx: typer.Context):
 @app.command(context_settings=PASS_THROUGH)
 def foreach(ctx: typer.Context):
     """crash's `foreach TASK-SELECTORS... vm VM-ARGS...`, answered from the index."""
-    from query.foreach import run_foreach
+    from vmdex.query.foreach import run_foreach
 
     _answer(run_foreach, list(ctx.args))
 
@@ -160,7 +160,7 @@ def foreach(ctx: typer.Context):
 def smaps(ctx: typer.Context):
     """/proc/PID/smaps (--rollup: smaps_rollup) as the dump's kernel printed it; --all: every
     process by Pss."""
-    from query.smaps import run_smaps
+    from vmdex.query.smaps import run_smaps
 
     _answer(run_smaps, list(ctx.args))
 

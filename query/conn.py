@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.errors import VmdexError
+from vmdex.indexer.errors import VmdexError
 
 HEAD = "0007"  # must equal indexer.db.HEAD (checked by a test)
 
@@ -52,7 +52,7 @@ class Conn:
 
 
 def connect(location: str | None) -> Conn:
-    from indexer.location import url_for
+    from vmdex.indexer.location import url_for
 
     url = url_for(location)
     if url.startswith("sqlite:///"):
@@ -65,7 +65,7 @@ def connect(location: str | None) -> Conn:
         db.execute("PRAGMA query_only=ON")
         conn = Conn(db, False)
     elif url.startswith(("postgresql", "postgres")):
-        from indexer.location import need_psycopg
+        from vmdex.indexer.location import need_psycopg
 
         need_psycopg()
         import psycopg
@@ -108,7 +108,7 @@ def _ensure_schema(conn: Conn, location: str | None) -> None:
     if row[0] != HEAD:
         # An index written by an older vmdex: bring it up to date once (rare, so the
         # SQLAlchemy/Alembic import is paid only here).
-        from indexer.db import make_engine, upgrade
+        from vmdex.indexer.db import make_engine, upgrade
 
         engine = make_engine(location)
         try:

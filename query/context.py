@@ -8,10 +8,10 @@ not kept: one line says so.
 """
 from __future__ import annotations
 
-from indexer.errors import VmdexError
-from query.index import DumpIndex, Task
-from query.vm import Out, str_to_context
-from query.words import getopt
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.index import DumpIndex, Task
+from vmdex.query.vm import Out, str_to_context
+from vmdex.query.words import getopt
 
 SET_OPTSTRING = "pvc:a:"
 USAGE = ("Usage:\n"
@@ -37,7 +37,7 @@ def panic_task(idx: DumpIndex) -> int | None:
 def show_context(idx: DumpIndex, t: Task) -> str:
     """crash's show_context() at the prompt (no indent). THREAD_INFO is the task itself:
     x86_64 (since 4.9) and arm64 (since 4.10) kernels keep thread_info in task_struct."""
-    from indexer.walk.taskstate import task_state, verbose_state_string
+    from vmdex.indexer.walk.taskstate import task_state, verbose_state_string
 
     states = idx.task_states()
     state = (verbose_state_string(states, task_state(t.state, t.exit_state))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from indexer.errors import VmdexError
-from query.index import DumpIndex, Task
-from indexer.walk.taskstate import INVALID, SELECTORS, selector_value
-from query.vm import Out, RefSearch, TaskAbort, VmCommand, str_to_context
-from query.words import Fatal, VmArgs, getopt, is_number
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.index import DumpIndex, Task
+from vmdex.indexer.walk.taskstate import INVALID, SELECTORS, selector_value
+from vmdex.query.vm import Out, RefSearch, TaskAbort, VmCommand, str_to_context
+from vmdex.query.words import Fatal, VmArgs, getopt, is_number
 
 PF_KTHREAD = 0x00200000
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indexer.errors import VmdexError
-from query.conn import Conn
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.conn import Conn
 
 U64 = (1 << 64) - 1
 MAX_RUN_PAGES = 512  # indexer.walk.pages.MAX_RUN_PAGES: bounds the range scans below
@@ -135,20 +135,20 @@ class DumpIndex:
     def task_states(self):
         """crash's TASK_* values for this dump's kernel, from its stored task_state_array
         (indexer.walk.taskstate), None if unknown."""
-        from indexer.walk.taskstate import states_from_names
+        from vmdex.indexer.walk.taskstate import states_from_names
 
         return states_from_names(self.task_state_names, self.release)
 
     def state_code(self, t: Task) -> str:
         """What crash's `ps` prints in its ST column for t (task_state_string)."""
-        from indexer.walk.taskstate import state_string, task_state
+        from vmdex.indexer.walk.taskstate import state_string, task_state
 
         s = self.task_states()
         return t.st if s is None else state_string(s, task_state(t.state, t.exit_state))
 
     def is_zombie(self, t: Task) -> bool:
         """crash's IS_ZOMBIE(): task_state() & _ZOMBIE_."""
-        from indexer.walk.taskstate import task_state
+        from vmdex.indexer.walk.taskstate import task_state
 
         s = self.task_states()
         return t.st == "ZO" if s is None else bool(task_state(t.state, t.exit_state) & s.zombie)

@@ -27,8 +27,8 @@ class _Bar:
 
 def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
                show_progress: bool = True, workers: int = 1) -> None:
-    from indexer.db import make_engine
-    from indexer.ingest import ingest
+    from vmdex.indexer.db import make_engine
+    from vmdex.indexer.ingest import ingest
 
     engine = make_engine(db)
     bar = _Bar() if show_progress and sys.stderr.isatty() else None
@@ -55,11 +55,11 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
     given; directories are walked for crash dumps (indexer.crashdir), each named after its
     own directory, and a dump the index already holds from the same file with the same
     size is skipped with one line."""
-    from indexer.crashdir import find_dumps
-    from indexer.db import make_engine, upgrade
-    from indexer.errors import VmdexError
-    from indexer.ingest import index_errors
-    from indexer.store import dump_from_source
+    from vmdex.indexer.crashdir import find_dumps
+    from vmdex.indexer.db import make_engine, upgrade
+    from vmdex.indexer.errors import VmdexError
+    from vmdex.indexer.ingest import index_errors
+    from vmdex.indexer.store import dump_from_source
 
     dirs = [p for p in paths if os.path.isdir(p)]
     if not dirs:
@@ -101,7 +101,7 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
 def run_ingest_each(db: str | None, todo: list[tuple[str, str | None]],
                     vmlinux: str | None, workers: int = 1) -> None:
     """One dump after another; a failed dump is reported and the others still go in."""
-    from indexer.errors import VmdexError
+    from vmdex.indexer.errors import VmdexError
 
     failed = []
     for d, name in todo:
@@ -123,7 +123,7 @@ def _about(dump: str, message: str) -> str:
 def _ingest_one(db: str | None, dump: str, vmlinux: str | None,
                 name: str | None = None, workers: int = 1) -> str | None:
     """Pool worker: ingest one dump in this process; the error message, or None."""
-    from indexer.errors import VmdexError
+    from vmdex.indexer.errors import VmdexError
 
     try:
         run_ingest(db, dump, vmlinux, name, show_progress=False, workers=workers)
@@ -145,8 +145,8 @@ def run_ingest_many(db: str | None, dumps: list[tuple[str, str | None]], vmlinux
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from indexer.db import make_engine, upgrade
-    from indexer.errors import VmdexError
+    from vmdex.indexer.db import make_engine, upgrade
+    from vmdex.indexer.errors import VmdexError
 
     engine = make_engine(db)   # migrate once here rather than racing in every worker
     try:

@@ -12,17 +12,17 @@ import sys
 
 
 def _run() -> int:
-    from query.answer import answer, query_words, shell_words
+    from vmdex.query.answer import answer, query_words, shell_words
 
     fast = query_words(sys.argv[1:])
     if fast is not None:
         return answer(*fast)
     shell = shell_words(sys.argv[1:])
     if shell is not None:
-        from query.shell import run_shell
+        from vmdex.query.shell import run_shell
 
         return run_shell(*shell)
-    from query.cli import run_app
+    from vmdex.query.cli import run_app
 
     return run_app()
 
@@ -36,8 +36,8 @@ def main() -> None:
     except BrokenPipeError:
         code = 141
     except Exception as exc:
-        from indexer.errors import VmdexError
-        from query.answer import failure
+        from vmdex.indexer.errors import VmdexError
+        from vmdex.query.answer import failure
 
         if os.environ.get("VMDEX_DEBUG") and not isinstance(exc, VmdexError):
             raise

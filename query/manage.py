@@ -4,13 +4,13 @@ from __future__ import annotations
 import sys
 from typing import IO
 
-from indexer.errors import VmdexError
+from vmdex.indexer.errors import VmdexError
 
 COLUMNS = ["name", "release", "dump_file", "ingested_at", "tasks", "vmas", "page_runs"]
 
 
 def list_dumps(location: str | None) -> tuple[list[str], list[tuple]]:
-    from query.conn import connect
+    from vmdex.query.conn import connect
 
     conn = connect(location)
     try:
@@ -22,16 +22,16 @@ def list_dumps(location: str | None) -> tuple[list[str], list[tuple]]:
 
 
 def run_dumps(location: str | None, fmt: str | None, out: IO[str] = sys.stdout) -> None:
-    from query.render.tables import WRITERS
-    from query.sql import output_format
+    from vmdex.query.render.tables import WRITERS
+    from vmdex.query.sql import output_format
 
     cols, rows = list_dumps(location)
     WRITERS[output_format(fmt)](cols, rows, out)
 
 
 def run_rm(location: str | None, name: str) -> None:
-    from indexer.db import make_engine
-    from indexer.store import remove_dump
+    from vmdex.indexer.db import make_engine
+    from vmdex.indexer.store import remove_dump
 
     _, rows = list_dumps(location)  # also: the index exists and has the current schema
     names = [r[0] for r in rows]
@@ -50,9 +50,9 @@ def run_rm(location: str | None, name: str) -> None:
 def run_grant_reader(location: str | None, role: str, password: str | None) -> None:
     """Make `role` a reader of this PostgreSQL index: what `vmdex sql` accepts to run under.
     Run it as the role that ingests (it owns the tables and runs the migrations)."""
-    from indexer.location import need_psycopg, url_for
-    from query.conn import connect
-    from query.pgreader import grant_reader_statements, unfit_reasons
+    from vmdex.indexer.location import need_psycopg, url_for
+    from vmdex.query.conn import connect
+    from vmdex.query.pgreader import grant_reader_statements, unfit_reasons
 
     url = url_for(location)
     if not url.startswith(("postgresql", "postgres")):

@@ -23,9 +23,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from indexer.errors import VmdexError
-from query.answer import answer, check_format, failure
-from query.words import crash_words
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.answer import answer, check_format, failure
+from vmdex.query.words import crash_words
 
 PROMPT = "vmdex> "
 HELP_DIR = Path(__file__).with_name("help")
@@ -115,9 +115,9 @@ def run_help(open_index, argv: list[str], out, fmt: str = "text") -> int:
 
 class Shell:
     def __init__(self, idx, db: str | None, dump: str | None, fmt: str):
-        from query.context import run_set
-        from query.foreach import run_foreach
-        from query.vm import run_vm
+        from vmdex.query.context import run_set
+        from vmdex.query.foreach import run_foreach
+        from vmdex.query.vm import run_vm
 
         self.idx, self.db, self.dump, self.fmt = idx, db, dump, fmt
         self.runners = {"vm": run_vm, "foreach": run_foreach, "set": run_set,
@@ -337,8 +337,8 @@ def _save_history(path: str | None) -> None:
 
 def run_shell(db: str | None, dump: str | None, fmt: str) -> int:
     """The shell on the index's one dump (or --dump NAME); returns the exit status."""
-    from query.conn import connect
-    from query.index import DumpIndex
+    from vmdex.query.conn import connect
+    from vmdex.query.index import DumpIndex
 
     check_format(fmt)
     conn = connect(db)

@@ -8,7 +8,7 @@ give is printed as `?` and named, with the reason, in one line on stderr (exit s
 """
 from __future__ import annotations
 
-from indexer.errors import VmdexError
+from vmdex.indexer.errors import VmdexError
 
 FIELDS = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
           "shared_clean", "shared_dirty", "private_clean", "private_dirty", "referenced",
@@ -55,7 +55,7 @@ class Smaps:
         self.lines = [w for w in words if not w.startswith("%")]
 
     def rows(self, mm: int):
-        from query.index import s64, u
+        from vmdex.query.index import s64, u
         cols = ", ".join(("s.vma_seq", "v.vm_start", "v.vm_end", "s.header", "s.kernel_page_kb",
                           "s.mmu_page_kb", "s.thp_eligible", "s.protection_key", "s.vmflags",
                           *[f"s.{f}" for f in FIELDS], "s.unknown", "s.reason"))
@@ -156,7 +156,7 @@ def parse(argv: list[str]) -> tuple[bool, bool, list[str]]:
 
 
 def run_smaps(open_index, argv: list[str], out, fmt: str = "text") -> int:
-    from query.vm import resolve_task
+    from vmdex.query.vm import resolve_task
 
     rollup, every, words = parse(argv)
     idx = open_index()
@@ -186,7 +186,7 @@ def run_smaps(open_index, argv: list[str], out, fmt: str = "text") -> int:
 
 
 def _write_all(sm: Smaps, out, fmt: str) -> int:
-    from query.render.tables import WRITERS
+    from vmdex.query.render.tables import WRITERS
 
     rows = sm.all_rows()
     if fmt == "text":

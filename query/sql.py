@@ -26,8 +26,8 @@ import threading
 import time
 from typing import IO, Iterator
 
-from indexer.errors import VmdexError
-from query.render.tables import FORMATS, WRITERS
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.render.tables import FORMATS, WRITERS
 
 DEFAULT_TIMEOUT = 60.0
 MAX_STATEMENT_BYTES = 1 << 20
@@ -116,7 +116,7 @@ def open_query(location: str | None, statement: str,
                timeout: float = DEFAULT_TIMEOUT) -> Iterator[tuple[list[str], Iterator[tuple]]]:
     """Run one read-only statement; yield (column names, an iterator over its rows).
     timeout 0 means no time bound."""
-    from query.conn import connect
+    from vmdex.query.conn import connect
 
     if not statement.strip():
         raise VmdexError("sql: empty statement")
@@ -200,7 +200,7 @@ class _PgQuery:
             raise
 
     def _start(self) -> None:
-        from query.pgreader import unfit_reasons
+        from vmdex.query.pgreader import unfit_reasons
 
         cur = self.db.cursor()
         role = cur.execute("SELECT current_user").fetchone()[0]

@@ -6,7 +6,7 @@ import json
 
 
 def render_structs(idx, struct: str, objects: list[tuple[bytes, int]], radix: int) -> str:
-    from indexer.kernel.gdbprint import render_struct
+    from vmdex.indexer.kernel.gdbprint import render_struct
 
     types = json.loads(idx.types_json())
     symbols = idx.pointer_symbols()

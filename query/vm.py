@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from itertools import islice
 
-from indexer.errors import VmdexError
-from query.index import DumpIndex, Task, Vma
-from query.render import crashfmt as F
-from query.render.vmflags import flag_names
-from query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
+from vmdex.indexer.errors import VmdexError
+from vmdex.query.index import DumpIndex, Task, Vma
+from vmdex.query.render import crashfmt as F
+from vmdex.query.render.vmflags import flag_names
+from vmdex.query.words import Fatal, VmArgs, htol, is_decimal, is_hexadecimal, is_number, parse_vm
 
 PF_EXITING = 0x4
 
@@ -111,7 +111,7 @@ def readmem_failure(fmt: str, cause: str, memtype: str, addr: int, what: str) ->
 
 class VmCommand:
     def __init__(self, idx: DumpIndex, out: Out, args: VmArgs, fmt: str = "text"):
-        from query.render.sinks import SINKS
+        from vmdex.query.render.sinks import SINKS
 
         self.idx, self.out, self.a = idx, out, args
         self.sink = SINKS[fmt](out, max(idx.paddr_prlen, 8), idx.swapdev, idx.page_size)
@@ -289,7 +289,7 @@ class VmCommand:
             self.page_lines(mm, v)
 
     def struct_dump(self, struct: str, objects: list[tuple[bytes, int]]) -> None:
-        from query.structs import render_structs  # lazy: only -m / -v need the type trees
+        from vmdex.query.structs import render_structs  # lazy: only -m / -v need the type trees
 
         for raw, addr in objects:
             self.sink.struct(struct, render_structs(self.idx, struct, [(raw, addr)],
@@ -463,7 +463,7 @@ def _print_notes(out: Out, notes) -> None:
 
 def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
     """`vm ARGS`: returns the exit status (non-zero when crash reported an error)."""
-    from query.render.sinks import SINKS
+    from vmdex.query.render.sinks import SINKS
 
     sink = None
     try:

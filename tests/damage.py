@@ -286,7 +286,7 @@ def vmdex_inproc(*args, db=None, timeout: float = 120) -> Run:
     import io
     import signal
 
-    from query.main import main
+    from vmdex.query.main import main
 
     argv = ["vmdex"] + (["--db", str(db)] if db else []) + [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from indexer.arch import UnsupportedArch, detect, machine_of
-from indexer.arch.arm64 import Arm64
-from indexer.arch.x86_64 import X86_64
-from indexer.kernel.vmcoreinfo import VmcoreInfo
+from vmdex.indexer.arch import UnsupportedArch, detect, machine_of
+from vmdex.indexer.arch.arm64 import Arm64
+from vmdex.indexer.arch.x86_64 import X86_64
+from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
 from tests import fixturedata as F
 
 
@@ -85,7 +85,7 @@ def test_arm64_swap_entries(release, pte, want):
 def test_lpa2_and_other_page_sizes_refused():
     lpa2 = VmcoreInfo.parse("PAGESIZE=4096\nNUMBER(VA_BITS)=52\nNUMBER(TCR_EL1_T1SZ)=0xc\n"
                             "NUMBER(PHYS_OFFSET)=0x40000000\nNUMBER(kimage_voffset)=0x1\n")
-    from indexer.errors import DumpError
+    from vmdex.indexer.errors import DumpError
 
     with pytest.raises(DumpError, match="LPA2"):
         detect(_Dump("aarch64"), lpa2)
@@ -93,18 +93,18 @@ def test_lpa2_and_other_page_sizes_refused():
 
 def test_no_import_circles():
     """indexer never imports query; store and ingest do not import each other."""
-    code = ("import sys, indexer.ingest, indexer.store; "
-            "bad = [m for m in sys.modules if m.startswith('query')]; "
+    code = ("import sys, vmdex.indexer.ingest, vmdex.indexer.store; "
+            "bad = [m for m in sys.modules if m.startswith('vmdex.query')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
-    for path, banned in (("indexer/store.py", "from indexer.ingest"),
-                         ("indexer/image.py", "from indexer.ingest"),
-                         ("query/cli.py", "from query.main")):
+    for path, banned in (("indexer/store.py", "from vmdex.indexer.ingest"),
+                         ("indexer/image.py", "from vmdex.indexer.ingest"),
+                         ("query/cli.py", "from vmdex.query.main")):
         assert banned not in open(path).read(), (path, banned)
 
 
 def test_arm64_without_its_vmcoreinfo_numbers_is_one_line():
-    from indexer.errors import DumpError
+    from vmdex.indexer.errors import DumpError
 
     info = VmcoreInfo.parse("PAGESIZE=4096\nNUMBER(VA_BITS)=48\nNUMBER(TCR_EL1_T1SZ)=0x10\n"
                             "NUMBER(kimage_voffset)=0xffff\n")
@@ -124,11 +124,11 @@ def test_x86_linear_ranges_end_where_the_kernel_says(kernel):
     """Only the direct map (up to vmalloc_base) and the kernel image (up to _end) translate
     without the tables: vmalloc'd memory (per-CPU chunks, stacks) and modules above the
     image are read through the kernel's page tables, on a real dump."""
-    from indexer.arch.memory import KernelMemory
-    from indexer.arch.pagewalk import translate
-    from indexer.dumpfile import open_dump
-    from indexer.kernel.types import load_kernel_types
-    from indexer.walk.kernel import Kernel
+    from vmdex.indexer.arch.memory import KernelMemory
+    from vmdex.indexer.arch.pagewalk import translate
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.walk.kernel import Kernel
 
     types, symtab = load_kernel_types(F.vmlinux(kernel))
     with open_dump(F.dump(kernel, F.dump_variants(kernel)[0])) as phys:

@@ -560,7 +560,7 @@ def test_damaged_vmlinux(tmp_path):
     everything the walk needs) ingested cleanly."""
     import random
 
-    from indexer.kernel.symtab import ElfImage
+    from vmdex.indexer.kernel.symtab import ElfImage
 
     src = fd.vmlinux(K510)
     elf = ElfImage(src)

@@ -16,7 +16,7 @@ URL = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 def test_postgres_url_without_psycopg_is_one_line(words):
     code = ("import sys; sys.modules['psycopg'] = None; "
             f"sys.argv = ['vmdex', '--db', {URL!r}] + {words!r}; "
-            "from query.main import main; main()")
+            "from vmdex.query.main import main; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 2, p
     assert p.stderr == ("vmdex: a PostgreSQL index needs the psycopg driver: "

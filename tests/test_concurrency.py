@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from indexer import schema as S
+from vmdex.indexer import schema as S
 from tests import fixturedata as F
 from tests.conftest import VMDEX, vmdex
 
@@ -47,7 +47,7 @@ def _norm(v):
 
 def dump_content(db, name: str) -> dict:
     """Every row of one dump, per table, without dump ids, sorted; plus the dumps counts."""
-    from query.conn import connect
+    from vmdex.query.conn import connect
 
     conn = connect(str(db))
     try:

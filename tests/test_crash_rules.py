@@ -50,7 +50,7 @@ def test_crash_rules(oracle_index, kernel, fname, cmd, status):
 
 def test_state_names_follow_crash():
     """task_state_string() on a 4.14+ kernel, for states the fixtures' tasks do not have."""
-    from indexer.walk.taskstate import (INVALID, selector_value, state_string,
+    from vmdex.indexer.walk.taskstate import (INVALID, selector_value, state_string,
                                         states_from_names, task_state)
 
     # task_state_array as 4.14 and later kernels have it
@@ -74,8 +74,8 @@ def test_state_names_follow_crash():
 def test_state_codes_match_crash_ps(oracle_index, kernel):
     """Every task's state, computed from the stored state and exit_state as crash's
     task_state_string() does, is the ST column of crash's `ps` on the same dump."""
-    from query.conn import connect
-    from query.index import DumpIndex
+    from vmdex.query.conn import connect
+    from vmdex.query.index import DumpIndex
 
     want = {}
     for line in (F.oracle_dir(kernel) / "ps.txt").read_text().splitlines()[1:]:

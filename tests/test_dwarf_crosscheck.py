@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from indexer.kernel.types import load_kernel_types
+from vmdex.indexer.kernel.types import load_kernel_types
 from tests import fixturedata as F
 
 STRUCTS = ("task_struct", "mm_struct", "vm_area_struct", "file", "dentry")

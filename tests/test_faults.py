@@ -43,8 +43,8 @@ class Kmem:
     constants from the dump's row (as the ingest found them)."""
 
     def __init__(self, path, db, name: str):
-        from indexer.kernel.symtab import Symtab
-        from indexer.kernel.types import KernelTypes
+        from vmdex.indexer.kernel.symtab import Symtab
+        from vmdex.indexer.kernel.types import KernelTypes
 
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         row = con.execute(
@@ -188,7 +188,7 @@ def elf61(tmp_path_factory):
 @pytest.fixture(scope="module")
 def elf510(tmp_path_factory):
     """An ELF core of the 5.10 fixture's memory (the pages its kdump holds)."""
-    from indexer.dumpfile import open_dump
+    from vmdex.indexer.dumpfile import open_dump
 
     src = fd.dump(K510, "vmcore.mdf-c-d31")
     L = D.kdump_layout(src)
@@ -362,12 +362,12 @@ def test_page_table_pointing_back_up(c61):
 
 def _walk_rows(elf, workers: int) -> tuple[list, list, list]:
     """(runs, faults, errors) of an in-process walk of the dump with `workers` processes."""
-    from indexer.dumpfile import open_dump
-    from indexer.ingest import walk_dump
-    from indexer.kernel.symtab import build_id
-    from indexer.kernel.types import load_kernel_types
-    from indexer.kernel.vmcoreinfo import VmcoreInfo
-    from indexer.walk.parallel import DropMm
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.ingest import walk_dump
+    from vmdex.indexer.kernel.symtab import build_id
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer.walk.parallel import DropMm
 
     vml = fd.vmlinux(K61)
     types, symtab = load_kernel_types(vml)
@@ -395,7 +395,7 @@ def test_walk_does_not_depend_on_workers(c61, damage, monkeypatch):
     pieces of one VMA each, with good tables and with a PMD entry cross-linked to another
     PTE table of the same mm (which only the whole mm's walk can count), pointing back up,
     or past RAM."""
-    from indexer.walk import parallel
+    from vmdex.indexer.walk import parallel
 
     c = roles(K61)
     pid = c["roles"]["anon"]
@@ -586,7 +586,7 @@ def test_kill_inside_the_write_transaction(kill_index, grown):
 
 _KILLER = '''
 import os, signal, sys
-import indexer.store as store
+import vmdex.indexer.store as store
 calls = [0]
 real = store._bulk
 def bulk(*args, **kw):
@@ -596,7 +596,7 @@ def bulk(*args, **kw):
         os.kill(os.getpid(), signal.SIGKILL)   # rows written, transaction not committed
 store._bulk = bulk
 sys.argv = {argv!r}
-from query.main import main
+from vmdex.query.main import main
 main()
 '''
 

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from indexer.dumpfile import open_dump
-from indexer.kernel.types import KernelTypes, load_kernel_types
-from indexer.kernel.vmcoreinfo import VmcoreInfo
-from indexer.kernel.gdbprint import render_struct
+from vmdex.indexer.dumpfile import open_dump
+from vmdex.indexer.kernel.types import KernelTypes, load_kernel_types
+from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+from vmdex.indexer.kernel.gdbprint import render_struct
 from tests import fixturedata as fd
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -82,8 +82,8 @@ def test_matches_crash(kernel, fname, cmd):
 def test_pointer_fields_are_what_the_renderer_asks(kernel, struct_name):
     """The ingest collects `<symbol>` texts from pointer_fields() without rendering: it must
     name exactly the values the renderer looks up, on this kernel's real objects."""
-    from indexer.kernel.gdbprint import pointer_fields
-    from indexer.kernel.pointers import collect_pointer_symbols
+    from vmdex.indexer.kernel.gdbprint import pointer_fields
+    from vmdex.indexer.kernel.pointers import collect_pointer_symbols
 
     kc = kernel_ctx(kernel)
     size = kc.types.sizeof(struct_name)

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from indexer.dumpfile import open_dump
-from indexer.errors import KernelError
-from indexer.kernel.symtab import Symtab, build_id
-from indexer.kernel.types import (REQUIRED, WANTED_STRUCTS, WANTED_VARIABLES, KernelTypes,
+from vmdex.indexer.dumpfile import open_dump
+from vmdex.indexer.errors import KernelError
+from vmdex.indexer.kernel.symtab import Symtab, build_id
+from vmdex.indexer.kernel.types import (REQUIRED, WANTED_STRUCTS, WANTED_VARIABLES, KernelTypes,
                                   load_kernel_types)
-from indexer.kernel.vmcoreinfo import VmcoreInfo
+from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
 from tests import fixturedata as fd
 
 KERNELS = fd.kernels()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from query.index import DumpIndex
-from query.conn import connect
-from query.words import Fatal, parse_vm
+from vmdex.query.index import DumpIndex
+from vmdex.query.conn import connect
+from vmdex.query.words import Fatal, parse_vm
 from tests.conftest import vmdex
 
 LA57_PAGE_OFFSET = 0xFF3FB45880000000

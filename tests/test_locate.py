@@ -79,7 +79,7 @@ def test_debuginfod_fetch_then_ingest_matches_oracle(debuginfod_url, tmp_path):
 
 
 def test_debuginfod_cache_is_reused_without_server(debuginfod_url, tmp_path):
-    from indexer import debuginfod
+    from vmdex.indexer import debuginfod
 
     cache = tmp_path / "cache"
     (cache / BID61).mkdir(parents=True)
@@ -103,7 +103,7 @@ def test_debuginfod_server_without_the_build(debuginfod_url, tmp_path):
 
 def test_debuginfod_timeout_is_one_reason(tmp_path):
     """A server that accepts and never answers is given up after $DEBUGINFOD_TIMEOUT."""
-    from indexer import debuginfod
+    from vmdex.indexer import debuginfod
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,7 +162,7 @@ def test_release_match_of_another_build_is_passed_over(tmp_path):
 
 def test_release_only_lookup_for_a_dump_without_build_id(tmp_path):
     """Kernels before VMCOREINFO had BUILD-ID (5.10 upstream): found by release alone."""
-    from indexer.kernel.locate import find_in_dirs
+    from vmdex.indexer.kernel.locate import find_in_dirs
 
     root = tmp_path / "debug"
     (root / "lib" / "modules" / REL510).mkdir(parents=True)
@@ -197,8 +197,8 @@ def test_second_dump_of_a_kernel_needs_no_vmlinux(tmp_path):
     assert f"(kernel {BID61} cached in the index)" in ok(p)
     check_oracle(db, "second", K61)
     # A dump without a build id finds the cached kernel by its release (one build has it).
-    from indexer.db import make_engine
-    from indexer.store import known_kernel
+    from vmdex.indexer.db import make_engine
+    from vmdex.indexer.store import known_kernel
 
     engine = make_engine(str(db))
     try:

@@ -8,8 +8,8 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query.render import pagelines as P
-from query.render.sinks import TextSink
+from vmdex.query.render import pagelines as P
+from vmdex.query.render.sinks import TextSink
 
 PAGE = 4096
 pages = st.integers(0, (1 << 52) // PAGE).map(lambda p: p * PAGE)

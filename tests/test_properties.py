@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.dumpfile import open_dump
-from indexer.dumpfile.memory import ABSENT, PRESENT, PhysicalMemory
-from indexer.errors import OutOfDump, VmdexError
+from vmdex.indexer.dumpfile import open_dump
+from vmdex.indexer.dumpfile.memory import ABSENT, PRESENT, PhysicalMemory
+from vmdex.indexer.errors import OutOfDump, VmdexError
 from tests import damage as D
 from tests import fixturedata as fd
 
@@ -159,15 +159,15 @@ class BytesMemory(PhysicalMemory):
 
 @pytest.fixture(scope="module")
 def kernels():
-    from indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.types import load_kernel_types
 
     return {k: load_kernel_types(fd.vmlinux(k)) for k in (K61, K510)}
 
 
 def make_kernel(kernel_types, pages: dict[int, bytes]):
-    from indexer.walk.kernel import Kernel
-    from indexer.arch.memory import KernelMemory
-    from indexer.arch.x86_64 import X86_64
+    from vmdex.indexer.walk.kernel import Kernel
+    from vmdex.indexer.arch.memory import KernelMemory
+    from vmdex.indexer.arch.x86_64 import X86_64
 
     types, symtab = kernel_types
     paging = X86_64(levels=4, page_offset=PAGE_OFFSET, phys_base=0)
@@ -203,7 +203,7 @@ def pointer_soup(draw, node_align: int):
 @given(pages=pointer_soup(256), root_pfn=st.integers(1, NPAGES), root_slot=st.integers(0, 15),
        tag=st.sampled_from([0x0C | 2, 0x10 | 2, 0x18 | 2, 2, 0]))
 def test_maple_tree_on_random_nodes(kernels, pages, root_pfn, root_slot, tag):
-    from indexer.walk.vmas import vma_addresses
+    from vmdex.indexer.walk.vmas import vma_addresses
 
     k = make_kernel(kernels[K61], pages)
     # An mm_struct in page 17 whose mm_mt.ma_root points at a random node.
@@ -226,7 +226,7 @@ def test_maple_tree_on_random_nodes(kernels, pages, root_pfn, root_slot, tag):
     lambda p, o: kva(p, 8 * o), st.integers(1, NPAGES), st.integers(0, 511)),
     map_count=st.integers(-5, 1 << 31))
 def test_vma_list_on_random_memory(kernels, pages, first, map_count):
-    from indexer.walk.vmas import vma_addresses
+    from vmdex.indexer.walk.vmas import vma_addresses
 
     k = make_kernel(kernels[K510], pages)
     mm_pfn = NPAGES + 1
@@ -243,8 +243,8 @@ def test_vma_list_on_random_memory(kernels, pages, first, map_count):
 @given(pages=pointer_soup(8), kernel=st.sampled_from([K61, K510]))
 def test_read_mm_on_random_memory(kernels, pages, kernel):
     """The whole mm reader (counters, VMAs, paths) over random memory."""
-    from indexer.walk.mm import read_mm
-    from indexer.walk.paths import PathResolver
+    from vmdex.indexer.walk.mm import read_mm
+    from vmdex.indexer.walk.paths import PathResolver
 
     k = make_kernel(kernels[kernel], pages)
     errors: list[str] = []
@@ -260,7 +260,7 @@ def test_read_mm_on_random_memory(kernels, pages, kernel):
 @settings(max_examples=40, **SETTINGS)
 @given(pages=pointer_soup(8), slot=st.integers(0, 63))
 def test_pid_xarray_on_random_nodes(kernels, pages, slot):
-    from indexer.walk.tasks import _xarray_entries
+    from vmdex.indexer.walk.tasks import _xarray_entries
 
     k = make_kernel(kernels[K61], pages)
     errors: list[str] = []
@@ -291,9 +291,9 @@ def page_tables(draw):
        ranges=st.lists(st.tuples(st.integers(0, 1 << 47), st.integers(1, 1 << 36)),
                        max_size=5) | st.none())
 def test_walk_user_tables_on_random_pages(pages, top, levels, ranges):
-    from indexer.walk.pages import build_runs
-    from indexer.arch.pagewalk import walk_user_tables
-    from indexer.arch.x86_64 import X86_64
+    from vmdex.indexer.walk.pages import build_runs
+    from vmdex.indexer.arch.pagewalk import walk_user_tables
+    from vmdex.indexer.arch.x86_64 import X86_64
 
     paging = X86_64(levels=levels, page_offset=PAGE_OFFSET, phys_base=0)
     phys = BytesMemory(pages)

@@ -252,7 +252,7 @@ def test_session_as_crash(oracle_index, kernel):
 
 def test_split_redirect_follows_crash():
     """crash's setup_redirect: quotes and parentheses hide | ! >; `->` is no redirect."""
-    from query.shell import LineError, split_redirect
+    from vmdex.query.shell import LineError, split_redirect
 
     assert split_redirect("vm 1") == ("vm 1", None, None, False)
     assert split_redirect("vm 1 | grep x | wc") == ("vm 1 ", "pipe", "grep x | wc", False)

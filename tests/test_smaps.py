@@ -192,13 +192,13 @@ def test_lost_struct_page(smaps_index, tmp_path):
     never a number; `vm` of the same task is unaffected."""
     from tests import damage as D
 
-    from indexer.arch import detect
-    from indexer.arch.memory import KernelMemory
-    from indexer.arch.pagewalk import translate
-    from indexer.dumpfile import open_dump
-    from indexer.kernel.types import load_kernel_types
-    from indexer.kernel.vmcoreinfo import VmcoreInfo
-    from indexer.walk.kernel import Kernel
+    from vmdex.indexer.arch import detect
+    from vmdex.indexer.arch.memory import KernelMemory
+    from vmdex.indexer.arch.pagewalk import translate
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer.walk.kernel import Kernel
 
     db, names = smaps_index
     kernel = next((k for k in BOOT2 if _variant(k) != "vmcore.elf"), None)

@@ -335,8 +335,8 @@ def test_no_index(tmp_path):
 # --- read-only --------------------------------------------------------------------------------------
 def fingerprint(db) -> str:
     """A hash of every table's rows and of the schema objects: changes if anything does."""
-    from indexer import schema as S
-    from query.conn import connect
+    from vmdex.indexer import schema as S
+    from vmdex.query.conn import connect
 
     conn = connect(str(db))
     h = hashlib.sha256()
@@ -419,8 +419,8 @@ def test_read_pragmas_allowed(fleet_sqlite):
 
 
 def test_schema_version_heads_agree():
-    from indexer import db
-    from query import conn
+    from vmdex.indexer import db
+    from vmdex.query import conn
 
     revs = []
     for f in (REPO / "migrations" / "versions").glob("*.py"):
@@ -437,7 +437,7 @@ def test_migration_0002_up_and_down(engine_name, tmp_path, request):
     from alembic import command
     from alembic.config import Config
 
-    from indexer.db import HEAD, MIGRATIONS, make_engine, schema_version
+    from vmdex.indexer.db import HEAD, MIGRATIONS, make_engine, schema_version
 
     if engine_name == "sqlite":
         db = str(tmp_path / "old.db")

@@ -255,7 +255,7 @@ def test_runaway_stopped(request, fleet, what, statement):
 
 
 def test_default_timeout_is_a_bound(fleet_sqlite):
-    from query.sql import DEFAULT_TIMEOUT
+    from vmdex.query.sql import DEFAULT_TIMEOUT
 
     assert 0 < DEFAULT_TIMEOUT <= 600
     p = vmdex("sql", "--help")

@@ -13,11 +13,11 @@ KERNELS = F.kernels()
 
 
 def _walked(kernel):
-    from indexer import ingest as I
-    from indexer.dumpfile import open_dump
-    from indexer.kernel.symtab import build_id
-    from indexer.kernel.types import load_kernel_types
-    from indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer import ingest as I
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.kernel.symtab import build_id
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
 
     vml = F.vmlinux(kernel)
     phys = open_dump(F.dump(kernel, primary_variant(kernel)))
@@ -28,8 +28,8 @@ def _walked(kernel):
 
 
 def _runs(phys, img, chunk):
-    from indexer.walk.pages import RunBuilder
-    from indexer.arch.pagewalk import iter_user_leaves
+    from vmdex.indexer.walk.pages import RunBuilder
+    from vmdex.indexer.arch.pagewalk import iter_user_leaves
 
     rows, batches = [], 0
     top = img.arch.user_top

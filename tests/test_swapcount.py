@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.walk.swapcount import SwapCountsUnknown, SwapMap, SwapTable
+from vmdex.indexer.walk.swapcount import SwapCountsUnknown, SwapMap, SwapTable
 
 
 class Memory:

@@ -31,8 +31,8 @@ An unknown machine fails here, in one line (UnsupportedArch).
 """
 from __future__ import annotations
 
-from indexer.arch.base import Arch
-from indexer.errors import DumpError
+from vmdex.indexer.arch.base import Arch
+from vmdex.indexer.errors import DumpError
 
 # Machine names as dumps spell them → vmdex's name.
 _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
@@ -61,11 +61,11 @@ def detect(phys, info) -> Arch:
     """The Arch of a dump, from what the dump says about itself."""
     name = machine_of(phys, info)
     if name == "x86_64":
-        from indexer.arch.x86_64 import X86_64
+        from vmdex.indexer.arch.x86_64 import X86_64
 
         return X86_64.from_vmcoreinfo(str(phys.path), info)
     if name == "arm64":
-        from indexer.arch.arm64 import Arm64
+        from vmdex.indexer.arch.arm64 import Arm64
 
         return Arm64.from_vmcoreinfo(str(phys.path), info)
     raw = getattr(phys, "machine", None) or "unknown"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple, to_signed
-from indexer.errors import DumpError, MemoryReadError, WalkError
+from vmdex.indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple, to_signed
+from vmdex.indexer.errors import DumpError, MemoryReadError, WalkError
 
 _VALID = 0x1
 _TYPE_MASK = 0x3

@@ -88,7 +88,7 @@ class Arch:
         """Physical address of the top table of an mm (mm->pgd)."""
         pa = self.kvtop_linear(pgd_va)
         if pa is None:
-            from indexer.errors import WalkError
+            from vmdex.indexer.errors import WalkError
             raise WalkError(f"mm pgd {pgd_va:x} is not a direct-map address")
         return pa
 

@@ -2,9 +2,9 @@
 kernel's own tables (vmalloc, modules)."""
 from __future__ import annotations
 
-from indexer.arch.base import Arch
-from indexer.arch.pagewalk import translate
-from indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.arch.base import Arch
+from vmdex.indexer.arch.pagewalk import translate
+from vmdex.indexer.errors import MemoryReadError, WalkError
 
 
 class KernelMemory:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, Arch
-from indexer.errors import MemoryReadError
+from vmdex.indexer.arch.base import LEVEL_PMD, LEVEL_PTE, Arch
+from vmdex.indexer.errors import MemoryReadError
 
 KIND_PRESENT, KIND_SWAP = 0, 1
 

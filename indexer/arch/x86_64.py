@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple
-from indexer.errors import DumpError, MemoryReadError, WalkError
+from vmdex.indexer.arch.base import LEVEL_PMD, LEVEL_PTE, LEVEL_PUD, U64, Arch, release_tuple
+from vmdex.indexer.errors import DumpError, MemoryReadError, WalkError
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # fixed by the x86_64 ABI, KASLR moves only phys_base
 

@@ -37,25 +37,20 @@ def _zlib(data: bytes, size: int) -> bytes:
 
 
 def _load_lzo():
-    try:
-        import lzo
+    try:  # lzokay: LZO1X decompression with wheels on PyPI (no C compiler, no liblzo2)
+        import lzokay
     except ImportError:
-        raise DumpError("lzo support needs python-lzo (pip install python-lzo)") from None
-    # header=False: makedumpfile stores raw lzo1x output, without python-lzo's 5-byte header
-    return lambda data, size: lzo.decompress(data, False, size)
+        raise DumpError("lzo support needs lzokay (pip install lzokay)") from None
+    # makedumpfile stores raw lzo1x_1 output; the page size bounds what it may expand to
+    return lambda data, size: lzokay.decompress(data, size)
 
 
 def _load_snappy():
-    try:  # cramjam is what python-snappy wraps nowadays; call it directly when present
+    try:  # cramjam is what python-snappy wraps nowadays; raw snappy, as makedumpfile writes
         import cramjam
-        return lambda data, size: bytes(cramjam.snappy.decompress_raw(data))
     except ImportError:
-        pass
-    try:
-        import snappy
-    except ImportError:
-        raise DumpError("snappy support needs python-snappy or cramjam") from None
-    return lambda data, size: snappy.uncompress(data)
+        raise DumpError("snappy support needs cramjam (pip install cramjam)") from None
+    return lambda data, size: bytes(cramjam.snappy.decompress_raw(data))
 
 
 def _load_zstd():

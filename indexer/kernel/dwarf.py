@@ -13,7 +13,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-from indexer.errors import KernelError
+from vmdex.indexer.errors import KernelError
 
 # tags
 TAG_array, TAG_enum, TAG_member, TAG_pointer = 0x01, 0x04, 0x0D, 0x0F

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from indexer import debuginfod
-from indexer.errors import KernelError, VmdexError
-from indexer.kernel.symtab import build_id as file_build_id
+from vmdex.indexer import debuginfod
+from vmdex.indexer.errors import KernelError, VmdexError
+from vmdex.indexer.kernel.symtab import build_id as file_build_id
 
 SYSTEM_DEBUG_DIR = Path("/usr/lib/debug")
 

@@ -6,7 +6,7 @@ answers; the query side then needs no symbol table (and no numpy) at all.
 """
 from __future__ import annotations
 
-from indexer.kernel.gdbprint import pointer_fields
+from vmdex.indexer.kernel.gdbprint import pointer_fields
 
 U64 = (1 << 64) - 1
 

@@ -22,7 +22,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-from indexer.errors import KernelError
+from vmdex.indexer.errors import KernelError
 
 # minimal symbol kinds (our own numbering)
 TEXT, FILE_TEXT, DATA, FILE_DATA, BSS, FILE_BSS, ABS = range(7)

@@ -32,8 +32,8 @@ import json
 import struct
 import time
 
-from indexer.errors import KernelError
-from indexer.kernel import dwarf as D
+from vmdex.indexer.errors import KernelError
+from vmdex.indexer.kernel import dwarf as D
 
 # What the walker and renderer need. Extend freely: missing ones are simply absent.
 # name -> anchor functions whose CU (via .debug_aranges) likely defines it.
@@ -104,7 +104,7 @@ WANTED_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 # What smaps needs (indexer.kernel.smaps_types), merged into the lists above.
-from indexer.kernel import smaps_types as _smaps  # noqa: E402
+from vmdex.indexer.kernel import smaps_types as _smaps  # noqa: E402
 
 for _mine, _theirs in ((WANTED_STRUCTS, _smaps.STRUCTS), (WANTED_ENUMS, _smaps.ENUMS),
                        (WANTED_ENUMERATORS, _smaps.ENUMERATORS),
@@ -526,7 +526,7 @@ def _extract(dw, symbol_address) -> "KernelTypes":
 
 def load_kernel_types(vmlinux_path):
     """(KernelTypes, Symtab) of one vmlinux; KernelError on anything unusable."""
-    from indexer.kernel.symtab import ElfImage, Symtab
+    from vmdex.indexer.kernel.symtab import ElfImage, Symtab
     elf = ElfImage(vmlinux_path)
     try:
         dw = D.DwarfFile(elf)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.arch.pagewalk import translate_leaf
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.arch.pagewalk import translate_leaf
 
 PAGE = 4096
 

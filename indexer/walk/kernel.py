@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.arch.base import U64
-from indexer.arch.memory import KernelMemory
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.arch.base import U64
+from vmdex.indexer.arch.memory import KernelMemory
 
 
 class StructView:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.kernel import Kernel
-from indexer.walk.paths import PathResolver
-from indexer.walk.vmas import vma_addresses
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.walk.kernel import Kernel
+from vmdex.indexer.walk.paths import PathResolver
+from vmdex.indexer.walk.vmas import vma_addresses
 
 
 @dataclass
@@ -54,7 +54,7 @@ def _counters(k: Kernel, mm) -> list[int]:
                 for i in range(n)]
     if k.has("mm_struct", "rss_stat"):
         # Per-CPU counters: count + Σ per-cpu deltas, clamped at 0 per counter (as crash does).
-        from indexer.walk.tasks import cpu_count
+        from vmdex.indexer.walk.tasks import cpu_count
         n = k.types.array_length("mm_struct", "rss_stat") or 0
         size = k.sizeof("percpu_counter")
         base = k.off("mm_struct", "rss_stat")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.arch.base import Arch
-from indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP, LeafBatch
+from vmdex.indexer.arch.base import Arch
+from vmdex.indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP, LeafBatch
 
 MAX_RUN_PAGES = 512  # 2 MiB of 4 KiB pages: also a PMD leaf, so a THP page is one run
 

@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass
 from queue import Empty, Full
 
-from indexer.walk.pages import RunBuilder
-from indexer.arch.pagewalk import iter_user_leaves
+from vmdex.indexer.walk.pages import RunBuilder
+from vmdex.indexer.arch.pagewalk import iter_user_leaves
 
 QUEUE_CHUNKS = 8
 PIECE_PAGES = 1 << 20   # aim: pieces of about 4 GiB of VMA each (balance, not a bound)
@@ -71,7 +71,7 @@ class DropMm:
 def _worker(todo, queue, dump_path: str, arch, user_top: int) -> None:
     import numpy as np
 
-    from indexer.dumpfile import open_dump
+    from vmdex.indexer.dumpfile import open_dump
 
     parent = os.getppid()
 

@@ -7,8 +7,8 @@ the source filesystem.
 """
 from __future__ import annotations
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.kernel import Kernel
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.walk.kernel import Kernel
 
 MAX_DEPTH = 4096      # components; bounds a corrupt (cyclic) dentry chain
 BUFSIZE = 1500        # crash's path buffer

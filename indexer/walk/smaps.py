@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.frames import FACT_DIRTY, FACT_ANON, FACT_COMPOUND, FACT_HEAD, FACT_KSM, \
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.walk.frames import FACT_DIRTY, FACT_ANON, FACT_COMPOUND, FACT_HEAD, FACT_KSM, \
     FACT_OK, FACT_ONE_REF, FACT_REFERENCED, FACT_SWAPBACKED, FrameFacts, FrameLayout, \
     FrameReader, frame_layout
-from indexer.arch.base import LEVEL_PMD, LEVEL_PTE, Arch
-from indexer.arch.memory import KernelMemory
-from indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP
-from indexer.walk.swapcount import SwapCountsUnknown, SwapMap, SwapTable, swap_counts
+from vmdex.indexer.arch.base import LEVEL_PMD, LEVEL_PTE, Arch
+from vmdex.indexer.arch.memory import KernelMemory
+from vmdex.indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP
+from vmdex.indexer.walk.swapcount import SwapCountsUnknown, SwapMap, SwapTable, swap_counts
 
 PSS_SHIFT = 12
 FIELDS = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.smaps import ALL, FIELDS, NF, SmapsPart, SmapsPlan, gatherer, make_plan, \
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.walk.smaps import ALL, FIELDS, NF, SmapsPart, SmapsPlan, gatherer, make_plan, \
     vm_mnemonics
-from indexer.walk.smaps_vma import VmaText, VmaTexts, line_layout
-from indexer.arch.base import to_signed
+from vmdex.indexer.walk.smaps_vma import VmaText, VmaTexts, line_layout
+from vmdex.indexer.arch.base import to_signed
 
 COLUMNS = ("dump_id", "mm", "vma_seq", "header", "kernel_page_kb", "mmu_page_kb",
            "thp_eligible", "protection_key", "vmflags") + FIELDS + ("unknown", "reason")

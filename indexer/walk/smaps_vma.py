@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.errors import MemoryReadError, WalkError
 
 MMF_DISABLE_THP = 24          # mm->flags bit set by prctl(PR_SET_THP_DISABLE), uapi-stable
 MAX_PATH = 4096

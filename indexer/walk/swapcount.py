@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.errors import MemoryReadError, WalkError
 
 Unknown = list[tuple[np.ndarray, str]]      # (mask of entries, why their count is unknown)
 

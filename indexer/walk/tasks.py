@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.kernel import Kernel
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.walk.kernel import Kernel
 
 PF_EXITING = 0x4          # include/linux/sched.h, unchanged since 2.6
 PF_KTHREAD = 0x00200000

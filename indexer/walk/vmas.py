@@ -4,8 +4,8 @@ Which one is decided by the members mm_struct has, never by the kernel version.
 """
 from __future__ import annotations
 
-from indexer.errors import MemoryReadError, WalkError
-from indexer.walk.kernel import Kernel
+from vmdex.indexer.errors import MemoryReadError, WalkError
+from vmdex.indexer.walk.kernel import Kernel
 
 ULONG_MAX = (1 << 64) - 1
 XA_ZERO_ENTRY = (257 << 2) | 2   # left in the tree by a failed fork; not a VMA

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 
-from query.render import crashfmt as F
+from vmdex.query.render import crashfmt as F
 
 PAGE = 4096   # the default; a sink takes its dump's page size (dumps.page_size)
 VECTOR_MIN_LINES = 48        # a stretch this long goes to numpy ...
@@ -53,7 +53,7 @@ class TextSink:
         return n >= VECTOR_MIN_LINES and self.count >= VECTOR_AFTER_LINES
 
     def _vector_lines(self, lo: int, n: int, mid: bytes, second=None, width=0, tail=b""):
-        from query.render import pagelines
+        from vmdex.query.render import pagelines
 
         for i in range(0, n, VECTOR_CHUNK):   # bounded text per write (a VMA may be 16 M lines)
             m = min(VECTOR_CHUNK, n - i)
@@ -83,7 +83,7 @@ class TextSink:
         if self.count >= VECTOR_AFTER_LINES:
             self.count += n
             if self.batch is None:
-                from query.render.pagelines import PresentBatch
+                from vmdex.query.render.pagelines import PresentBatch
 
                 self.batch = PresentBatch(self.out.write, self.pw, self.page)
                 self.out.pending = self.batch.flush
@@ -302,7 +302,7 @@ class CsvSink:
         pass
 
     def struct(self, name, text) -> None:
-        from query.words import Fatal
+        from vmdex.query.words import Fatal
         raise Fatal("vm: -m and -v print structures: use --format text or json\n")
 
     def flags(self, value, names) -> None:

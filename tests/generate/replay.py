@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from query.words import crash_words
+from vmdex.query.words import crash_words
 
 # crash reports a failed command through error(): a line starting with the command's
 # name (`vm: ...`, `foreach: ...`), or the usage text (cmd_usage, "Usage:"); `vm -P` of a
@@ -25,8 +25,8 @@ def crash_reported_error(answer: bytes) -> bool:
 
 def vmdex_answer(db: str, dump: str | None, cmd: str) -> tuple[bytes, int]:
     """(terminal output, exit status) of `vmdex --db DB [--dump N] CMD`, in-process."""
-    from indexer.errors import VmdexError
-    from query.answer import answer, query_words
+    from vmdex.indexer.errors import VmdexError
+    from vmdex.query.answer import answer, query_words
 
     words = crash_words(cmd)
     argv = ["--db", db] + (["--dump", dump] if dump else []) + words

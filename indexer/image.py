@@ -49,3 +49,5 @@ class DumpImage:
     kernel_maps: list[tuple[int, int, int]] = field(default_factory=list)  # (va, npages, pa)
     ram_start: int = 0                        # start of the lowest node's span (bytes)
     smaps: object = None                      # indexer.walk.smaps_ingest.SmapsImage, or None
+    info: dict[str, str] = field(default_factory=dict)   # dump_info rows: sys's facts
+    task_info: list[dict] = field(default_factory=list)  # task_info rows (no dump_id)

@@ -238,6 +238,39 @@ smaps_layouts = Table(
     Column("lines", Text, nullable=False),
 )
 
+# What `sys` and `ps` print beyond the walk (migration 0008). dump_info: one dump's system
+# facts, one row a fact (`key` names it, docs/schema.md lists them; values as text).
+dump_info = Table(
+    "dump_info", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", Text, nullable=False),
+    Index("ix_dump_info_pk", "dump_id", "key", unique=True),
+)
+# task_info: per task what crash's ps options read of its task_struct (NULL: the kernel has
+# no such member or the dump lost it). Times in the kernel's own units (nanoseconds).
+task_info = Table(
+    "task_info", metadata,
+    Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
+    Column("task", I64, nullable=False),
+    Column("start_time", I64),                              # task_struct.start_time
+    Column("utime", I64),
+    Column("stime", I64),
+    Column("last_run", I64),                                # sched_info.last_arrival
+    Column("kstackp", I64),                                 # thread.sp (ps -s)
+    Column("policy", Integer),
+    Column("prio", Integer),
+    Column("rlim", LargeBinary),                            # signal->rlim[] bytes (ps -r)
+    Column("arg_start", I64),                               # mm's, user virtual (ps -a)
+    Column("arg_end", I64),
+    Column("env_start", I64),
+    Column("env_end", I64),
+    Column("args", LargeBinary),                            # user bytes arg_start..arg_end
+    Column("env", LargeBinary),                             # user bytes env_start..env_end
+    Column("args_error", Text),                             # why args/env are NULL
+    Index("ix_task_info_pk", "dump_id", "task", unique=True),
+)
+
 BULK_TABLES = (tasks, mms, vmas, page_runs, page_table_faults, swap_devices,
                pointer_symbols, vma_faults, ingest_errors, kernel_maps, vma_smaps,
-               smaps_layouts)
+               smaps_layouts, dump_info, task_info)

@@ -219,6 +219,9 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
                                          for a, t in img.pointer_symbols.items()))
         _bulk_tuples(conn, S.kernel_maps, ["dump_id", "va", "npages", "pa"], (
             (dump_id, to_signed(va), n, to_signed(pa)) for va, n, pa in img.kernel_maps))
+        _bulk(conn, S.dump_info, (dict(dump_id=dump_id, key=k, value=v)
+                                  for k, v in img.info.items()))
+        _bulk(conn, S.task_info, (dict(row, dump_id=dump_id) for row in img.task_info))
         _bulk(conn, S.ingest_errors, (dict(dump_id=dump_id, message=e) for e in img.errors))
         conn.execute(update(S.dumps).where(S.dumps.c.id == dump_id).values(
             page_run_count=img.run_count, error_count=len(img.errors)))

@@ -20,6 +20,7 @@ from vmdex.indexer.arch.pagewalk import iter_user_leaves, kernel_map_runs
 from vmdex.indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
 from vmdex.indexer.image import DumpImage
 from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+from vmdex.indexer.walk import procinfo
 from vmdex.indexer.walk.kernel import Kernel
 from vmdex.indexer.walk.mm import Mm, crash_rss, read_mm
 from vmdex.indexer.walk.pages import PageRuns, RunBuilder
@@ -195,6 +196,10 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     ram_start = _ram_start(k, nodes)
     stage.what = "the CPU masks"
     cpus = cpu_count(k)
+    stage.what = "what ps reads of each task (times, rlimits, argument pages)"
+    task_info = procinfo.task_rows(k, phys, arch, tasks, mms)
+    facts = procinfo.dump_facts(k, arch.name, arch.page_size, cpus)
+    stage.what = "the kernel"
     return DumpImage(
         name=name, source_path=str(phys.path), format=phys.format,
         compression=phys.compression,
@@ -207,7 +212,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
         tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
-        kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps)
+        kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps, info=facts,
+        task_info=task_info)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,

@@ -253,6 +253,7 @@ task_info = Table(
     "task_info", metadata,
     Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),
     Column("task", I64, nullable=False),
+    Column("parent", I64),                                  # task_struct.parent (ps -p/-c)
     Column("start_time", I64),                              # task_struct.start_time
     Column("utime", I64),
     Column("stime", I64),

@@ -37,11 +37,13 @@ def _global_options(argv: list[str]):
 def query_words(argv: list[str]):
     """(runner, words, db, dump, fmt) for a vm/foreach command line, else None."""
     parsed = _global_options(argv)
-    if parsed is None or not parsed[3] or parsed[3][0] not in ("vm", "foreach", "smaps"):
+    if parsed is None or not parsed[3] or parsed[3][0] not in ("vm", "foreach", "smaps", "ps"):
         return None
     db, dump, fmt, rest = parsed
     if rest[0] == "smaps":
         from vmdex.query.smaps import run_smaps as runner
+    elif rest[0] == "ps":
+        from vmdex.query.ps import run_ps as runner
     elif rest[0] == "vm":
         from vmdex.query.vm import run_vm as runner
     else:

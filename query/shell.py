@@ -30,13 +30,13 @@ from vmdex.query.words import crash_words
 PROMPT = "vmdex> "
 HELP_DIR = Path(__file__).with_name("help")
 # crash's built-in aliases (cmdline.c alias_init) for commands vmdex answers
-ALIASES = {"man": "help", "?": "help", "quit": "q", "for": "foreach"}
-COMMANDS = ("vm", "foreach", "set", "help", "q", "exit")
+ALIASES = {"man": "help", "?": "help", "quit": "q", "for": "foreach", "last": "ps -l"}
+COMMANDS = ("vm", "foreach", "ps", "set", "help", "q", "exit")
 # crash 9.0.2's other commands (its `help` list): known, but not answered from the index
 CRASH_ONLY = frozenset((
     "*", "alias", "ascii", "bpf", "bt", "btop", "dev", "dis", "eval", "extend", "files",
     "fuser", "gdb", "ipcs", "irq", "kmem", "list", "log", "mach", "mod", "mount", "net",
-    "p", "ps", "pte", "ptob", "ptov", "rd", "repeat", "runq", "rustfilt", "sbitmapq",
+    "p", "pte", "ptob", "ptov", "rd", "repeat", "runq", "rustfilt", "sbitmapq",
     "search", "sig", "struct", "swap", "sym", "sys", "task", "timer", "tree", "union",
     "vtop", "waitq", "whatis", "wr"))
 VM_OPTIONS = ("-p", "-P", "-M", "-R", "-m", "-v", "-x", "-d", "-f")
@@ -117,10 +117,11 @@ class Shell:
     def __init__(self, idx, db: str | None, dump: str | None, fmt: str):
         from vmdex.query.context import run_set
         from vmdex.query.foreach import run_foreach
+        from vmdex.query.ps import run_ps
         from vmdex.query.vm import run_vm
 
         self.idx, self.db, self.dump, self.fmt = idx, db, dump, fmt
-        self.runners = {"vm": run_vm, "foreach": run_foreach, "set": run_set,
+        self.runners = {"vm": run_vm, "foreach": run_foreach, "ps": run_ps, "set": run_set,
                         "help": run_help, "h": self.run_history, "history": self.run_history}
         self.history: list[str] = []     # for `h` without readline
         self.at_prompt = False             # interactive: Ctrl-C stops only the command
@@ -154,7 +155,7 @@ class Shell:
         if runner is None:
             if name in CRASH_ONLY:
                 sys.stderr.write(f"vmdex: {name}: a crash command vmdex does not answer "
-                                 "(it answers vm, foreach ... vm, set, help)\n")
+                                 "(it answers vm, foreach ... vm, ps, set, help)\n")
             else:
                 sys.stderr.write(f"vmdex: command not found: {name}\n")
             return 2

@@ -69,6 +69,8 @@ WANTED_STRUCTS: dict[str, tuple[str, ...]] = {
     "vfsmount": ("d_path", "mntput"),
     "swap_info_struct": ("get_swap_device", "swap_info_get", "si_swapinfo"),
     "rq": ("scheduler_tick", "sched_tick", "schedule"),
+    "clocksource": ("clocksource_register_hz", "__clocksource_register_scale", "init_jiffies_clocksource"),
+    "rlimit": ("do_prlimit", "copy_process"),
     "pglist_data": ("__alloc_pages", "__alloc_pages_noprof", "__alloc_pages_nodemask",
                     "get_page_from_freelist"),
 }

@@ -30,7 +30,7 @@ def upgrade():
     op.create_table(
         "task_info", _dump_id(),
         sa.Column("task", I64, nullable=False),
-        *[sa.Column(c, I64) for c in ("start_time", "utime", "stime", "last_run", "kstackp")],
+        *[sa.Column(c, I64) for c in ("parent", "start_time", "utime", "stime", "last_run", "kstackp")],
         sa.Column("policy", sa.Integer), sa.Column("prio", sa.Integer),
         sa.Column("rlim", sa.LargeBinary),
         *[sa.Column(c, I64) for c in ("arg_start", "arg_end", "env_start", "env_end")],

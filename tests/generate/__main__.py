@@ -56,7 +56,8 @@ def record(folder: Path, seed: int, count: int, out: Path, dump: Path | None = N
     dump = dump or primary(folder)
     answers = crashlive.ask(_vmlinux(folder), dump, [c for _, c in qs],
                             crashlive.crash_options(folder))
-    replay.save_answers(out, [{"family": f, "cmd": c, "crash": a.decode("utf-8", "surrogateescape")}
+    replay.save_answers(out, [{"family": f, "cmd": c, "dump": dump.name,
+                               "crash": a.decode("utf-8", "surrogateescape")}
                               for (f, c), a in zip(qs, answers)])
     return out
 
@@ -159,7 +160,9 @@ def main(argv=None) -> int:
             or sorted((a.folder / "generated").glob("*.jsonl.gz"))
         return check(a.folder, files, a.dump)
     with tempfile.TemporaryDirectory(prefix="vmdex-live-") as tmp:
-        out = record(a.folder, a.seed, a.count, Path(tmp) / "answers.jsonl.gz")
+        # one --dump: crash reads that variant too (variant-dependent families count)
+        dump = next((d for d in _dumps(a.folder) if a.dump and [d.name] == a.dump), None)
+        out = record(a.folder, a.seed, a.count, Path(tmp) / "answers.jsonl.gz", dump)
         return check(a.folder, [out], a.dump)
 
 

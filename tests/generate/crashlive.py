@@ -39,9 +39,26 @@ def crash_options(folder: Path) -> list[str]:
     return opts
 
 
+# What ask() records for a question during which crash itself died (a crash bug, e.g. some
+# `ps -l`/`-m` forms with several task words): replay sets such questions aside.
+CRASH_DIED = b"@@ crash 9.0.2 died answering this question\n"
+
+
 def ask(vmlinux: Path, dump: Path, commands: list[str], extra: list[str] = (),
         timeout: int = 3600) -> list[bytes]:
-    """crash's answer to each command, in order."""
+    """crash's answer to each command, in order. A question that kills crash is answered
+    CRASH_DIED and a new session goes on with the rest."""
+    answers: list[bytes] = []
+    while len(answers) < len(commands):
+        got = _session(vmlinux, dump, commands[len(answers):], extra, timeout)
+        answers += got
+        if len(answers) < len(commands):
+            answers.append(CRASH_DIED)
+    return answers
+
+
+def _session(vmlinux: Path, dump: Path, commands: list[str], extra, timeout) -> list[bytes]:
+    """One crash session: the answers up to the first question it did not survive."""
     script = []
     for i, cmd in enumerate(commands):
         script += [f"!echo '@@@@ {i}'", cmd]
@@ -57,10 +74,12 @@ def ask(vmlinux: Path, dump: Path, commands: list[str], extra: list[str] = (),
         os.unlink(f.name)
     blocks = re.split(rb"^@@@@ (\d+)\n", p.stdout, flags=re.M)
     got = {int(n): body for n, body in zip(blocks[1::2], blocks[2::2])}
-    if len(commands) not in got:
-        raise RuntimeError(f"crash session ended early: {p.stdout[-500:]!r}")
-    # What follows marker i, up to marker i + 1, is the answer to command i.
-    return [got.get(i, b"") for i in range(len(commands))]
+    if 0 not in got:
+        raise RuntimeError(f"crash session did not start: {p.stdout[-500:]!r}")
+    # What follows marker i, up to marker i + 1, is the answer to command i; the command
+    # after the last marker seen killed crash.
+    last = max(got)
+    return [got.get(i, b"") for i in range(min(last, len(commands)))]
 
 
 def ask_named(kernel: str, cmds: list[tuple[str, str]]) -> dict[str, bytes]:

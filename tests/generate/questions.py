@@ -244,3 +244,55 @@ class _Gen:
         ]
         v = self.pick(t.vmas)
         return self.pick(forms).format(t=t.pid, v=f"{v.addr:x}")
+
+    # crash's ps ---------------------------------------------------------------------
+    PS_OPTS = ("", "", "-k", "-u", "-G", "-s", "-us", "-ks", "-y NORMAL", "-y fifo,RR",
+               "-y 0x0", "-y IDLE", "-H", "-A", "-p", "-c", "-t", "-kt", "-ut", "-l",
+               "-m", "-g", "-r", "-Gs", "-u -H", "-s -A")
+
+    def ps_word(self):
+        """A task as ps takes it: pid, task address, command name, 'regex', \\name."""
+        t = self.pick(self.tasks)
+        r = self.r.random()
+        if r < 0.45:
+            return self.who(t)
+        if r < 0.65:
+            return t.comm
+        if r < 0.8:
+            return "'" + self.r.choice((f"^{t.comm[:3]}", t.comm[:2] + ".*", "wl_", "k.*d$",
+                                        "[0-9]")) + "'"
+        if r < 0.9:
+            return self.r.choice(("99999", "0x0", "\\1", "nosuchcommand", "1x", "ffff"))
+        return "\\" + t.comm
+
+    def q_ps(self):
+        """*** ps [option] [pid|task|command|'regex']..."""
+        opt = self.pick(self.PS_OPTS)
+        words = [self.ps_word() for _ in range(self.r.choice((0, 0, 1, 1, 1, 2, 3)))]
+        return " ".join(["ps", opt] + words).replace("  ", " ").strip()
+
+    def q_ps_lastrun(self):
+        """* ps -l / -m, with -C cpus"""
+        cpus = max(t.cpu for t in self.tasks) + 1
+        spec = self.pick(("0", "a", "all", f"0-{cpus - 1}", ",".join(map(str, range(cpus))),
+                          str(cpus), "x", "1-0"))
+        opt = self.pick(("-l", "-m"))
+        if self.r.random() < 0.6:
+            return f"ps {opt} -C {spec}"
+        return f"ps {opt} -C{spec} {self.ps_word()}"
+
+    def q_ps_rules(self):
+        """* ps option conflicts and malformed forms"""
+        return self.pick((
+            "ps -p -c", "ps -t -a", "ps -u -k", "ps -k -u 1", "ps -S", "ps -S 1", "ps -k -S",
+            "ps -G -l", "ps -G -m", "ps -C 0", "ps -C 0 1", "ps -y FOO", "ps -y", "ps -Z",
+            "ps -A -S", "ps -g -r", "ps -H -t 1", "ps -y normal,fifo -k", "ps -I", "ps -Y",
+            f"ps -u -t {self.pick(self.kthreads).pid if self.kthreads else 2}",
+            f"ps -G {self.who(self.pick(self.tasks))} {self.who(self.pick(self.tasks))}",
+            "ps 1 1", "ps -r 0", "ps -g 0", "ps -c 0", "ps -p 0"))
+
+    def q_ps_args(self):
+        """* ps -a: argument and environment pages (what the dump variant kept of them)"""
+        if self.r.random() < 0.2:
+            return "ps -a " + " ".join(self.ps_word() for _ in range(self.r.randint(0, 2)))
+        return f"ps -a {self.ps_word()}"

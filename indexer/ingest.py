@@ -198,7 +198,11 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     cpus = cpu_count(k)
     stage.what = "what ps reads of each task (times, rlimits, argument pages)"
     task_info = procinfo.task_rows(k, phys, arch, tasks, mms)
-    facts = procinfo.dump_facts(k, arch.name, arch.page_size, cpus)
+    facts = procinfo.dump_facts(k, arch.page_size, cpus)
+    from vmdex.indexer.walk.system import system_facts
+    stage.what = "the system facts (sys)"
+    task_errors = any(e.startswith(("idle task", "pid ")) for e in errors)
+    sys_info = system_facts(k, phys, nodes, cpus, None if task_errors else len(tasks))
     stage.what = "the kernel"
     return DumpImage(
         name=name, source_path=str(phys.path), format=phys.format,
@@ -212,8 +216,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         has_expand_upwards=k.sym("expand_upwards") is not None,
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
         tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
-        kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps, info=facts,
-        task_info=task_info)
+        kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps,
+        info={**facts, **sys_info}, task_info=task_info)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,
@@ -409,6 +413,16 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         img.source_path = os.path.abspath(dump_path)
         img.source_size = _file_size(dump_path)
         img.kernel_from = kernel_from
+        # sys's KERNEL and DUMPFILE: the paths as typed (crash prints its command line's);
+        # a kernel from the index's cache names the file it was first read from (absolute)
+        img.info["dumpfile"] = str(dump_path)
+        if vmlinux_path is not None:
+            img.info["kernel"] = str(vmlinux_path)
+            img.info["kernel_file"] = os.path.abspath(vmlinux_path)
+        else:
+            with index_errors(engine):
+                first = store.kernel_source(engine, bid)
+            img.info["kernel"] = img.info["kernel_file"] = first or kernel_from
         img.pointer_symbols = _pointer_symbols(img, types, symtab)
         with index_errors(engine):
             kernel_id = store.store_kernel(engine, bid, info.osrelease or "",

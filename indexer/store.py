@@ -58,6 +58,18 @@ def known_kernel(engine: Engine, build_id: str | None, release: str | None) -> s
     return rows[0] if len(rows) == 1 else None
 
 
+def kernel_source(engine: Engine, build_id: str) -> str | None:
+    """The vmlinux a cached kernel was first read from (absolute path), as the first dump
+    ingested with it recorded (dump_info `kernel_file`); None when no dump says."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(S.dump_info.c.value)
+            .select_from(S.dump_info.join(S.dumps, S.dumps.c.id == S.dump_info.c.dump_id)
+                         .join(S.kernels, S.kernels.c.id == S.dumps.c.kernel_id))
+            .where(S.kernels.c.build_id == build_id, S.dump_info.c.key == "kernel_file")
+            .order_by(S.dumps.c.id).limit(1)).scalar()
+
+
 def dump_from_source(engine: Engine, source_path: str, size: int) -> str | None:
     """The name of a dump already ingested from this file (same path, same size)."""
     with engine.connect() as conn:

@@ -37,10 +37,13 @@ def _global_options(argv: list[str]):
 def query_words(argv: list[str]):
     """(runner, words, db, dump, fmt) for a vm/foreach command line, else None."""
     parsed = _global_options(argv)
-    if parsed is None or not parsed[3] or parsed[3][0] not in ("vm", "foreach", "smaps", "ps"):
+    if parsed is None or not parsed[3] or parsed[3][0] not in ("vm", "foreach", "smaps", "ps",
+                                                               "sys"):
         return None
     db, dump, fmt, rest = parsed
-    if rest[0] == "smaps":
+    if rest[0] == "sys":
+        from vmdex.query.sys import run_sys as runner
+    elif rest[0] == "smaps":
         from vmdex.query.smaps import run_smaps as runner
     elif rest[0] == "ps":
         from vmdex.query.ps import run_ps as runner

@@ -103,7 +103,7 @@ class Ps:
 
     def hz(self) -> int | None:
         v = self.info.facts.get("hz")
-        return int(v) if v else None
+        return int(v) if v and v != "?" else None
 
     def rq_clock(self, cpu: int) -> int:
         clocks = self.info.facts.get("rq_clock")
@@ -361,12 +361,12 @@ class Ps:
             if t is not None:
                 break
         chosen.sort(key=lambda x: u(self.ti(x, 1) or 0))
-        hz, jiffies = self.hz(), self.info.facts.get("uptime_jiffies")
+        hz = self.hz()
         w = self.out.write
         for x in chosen:
             start_time = u(self.ti(x, 1) or 0)
             w(self.header(x))
-            w(f"    RUN TIME: {_run_time(start_time, hz, jiffies)}\n")
+            w(f"    RUN TIME: {_run_time(start_time, hz, self.info.facts)}\n")
             w(f"  START TIME: {start_time}\n")
             w(f"       UTIME: {_signed(self.ti(x, 2))}\n")
             w(f"       STIME: {_signed(self.ti(x, 3))}\n\n")
@@ -439,20 +439,18 @@ def _nanoseconds(v: int) -> str:
     return f"{days} {hours:02d}:{mins:02d}:{secs:02d}.{ms:03d}"
 
 
-def _run_time(start_time: int, hz: int | None, jiffies: str | None) -> str:
+def _run_time(start_time: int, hz: int | None, facts: dict[str, str]) -> str:
     """convert_time(convert_start_time(start_time, jiffies_64)) for nanosecond start times."""
+    from vmdex.query.sys import convert_time, uptime_ticks
+
     if not hz:
         return "(cannot calculate: unknown HZ value)"
-    if jiffies is None:
+    jiffies = facts.get("jiffies")
+    if jiffies is None or jiffies == "?":
         raise VmdexError("ps -t: the dump's jiffies were not read at ingest")
-    current = int(jiffies)
+    current = uptime_ticks(int(jiffies), hz, facts.get("jiffies_symbol", "jiffies_64"))
     ticks = (start_time // 1000000000) * hz
-    count = 0 if ticks > current else current - ticks
-    total = count // hz
-    days, total = divmod(total, 86400)
-    hours, total = divmod(total, 3600)
-    minutes, seconds = divmod(total, 60)
-    return (f"{days} days, " if days else "") + f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return convert_time(0 if ticks > current else current - ticks, hz)
 
 
 # --- options -------------------------------------------------------------------------

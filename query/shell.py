@@ -31,13 +31,13 @@ PROMPT = "vmdex> "
 HELP_DIR = Path(__file__).with_name("help")
 # crash's built-in aliases (cmdline.c alias_init) for commands vmdex answers
 ALIASES = {"man": "help", "?": "help", "quit": "q", "for": "foreach", "last": "ps -l"}
-COMMANDS = ("vm", "foreach", "ps", "set", "help", "q", "exit")
+COMMANDS = ("vm", "foreach", "ps", "set", "sys", "help", "q", "exit")
 # crash 9.0.2's other commands (its `help` list): known, but not answered from the index
 CRASH_ONLY = frozenset((
     "*", "alias", "ascii", "bpf", "bt", "btop", "dev", "dis", "eval", "extend", "files",
     "fuser", "gdb", "ipcs", "irq", "kmem", "list", "log", "mach", "mod", "mount", "net",
     "p", "pte", "ptob", "ptov", "rd", "repeat", "runq", "rustfilt", "sbitmapq",
-    "search", "sig", "struct", "swap", "sym", "sys", "task", "timer", "tree", "union",
+    "search", "sig", "struct", "swap", "sym", "task", "timer", "tree", "union",
     "vtop", "waitq", "whatis", "wr"))
 VM_OPTIONS = ("-p", "-P", "-M", "-R", "-m", "-v", "-x", "-d", "-f")
 FOREACH_WORDS = ("user", "kernel", "gleader", "active", "vm", "-p", "-m", "-v", "-R", "-x",
@@ -118,11 +118,13 @@ class Shell:
         from vmdex.query.context import run_set
         from vmdex.query.foreach import run_foreach
         from vmdex.query.ps import run_ps
+        from vmdex.query.sys import run_sys
         from vmdex.query.vm import run_vm
 
         self.idx, self.db, self.dump, self.fmt = idx, db, dump, fmt
         self.runners = {"vm": run_vm, "foreach": run_foreach, "ps": run_ps, "set": run_set,
-                        "help": run_help, "h": self.run_history, "history": self.run_history}
+                        "sys": run_sys, "help": run_help, "h": self.run_history,
+                        "history": self.run_history}
         self.history: list[str] = []     # for `h` without readline
         self.at_prompt = False             # interactive: Ctrl-C stops only the command
 
@@ -155,7 +157,7 @@ class Shell:
         if runner is None:
             if name in CRASH_ONLY:
                 sys.stderr.write(f"vmdex: {name}: a crash command vmdex does not answer "
-                                 "(it answers vm, foreach ... vm, ps, set, help)\n")
+                                 "(it answers vm, foreach ... vm, ps, set, sys, help)\n")
             else:
                 sys.stderr.write(f"vmdex: command not found: {name}\n")
             return 2

@@ -1,7 +1,7 @@
 """What crash's `ps` options read beyond the task list: per task its times, last run,
 kernel stack pointer, scheduling policy, resource limits and the argument/environment
-pages; per dump the clock (HZ, jiffies), the per-CPU runqueue clocks and the size of
-memory %MEM divides by. One helper per kernel concept; the query side only prints.
+pages; per dump the per-CPU runqueue clocks and the size of memory %MEM divides by, and
+the kernel's HZ (which `sys` stores). One helper per kernel concept; the query side only prints.
 """
 from __future__ import annotations
 
@@ -43,26 +43,6 @@ def crash_hz(k: Kernel, arch_name: str) -> int | None:
     readable = any(k.sym(s) is not None for s in _DEADLINE_SCOPES) or \
         k.sym("kernel_config_data") is not None
     return kernel_hz(k) if readable else CRASH_DEFAULT_HZ.get(arch_name)
-
-
-def uptime_jiffies(k: Kernel, hz: int | None) -> int | None:
-    """crash's get_uptime (kernel.c): jiffies_64 less INITIAL_JIFFIES, which is
-    (u32)(-300 * HZ); a value past 32 bits is taken as wrapped once. Kernels without
-    jiffies_64: jiffies itself."""
-    try:
-        if k.sym("jiffies_64") is not None:
-            j = k.mem.u64(k.sym("jiffies_64"))
-            if hz is None:
-                return None
-            wrapped = j & 0xFFFFFFFF00000000
-            if wrapped:
-                return (((wrapped - (1 << 32)) | (j & 0xFFFFFFFF)) + 300 * hz) & ((1 << 64) - 1)
-            return (j - ((-300 * hz) & 0xFFFFFFFF)) & ((1 << 64) - 1)
-        if k.sym("jiffies") is not None:
-            return k.mem.u64(k.sym("jiffies"))
-    except _READ_ERRORS:
-        return None
-    return None
 
 
 def total_pages(k: Kernel, page_size: int) -> int | None:
@@ -219,16 +199,11 @@ def _mm_args(k: Kernel, phys, arch, mm_addr: int, mm) -> tuple:
     return (to_signed(a0), to_signed(a1), to_signed(e0), to_signed(e1), args, env, error)
 
 
-def dump_facts(k: Kernel, arch_name: str, page_size: int, ncpus: int) -> dict[str, str]:
-    """dump_info rows for ps: crash's HZ, its uptime in jiffies, total pages, rq clocks.
+def dump_facts(k: Kernel, page_size: int, ncpus: int) -> dict[str, str]:
+    """dump_info rows for ps: total pages, rq clocks, the last-run member (HZ and jiffies
+    are sys's: indexer.walk.system).
     A fact the dump does not give is left out (the query side says so)."""
     facts: dict[str, str] = {}
-    hz = crash_hz(k, arch_name)
-    if hz:
-        facts["hz"] = str(hz)
-    j = uptime_jiffies(k, hz)
-    if j is not None:
-        facts["uptime_jiffies"] = str(j)
     pages = total_pages(k, page_size)
     if pages:
         facts["total_pages"] = str(pages)

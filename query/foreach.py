@@ -80,8 +80,9 @@ def _regex(pattern: str) -> re.Pattern:
 class ForeachParser:
     """cmd_foreach's argument loop; INFO messages go to `say`, FATAL ones raise."""
 
-    def __init__(self, open_index, out: Out):
+    def __init__(self, open_index, out: Out, unquoted_regex: bool = True):
         self.open_index, self.out = open_index, out
+        self.unquoted_regex = unquoted_regex
         self.errors = 0
         self.pending: list[str] = []   # INFO messages, shown through the output's sink
 
@@ -191,11 +192,12 @@ class ForeachParser:
                     sel.comms.append(key)
                     sel.specified = True
                 continue
-            # vmdex's own addition: a shell has usually eaten crash's single quotes, so a
-            # word with regex metacharacters that names no command is taken as a regex
-            # (not one with crash's leading backslash, which marks a command name).
-            if not w.startswith("\\") and REGEX_CHARS & set(w) and \
-                    len(sel.regexes) < MAX_REGEX:
+            # The CLI's own addition (not at the prompt, where crash's words rule): a
+            # shell has usually eaten crash's single quotes, so a word with regex
+            # metacharacters that names no command is taken as a regex (not one with
+            # crash's leading backslash, which marks a command name).
+            if self.unquoted_regex and not w.startswith("\\") and REGEX_CHARS & set(w) \
+                    and len(sel.regexes) < MAX_REGEX:
                 sel.regexes.append(_regex(w))
                 continue
             sel.specified = True
@@ -252,9 +254,12 @@ def select_tasks(idx: DumpIndex, sel: Selection) -> list[Task]:
     return out
 
 
-def run_foreach(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
+def run_foreach(open_index, argv: list[str], out: Out, fmt: str = "text",
+                unquoted_regex: bool = True) -> int:
+    """`foreach ... vm ...`; `unquoted_regex`: the CLI's reading of a regex whose quotes the
+    shell ate (False at the prompt, which takes crash's words as crash does)."""
     cmd = None
-    parser = ForeachParser(open_index, out)
+    parser = ForeachParser(open_index, out, unquoted_regex)
     try:
         try:
             sel = parser.parse(argv)

@@ -113,16 +113,23 @@ def run_help(open_index, argv: list[str], out, fmt: str = "text") -> int:
     return failed
 
 
+def prompt_foreach(open_index, argv: list[str], out, fmt: str = "text") -> int:
+    """foreach at the prompt: crash's words exactly (an unquoted regex is an unknown
+    argument, as crash 9.0.2 says)."""
+    from vmdex.query.foreach import run_foreach
+
+    return run_foreach(open_index, argv, out, fmt, unquoted_regex=False)
+
+
 class Shell:
     def __init__(self, idx, db: str | None, dump: str | None, fmt: str):
         from vmdex.query.context import run_set
-        from vmdex.query.foreach import run_foreach
         from vmdex.query.ps import run_ps
         from vmdex.query.sys import run_sys
         from vmdex.query.vm import run_vm
 
         self.idx, self.db, self.dump, self.fmt = idx, db, dump, fmt
-        self.runners = {"vm": run_vm, "foreach": run_foreach, "ps": run_ps, "set": run_set,
+        self.runners = {"vm": run_vm, "foreach": prompt_foreach, "ps": run_ps, "set": run_set,
                         "sys": run_sys, "help": run_help, "h": self.run_history,
                         "history": self.run_history}
         self.history: list[str] = []     # for `h` without readline

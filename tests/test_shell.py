@@ -223,7 +223,7 @@ def test_one_line_errors(oracle_index, tmp_path):
     assert b"Traceback" not in p.stdout + p.stderr
     assert p.stderr.decode().splitlines() == [
         "vmdex: set radix: vmdex keeps none of crash's internal variables",
-        "vmdex: bt: a crash command vmdex does not answer (it answers vm, foreach ... vm, "
+        "vmdex: bt: a crash command vmdex does not answer (it answers vm, foreach ... vm, ps, "
         "set, sys, help)",
         "set: invalid option -- 'X'",
         "vmdex: command not found: ",

@@ -296,3 +296,8 @@ class _Gen:
         if self.r.random() < 0.2:
             return "ps -a " + " ".join(self.ps_word() for _ in range(self.r.randint(0, 2)))
         return f"ps -a {self.ps_word()}"
+
+    def q_sys(self):
+        """crash's sys: taint, bad options (plain `sys` names the files as each tool was
+        given them: tests/test_sys.py and the matrix ingest under crash's names)"""
+        return self.pick(("sys -t", "sys -x", "sys -t -t", "sys -t -x"))

@@ -16,7 +16,7 @@ from vmdex.query.words import crash_words
 # crash reports a failed command through error(): a line starting with the command's
 # name (`vm: ...`, `foreach: ...`), or the usage text (cmd_usage, "Usage:"); `vm -P` of a
 # VMA the task does not have says "(not found)" (the fixtures' oracle files it as err.*).
-_ERROR = re.compile(rb"^(vm|foreach|ps): |^Usage:|^\(not found\)$", re.M)
+_ERROR = re.compile(rb"^(vm|foreach|ps|sys): |^Usage:|^\(not found\)$", re.M)
 # Families whose answer depends on which pages the dump variant kept (ps -a reads user
 # pages that makedumpfile -d 31 drops): compared only on the variant crash read.
 VARIANT_FAMILIES = ("ps_args",)
@@ -37,6 +37,8 @@ def vmdex_answer(db: str, dump: str | None, cmd: str) -> tuple[bytes, int]:
     if fast is None:
         raise ValueError(f"not a vm/foreach command: {cmd}")
     runner, rest, dbarg, dumparg, fmt = fast
+    if rest and words[0] == "foreach":     # crash's words, as at the vmdex> prompt
+        from vmdex.query.shell import prompt_foreach as runner
     term = _Terminal()
     try:
         code = _with_streams(term, lambda: answer(runner, rest, dbarg, dumparg, fmt))
@@ -90,7 +92,8 @@ def compare(rows: list[dict], db: str, dump: str | None,
     bytes but exits 1, so there only "crash reported an error => non-zero" is required."""
     same, asked = Counter(), Counter()
     for r in rows:
-        if r["family"] in VARIANT_FAMILIES and dump is not None and r.get("dump", dump) != dump:
+        if r["family"] in VARIANT_FAMILIES and dump is not None \
+                and r.get("dump", dump) != dump.rsplit("/", 1)[-1]:
             continue
         want = r["crash"].encode("utf-8", "surrogateescape")
         if CRASH_INTERNAL.search(want):

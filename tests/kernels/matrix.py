@@ -168,7 +168,7 @@ def oracle_cases(folder: Path) -> list[tuple[str, str]]:
     for line in (folder / "oracle" / "commands.tsv").read_text().splitlines():
         if line and not line.startswith("#"):
             fname, cmd = line.split("\t")[:2]
-            if cmd.split()[0] in ("vm", "foreach"):
+            if cmd.split()[0] in ("vm", "foreach", "ps"):
                 rows.append((fname, cmd))
     return rows
 
@@ -261,8 +261,36 @@ def check(row: Row, diffs: list[str], questions: int = 300) -> Result:
                 res.paging = paging_of(db, name)
             res.formats[name] = compare_oracle(folder, db, name, diffs)
         res.smaps = compare_smaps(folder, db, diffs)
+        sys_same = compare_sys(folder, Path(tmp) / "sys.db", diffs)
+        if sys_same is not None:      # counted with the primary dump's oracle commands
+            from tests.generate.__main__ import primary
+            name = primary(folder).name
+            a, b = res.formats.get(name, (0, 0))
+            res.formats[name] = (a + sys_same, b + 1)
         res.questions = ask_generated(folder, db, diffs, questions)
     return res
+
+
+def compare_sys(folder: Path, db: Path, diffs: list[str]) -> int | None:
+    """`sys` against oracle/sys.txt: the primary dump ingested under the names crash was
+    given (`crash vmlinux vmcore.X` in the folder), since KERNEL and DUMPFILE print them.
+    1 identical, 0 not, None when the folder has no sys.txt."""
+    from tests.generate.__main__ import primary
+
+    want = folder / "oracle" / "sys.txt"
+    if not want.is_file():
+        return None
+    dump = primary(folder)
+    p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--vmlinux", "vmlinux", dump.name],
+                       cwd=dump.parent, capture_output=True, text=True)
+    if p.returncode != 0:
+        diffs.append(f"{folder.name}/{dump.name}: sys ingest failed: {p.stderr.strip()[:300]}")
+        return 0
+    got = subprocess.run([VMDEX, "--db", str(db), "sys"], capture_output=True)
+    ok = got.stdout == want.read_bytes() and got.returncode == 0
+    if not ok:
+        diffs.append(f"{folder.name}/{dump.name}: sys")
+    return int(ok)
 
 
 def ask_generated(folder: Path, db: Path, diffs: list[str], count: int) -> tuple[int, int] | None:

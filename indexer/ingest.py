@@ -175,7 +175,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         come, so memory holds a few chunks, never a whole address space or the dump.
         With several workers the mms are walked in other processes (walk.parallel)."""
         if workers > 1 and total_pages(mms, arch.page_size) >= MIN_PARALLEL_PAGES:
-            yield from parallel_runs(mms, str(phys.path), arch, user_top, workers, walk_mm,
+            source = getattr(phys, "paths", None) or str(phys.path)   # a split set: its files
+            yield from parallel_runs(mms, source, arch, user_top, workers, walk_mm,
                                      faults, progress, smaps=smaps)
             return
         for i, a in enumerate(mms):
@@ -359,14 +360,17 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
     from vmdex.indexer.kernel.types import KernelTypes, load_kernel_types
 
     t0 = time.perf_counter()
-    dump_path = Path(dump_path)
+    # a makedumpfile --split set comes as a tuple of its files (indexer.dumpfile.split)
+    paths = [Path(p) for p in dump_path] if isinstance(dump_path, (list, tuple)) \
+        else [Path(dump_path)]
+    dump_path = paths[0]
     if vmlinux_path is not None:
         vmlinux_path = Path(vmlinux_path)
         if not vmlinux_path.is_file():
             raise KernelError(f"{vmlinux_path}: no such vmlinux")
     with index_errors(engine):
         upgrade(engine)
-    with open_dump(dump_path) as phys:
+    with open_dump(paths if len(paths) > 1 else dump_path) as phys:
         if not phys.vmcoreinfo:
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
         info = VmcoreInfo.parse(phys.vmcoreinfo)
@@ -409,13 +413,13 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
             types, symtab = load_kernel_types(vmlinux_path)
         progress("types", 1, 1)
         img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kernel_from, bid,
-                        name or dump_path.name, progress, workers)
+                        name or set_name(paths), progress, workers)
         img.source_path = os.path.abspath(dump_path)
         img.source_size = _file_size(dump_path)
         img.kernel_from = kernel_from
         # sys's KERNEL and DUMPFILE: the paths as typed (crash prints its command line's);
         # a kernel from the index's cache names the file it was first read from (absolute)
-        img.info["dumpfile"] = str(dump_path)
+        img.info["dumpfile"] = "\n".join(str(p) for p in paths)
         if vmlinux_path is not None:
             img.info["kernel"] = str(vmlinux_path)
             img.info["kernel_file"] = os.path.abspath(vmlinux_path)
@@ -432,6 +436,15 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
             seconds = time.perf_counter() - t0
             store.store_dump(engine, img, kernel_id, seconds)
     return img, time.perf_counter() - t0
+
+
+def set_name(paths: list[Path]) -> str:
+    """A dump's default name: its file's name; a split set's: what its files' names share
+    (vmcore.kdump-split.1 and .2: vmcore.kdump-split)."""
+    if len(paths) == 1:
+        return paths[0].name
+    common = os.path.commonprefix([p.name for p in paths]).rstrip(".-_")
+    return common or paths[0].name
 
 
 def _file_size(path: Path) -> int | None:

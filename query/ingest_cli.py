@@ -25,7 +25,8 @@ class _Bar:
         self.p.stop()
 
 
-def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
+def run_ingest(db: str | None, dump: str | tuple[str, ...], vmlinux: str | None,
+               name: str | None,
                show_progress: bool = True, workers: int = 1) -> None:
     from vmdex.indexer.db import make_engine
     from vmdex.indexer.ingest import ingest
@@ -33,7 +34,8 @@ def run_ingest(db: str | None, dump: str, vmlinux: str | None, name: str | None,
     engine = make_engine(db)
     bar = _Bar() if show_progress and sys.stderr.isatty() else None
     try:
-        img, secs = ingest(engine, Path(dump), Path(vmlinux) if vmlinux else None, name,
+        img, secs = ingest(engine, dump if isinstance(dump, tuple) else Path(dump),
+                           Path(vmlinux) if vmlinux else None, name,
                            bar or (lambda *a: None), workers)
     finally:
         if bar:
@@ -61,9 +63,14 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
     from vmdex.indexer.ingest import index_errors
     from vmdex.indexer.store import dump_from_source
 
+    from vmdex.indexer.dumpfile.split import group_split_files
+
     dirs = [p for p in paths if os.path.isdir(p)]
     if not dirs:
-        return [(p, name) for p in paths], False
+        dumps = group_split_files(paths)
+        if name and len(dumps) > 1:
+            raise VmdexError(f"--name names one dump; {len(dumps)} were given")
+        return [(d, name) for d in dumps], False
     if name:
         raise VmdexError(f"{dirs[0]}: is a directory (the dumps under it are named after "
                          "their directories): --name applies to a single dump file")
@@ -109,15 +116,16 @@ def run_ingest_each(db: str | None, todo: list[tuple[str, str | None]],
             run_ingest(db, d, vmlinux, name, workers=workers)
         except VmdexError as exc:
             print(f"vmdex: {_about(d, str(exc))}", file=sys.stderr)
-            failed.append(d)
+            failed.append(" + ".join(d) if isinstance(d, tuple) else d)
     if failed:
         raise VmdexError(f"{len(failed)} of {len(todo)} dumps not ingested: "
                          + ", ".join(failed))
 
 
-def _about(dump: str, message: str) -> str:
+def _about(dump: str | tuple[str, ...], message: str) -> str:
     """The message, naming the dump unless it already does."""
-    return message if message.startswith(f"{dump}: ") else f"{dump}: {message}"
+    dump = " + ".join(dump) if isinstance(dump, tuple) else dump
+    return message if message.startswith(f"{dump.split(' + ')[0]}") else f"{dump}: {message}"
 
 
 def _ingest_one(db: str | None, dump: str, vmlinux: str | None,

@@ -113,11 +113,14 @@ def sys_lines(facts: Facts) -> list[tuple[str, str]]:
         kernel += q if v is None else (mark if v not in ("0", "") else "")
     dumpfile = g("dumpfile", "DUMPFILE") or q
     if facts.f.get("dump_kind") == "diskdump":
-        marks = [m for key, m in (("partial", " [PARTIAL DUMP]"), ("incomplete", " [INCOMPLETE]"),
-                                  ("excluded_vmemmap", " [EXCLUDED VMEMMAP]"))
-                 if facts.f.get(key) == "1"]
-        if marks:
-            dumpfile += " " + "".join(marks)
+        marks = "".join(m for key, m in (("partial", " [PARTIAL DUMP]"),
+                                         ("incomplete", " [INCOMPLETE]"),
+                                         ("excluded_vmemmap", " [EXCLUDED VMEMMAP]"))
+                        if facts.f.get(key) == "1")
+        if "\n" in dumpfile:      # a split set: each file (diskdump.c show_split_dumpfiles)
+            dumpfile = ("\n" + " " * 14).join(n + marks for n in dumpfile.split("\n"))
+        elif marks:
+            dumpfile += " " + marks
     elif facts.f.get("partial") == "1":
         dumpfile += "  [PARTIAL DUMP]"
     present, online = g("cpus_present", "CPUS"), g("cpus_online", "CPUS [OFFLINE]")
@@ -135,7 +138,8 @@ def sys_lines(facts: Facts) -> list[tuple[str, str]]:
     panic_text = q if panic is None else f"\"{panic}\"" + (
         " (check log for details)" if "Oops: " in panic else "")
     return [
-        ("KERNEL", kernel), ("DUMPFILE", dumpfile), ("CPUS", cpus),
+        ("KERNEL", kernel), ("DUMPFILES" if "\n" in dumpfile else "DUMPFILE", dumpfile),
+        ("CPUS", cpus),
         ("DATE", q if sec is None else ctime_tz(int(sec))),
         ("UPTIME", q if None in (jiffies, hz) else
          uptime(int(jiffies), int(hz), facts.f.get("jiffies_symbol", "jiffies_64"))),

@@ -15,7 +15,39 @@ __all__ = ["open_dump", "PhysicalMemory", "PRESENT", "EXCLUDED", "ABSENT"]
 
 
 def open_dump(path) -> PhysicalMemory:
-    """Open a dump for reading; DumpError (one line naming the file) if it can't be."""
+    """Open a dump for reading; DumpError (one line naming the file) if it can't be. A list
+    of paths is a makedumpfile --split set (indexer.dumpfile.split); a single split file
+    must hold the whole dump."""
+    if isinstance(path, (list, tuple)):
+        return _open_set([os.fspath(p) for p in path])
+    from .split import check_set
+
+    mem = _open_one(path)
+    if getattr(mem, "split", False):
+        try:
+            check_set([mem])
+        except BaseException:
+            mem.close()
+            raise
+    return mem
+
+
+def _open_set(paths: list[str]) -> PhysicalMemory:
+    from .split import SplitMemory, check_set
+
+    parts: list[PhysicalMemory] = []
+    try:
+        for p in paths:
+            parts.append(_open_one(p))
+        check_set(parts)
+    except BaseException:
+        for m in parts:
+            m.close()
+        raise
+    return parts[0] if len(parts) == 1 else SplitMemory(parts)
+
+
+def _open_one(path) -> PhysicalMemory:
     from .elf import ElfMemory
     from .flattened import FLAT_SIGNATURE, FlattenedReader, MappedFile
     from .kdump import SIGNATURES, KdumpMemory

@@ -48,6 +48,44 @@ def vmcoreinfo_from_notes(notes) -> str | None:
     return None
 
 
+def _disjoint(loads: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """PT_LOADs (paddr, memsz, filesz, offset) made disjoint and sorted. A kexec
+    /proc/vmcore has a segment for the kernel image (virtual ffffffff8...) whose physical
+    range lies inside a System RAM segment, and makedumpfile -E keeps both, each with its
+    own zero-filled tail (filesz < memsz: pages it left out): the same physical address can
+    be in several segments. Bytes the file holds win over a zero-filled tail; between two
+    that hold it (the same bytes), the lower segment."""
+    data = _cut_overlaps(sorted((p, f, f, o) for p, _m, f, o in loads if f))
+    out = list(data)
+    for paddr, memsz, filesz, _off in loads:   # the zero-filled tails, less any data
+        lo, hi = paddr + filesz, paddr + memsz
+        for dp, dm, _f, _o in data:
+            if dp + dm <= lo or dp >= hi:
+                continue
+            if dp > lo:
+                out.append((lo, dp - lo, 0, 0))
+            lo = max(lo, dp + dm)
+        if lo < hi:
+            out.append((lo, hi - lo, 0, 0))
+    return _cut_overlaps(sorted(out))
+
+
+def _cut_overlaps(loads: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Sorted segments, each cut where it starts inside the one before."""
+    out: list[tuple[int, int, int, int]] = []
+    end = -1
+    for paddr, memsz, filesz, off in loads:
+        if paddr < end:
+            cut = end - paddr
+            if cut >= memsz:
+                continue
+            paddr, memsz, off = end, memsz - cut, off + cut
+            filesz = max(filesz - cut, 0)
+        out.append((paddr, memsz, filesz, off))
+        end = paddr + memsz
+    return out
+
+
 # e_machine values (ELF gABI) → the names uname and the kdump header use.
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
@@ -100,9 +138,8 @@ class ElfMemory(PhysicalMemory):
                 self.notes += parse_notes(mm[off:off + filesz])
         if not loads:
             raise DumpError(f"{name}: ELF core has no PT_LOAD segments")
-        loads.sort()
-        self._loads = loads
-        self._starts = [seg[0] for seg in loads]
+        self._loads = _disjoint(sorted(loads))
+        self._starts = [seg[0] for seg in self._loads]
         self.vmcoreinfo = vmcoreinfo_from_notes(self.notes)
 
     # --- reading --------------------------------------------------------------------------

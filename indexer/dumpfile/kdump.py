@@ -61,10 +61,15 @@ class KdumpMemory(PhysicalMemory):
         # Sub-header fields exist from the header_version that introduced them.
         sub = r.pread(bs, _SUB.size) if sub_blocks else b""
         sub = sub + bytes(_SUB.size - len(sub))
-        (self.sub_phys_base, self.dump_level, self.split, _sp, _ep, off_vmci, size_vmci,
-         off_note, size_note, _off_erase, _size_erase, _sp64, _ep64, mapnr64) = _SUB.unpack(sub)
+        (self.sub_phys_base, self.dump_level, self.split, sp32, ep32, off_vmci, size_vmci,
+         off_note, size_note, _off_erase, _size_erase, sp64, ep64, mapnr64) = _SUB.unpack(sub)
+        self.header_bytes = bytes(hdr)      # crash compares these between split files
         if version >= 6:
             max_mapnr = mapnr64
+        # the pfns a `makedumpfile --split` file holds (the split field from version 2)
+        self.split = bool(self.split) and version >= 2
+        self.split_range = ((sp64, ep64) if version >= 6 else (sp32, ep32)) if self.split \
+            else None
         self.max_mapnr = max_mapnr
         if version >= 4 and size_note > 0:
             self.notes = parse_notes(self._meta(name, off_note, size_note, "ELF notes"))
@@ -100,6 +105,8 @@ class KdumpMemory(PhysicalMemory):
         counts = _popcount64(self._words)
         self._before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.dumpable_pages = int(counts.sum())
+        # A --split file's bitmap is the whole dump's; its descriptors start at its first pfn
+        self._desc_base = self._dumpable_below(self.split_range[0]) if self.split_range else 0
 
         for bit in codecs.NAMES:  # a missing library should fail now, not on page 1000
             if status & bit:
@@ -120,23 +127,34 @@ class KdumpMemory(PhysicalMemory):
             raise DumpError(f"{name}: {what} at offset {off} runs past end of file")
         return data
 
+    def _dumpable_below(self, pfn: int) -> int:
+        w = min(pfn >> 6, len(self._words))
+        below = int(self._before[w - 1] + _popcount64(self._words[w - 1:w])[0]) if w else 0
+        if w < len(self._words) and pfn & 63:
+            below += (int(self._words[w]) & ((1 << (pfn & 63)) - 1)).bit_count()
+        return below
+
+    def _in_file(self, pfn: int) -> bool:
+        lo, hi = self.split_range or (0, self.max_mapnr)
+        return lo <= pfn < min(hi, self.max_mapnr)
+
     def _desc_bytes(self, idx: int) -> bytes:
         return self._r.pread(self._data_offset + idx * _DESC.size, _DESC.size)
 
     # --- page lookup ----------------------------------------------------------------------
     def page_state(self, pfn: int) -> str:
-        if pfn < 0 or pfn >= self.max_mapnr or not self._ram[pfn >> 3] >> (pfn & 7) & 1:
+        if not self._in_file(pfn) or not self._ram[pfn >> 3] >> (pfn & 7) & 1:
             return ABSENT
         return PRESENT if int(self._words[pfn >> 6]) >> (pfn & 63) & 1 else EXCLUDED
 
     def _load_page(self, pfn: int, paddr: int) -> bytes:
-        if pfn < 0 or pfn >= self.max_mapnr or not self._ram[pfn >> 3] >> (pfn & 7) & 1:
+        if not self._in_file(pfn) or not self._ram[pfn >> 3] >> (pfn & 7) & 1:
             raise OutOfDump(paddr)
         w, bit = pfn >> 6, pfn & 63
         word = int(self._words[w])
         if not word >> bit & 1:
             raise ExcludedPage(paddr)
-        idx = int(self._before[w]) + (word & ((1 << bit) - 1)).bit_count()
+        idx = int(self._before[w]) + (word & ((1 << bit) - 1)).bit_count() - self._desc_base
 
         raw = self._desc_bytes(idx)
         if len(raw) < _DESC.size:

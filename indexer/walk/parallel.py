@@ -68,7 +68,7 @@ class DropMm:
     mm: int
 
 
-def _worker(todo, queue, dump_path: str, arch, user_top: int) -> None:
+def _worker(todo, queue, dump_path: str | list[str], arch, user_top: int) -> None:
     import numpy as np
 
     from vmdex.indexer.dumpfile import open_dump
@@ -131,7 +131,7 @@ def _cross_linked(edge_arrays: list) -> bool:
     return len(np.unique(e[:, 0])) < len(e)
 
 
-def parallel_runs(mms: dict, dump_path: str, arch, user_top: int, workers: int,
+def parallel_runs(mms: dict, dump_path: str | list[str], arch, user_top: int, workers: int,
                   walk_serially, faults_out: list, progress, smaps=None):
     """Yield (mm, PageRuns) for every mm, walked by `workers` processes, appending the
     faults to faults_out as (mm, fault). An mm the pieces cannot settle (a piece that

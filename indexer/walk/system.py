@@ -23,7 +23,8 @@ PANIC_MESSAGES = (
     "general protection fault: ", "double fault: ", "divide error: ", "stack segment: ",
     "[Hardware Error]: ", "Bad mode in ", "Oops: ")
 PANIC_KEYWORDS = ("Unable to handle kernel", "BUG: unable to handle kernel", "Kernel BUG at",
-                  "kernel BUG at", "Bad mode in", "Oops", "Kernel panic", "sysrq")
+                  "kernel BUG at", "Bad mode in", "Oops", "Kernel panic")
+BUFSIZE = 1500    # crash's line buffer: a log line is read 1499 bytes at a time
 
 
 def _unknown(key: str, why: str) -> dict[str, str]:
@@ -85,17 +86,12 @@ def load_average(k: Kernel) -> dict[str, str]:
 
 
 def date(k: Kernel) -> dict[str, str]:
-    """DATE: xtime seconds, from where crash's get_xtime (kernel.c) looks, in its order:
-    tk_data.timekeeper in timekeeper_data or tk_core; timekeeper.xtime; timekeeper.xtime_sec
-    in `timekeeper`, then in `shadow_timekeeper`; xtime."""
+    """DATE: xtime seconds, from where crash 9.0.2's get_xtime (kernel.c, tag 9.0.2) looks,
+    in its order: timekeeper.xtime; timekeeper.xtime_sec in `timekeeper`, then in
+    `shadow_timekeeper`; xtime. A kernel with none of them (7.x keeps its timekeepers in
+    timekeeper_data[]) leaves crash's date at 0: the epoch."""
     def sec_at(addr):
         return lambda: str(k.mem.sint(addr, 8))
-    if k.has("tk_data", "timekeeper") and k.has("timekeeper", "xtime_sec"):
-        off = k.off("tk_data", "timekeeper") + k.off("timekeeper", "xtime_sec")
-        for name in ("timekeeper_data", "tk_core"):
-            if k.sym(name) is not None:
-                return _guard("xtime_sec", name, sec_at(k.sym(name) + off))
-        return {"xtime_sec": "0"}       # crash leaves the date at 0 then
     if k.has("timekeeper", "xtime") and k.sym("timekeeper") is not None:
         return _guard("xtime_sec", "timekeeper.xtime",
                       sec_at(k.sym("timekeeper") + k.off("timekeeper", "xtime")))
@@ -106,11 +102,14 @@ def date(k: Kernel) -> dict[str, str]:
                               sec_at(k.sym(name) + k.off("timekeeper", "xtime_sec")))
     if k.sym("xtime") is not None:
         return _guard("xtime_sec", "xtime", sec_at(k.sym("xtime")))
-    return _unknown("xtime_sec", "kernel has no timekeeper xtime_sec the way crash reads it")
+    return {"xtime_sec": "0"}
 
 
 def cpu_mhz(k: Kernel) -> dict[str, str]:
-    """MACHINE's (N Mhz): x86_64.c reads cpu_khz / 1000 (0 when absent: "unknown")."""
+    """MACHINE's (N Mhz): x86_64.c reads cpu_khz / 1000 (0 when absent: "unknown");
+    arm64.c's arm64_processor_speed() is always 0."""
+    if k.mem.arch.name == "arm64":
+        return {"mhz": "0"}
     if k.mem.arch.name != "x86_64":
         return _unknown("mhz", f"crash's processor speed on {k.mem.arch.name} is not read "
                         "by vmdex")
@@ -225,19 +224,33 @@ def _kpatch_module(k: Kernel) -> dict[str, str]:
 
 
 def panic_message(k: Kernel) -> dict[str, str]:
-    """PANIC: crash finds it in the kernel log (task.c get_panicmsg). vmdex reads the log
-    (printk ringbuffer) and stores "" when no line holds one of crash's panic strings; a
-    log that names a panic is marked unknown (crash's choice of line is not reproduced)."""
+    """PANIC: crash 9.0.2's get_panicmsg (task.c): the string at `panicmsg` where the kernel
+    has one; else the first log line holding one of its panic messages, tried message by
+    message in its order; else the first line holding one of its panic keywords (a line with
+    "sysrq" stops that search when the kernel has `sysrq_pressed`: its value says whether
+    that line is the message); else no message ("")."""
+    sym = k.sym("panicmsg")
+    if sym is not None:
+        return _guard("panic", "panicmsg",
+                      lambda: k.mem.cstring(k.ptr(sym), BUFSIZE - 1).decode("latin-1"))
     try:
         lines = log_lines(k)
     except _READ_ERRORS as exc:
         return _unknown("panic", f"the kernel log is unreadable: {exc}")
     if lines is None:
         return _unknown("panic", "kernel log format not read by vmdex (no printk ringbuffer)")
+    lines = [line[:BUFSIZE - 1] for line in lines]      # what one fgets() gets
+    for msg in PANIC_MESSAGES:
+        for line in lines:
+            if msg in line:
+                return {"panic": line}
+    pressed = k.sym("sysrq_pressed")
     for line in lines:
-        if any(m in line for m in PANIC_MESSAGES + PANIC_KEYWORDS):
-            return _unknown("panic", "the kernel log holds a panic message; vmdex does not "
-                            "pick crash's line")
+        if "sysrq" in line and pressed is not None:
+            return _guard("panic", "sysrq_pressed",
+                          lambda: line if k.mem.sint(pressed, 4) else "")
+        if any(word in line for word in PANIC_KEYWORDS):
+            return {"panic": line}
     return {"panic": ""}
 
 

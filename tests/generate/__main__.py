@@ -44,10 +44,14 @@ def _dumps(folder: Path) -> list[Path]:
 
 
 def primary(folder: Path) -> Path:
+    """The dump crash's oracle was made from (make-dumps.sh PRIMARY): vmcore.kdump-zlib,
+    else (kdump captures) the first kdump-c-dN, kdump-E-dN, kdump-elf, else the first."""
     dumps = _dumps(folder)
-    for d in dumps:
-        if d.name == "vmcore.kdump-zlib":
-            return d
+    for prefix in ("vmcore.kdump-zlib", "vmcore.kdump-c-d", "vmcore.kdump-E-d",
+                   "vmcore.kdump-elf"):
+        for d in dumps:
+            if d.name.startswith(prefix):
+                return d
     return dumps[0]
 
 
@@ -112,15 +116,15 @@ def check(folder: Path, answer_files: list[Path], variants: list[str] | None) ->
     bad = 0
     with tempfile.TemporaryDirectory(prefix="vmdex-gen-") as tmp:
         db = str(Path(tmp) / "vmdex.db")
-        for dump in _dumps(folder):
-            if variants and dump.name not in variants:
+        for name, files in replay.dump_sets(_dumps(folder)):
+            if variants and name not in variants:
                 continue
             subprocess.run([vmdex, "--db", db, "ingest", "--vmlinux", str(_vmlinux(folder)),
-                            "--name", dump.name, str(dump)], check=True,
+                            "--name", name, *map(str, files)], check=True,
                            stdout=subprocess.DEVNULL)
             diffs: list[str] = []
-            per = replay.compare(rows, db, dump.name, diffs)
-            bad += _report(f"{folder.name} {dump.name}", per, diffs)
+            per = replay.compare(rows, db, name, diffs)
+            bad += _report(f"{folder.name} {name}", per, diffs)
     return 1 if bad else 0
 
 

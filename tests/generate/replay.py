@@ -124,6 +124,19 @@ def describe(cmd: str, want: bytes, got: bytes, code: int) -> str:
             f"vmdex {g[i] if i < len(g) else b'<end>'!r}")
 
 
+def dump_sets(paths: list[Path]) -> list[tuple[str, list[Path]]]:
+    """A folder's dumps as vmdex ingests them: (name, files); the files of a makedumpfile
+    --split set are one dump, named as vmdex names it (what their names share)."""
+    from vmdex.indexer.dumpfile.split import group_split_files
+    from vmdex.indexer.ingest import set_name
+
+    out = []
+    for d in group_split_files([str(p) for p in sorted(paths)]):
+        files = [Path(x) for x in (d if isinstance(d, tuple) else (d,))]
+        out.append((set_name(files), files))
+    return out
+
+
 def replay_folder(folder: Path, db: Path, diffs: list[str]) -> tuple[int, int] | None:
     """For the kernel matrix: every generated/*.jsonl.gz in a dump folder, against each
     dump of that folder already in `db` (named by file)."""
@@ -132,7 +145,7 @@ def replay_folder(folder: Path, db: Path, diffs: list[str]) -> tuple[int, int] |
         return None
     rows = [r for f in files for r in load_answers(f)]
     same = asked = 0
-    for dump in sorted(p.name for p in folder.glob("vmcore.*")):
+    for dump, _files in dump_sets(list(folder.glob("vmcore.*"))):
         dd: list[str] = []
         for a, b in compare(rows, str(db), dump, dd).values():
             same, asked = same + a, asked + b

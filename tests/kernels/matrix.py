@@ -249,10 +249,12 @@ def check(row: Row, diffs: list[str], questions: int = 300) -> Result:
     vmlinux = folder / "vmlinux"
     with tempfile.TemporaryDirectory(prefix="vmdex-matrix-") as tmp:
         db = Path(tmp) / "vmdex.db"
-        for dump in sorted(folder.glob("vmcore.*")):
-            name = dump.name
+        from tests.generate.replay import dump_sets
+
+        for name, files in dump_sets(list(folder.glob("vmcore.*"))):
             p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--vmlinux", str(vmlinux),
-                                "--name", name, str(dump)], capture_output=True, text=True)
+                                "--name", name, *map(str, files)], capture_output=True,
+                               text=True)
             if p.returncode != 0:
                 res.formats[name] = (0, len(oracle_cases(folder)))
                 diffs.append(f"{row.name}/{name}: ingest failed: {p.stderr.strip()[:300]}")
@@ -272,24 +274,29 @@ def check(row: Row, diffs: list[str], questions: int = 300) -> Result:
 
 
 def compare_sys(folder: Path, db: Path, diffs: list[str]) -> int | None:
-    """`sys` against oracle/sys.txt: the primary dump ingested under the names crash was
-    given (`crash vmlinux vmcore.X` in the folder), since KERNEL and DUMPFILE print them.
-    1 identical, 0 not, None when the folder has no sys.txt."""
-    from tests.generate.__main__ import primary
-
+    """`sys` against oracle/sys.txt: the dump ingested under the names crash was given
+    (KERNEL and DUMPFILE print them; make-dumps runs crash on relative or absolute paths),
+    from the folder. 1 identical, 0 not, None when the folder has no sys.txt."""
     want = folder / "oracle" / "sys.txt"
     if not want.is_file():
         return None
-    dump = primary(folder)
-    p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--vmlinux", "vmlinux", dump.name],
-                       cwd=dump.parent, capture_output=True, text=True)
+    named = {}
+    for line in want.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("KERNEL", "DUMPFILE"):
+            named[key.strip()] = value.strip().split("  [")[0]
+    if set(named) != {"KERNEL", "DUMPFILE"}:
+        diffs.append(f"{folder.name}: oracle/sys.txt names no KERNEL or DUMPFILE")
+        return 0
+    p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--vmlinux", named["KERNEL"],
+                        *named["DUMPFILE"].split()], cwd=folder, capture_output=True, text=True)
     if p.returncode != 0:
-        diffs.append(f"{folder.name}/{dump.name}: sys ingest failed: {p.stderr.strip()[:300]}")
+        diffs.append(f"{folder.name}: sys ingest failed: {p.stderr.strip()[:300]}")
         return 0
     got = subprocess.run([VMDEX, "--db", str(db), "sys"], capture_output=True)
     ok = got.stdout == want.read_bytes() and got.returncode == 0
     if not ok:
-        diffs.append(f"{folder.name}/{dump.name}: sys")
+        diffs.append(f"{folder.name}: sys")
     return int(ok)
 
 

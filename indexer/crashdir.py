@@ -8,21 +8,37 @@ alone.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# The files of a makedumpfile --split set: vmcore.1, vmcore-2, dump.<stamp>.1 ...
+_SPLIT_PART = re.compile(r"^(vmcore|dump\.[^.]+)[.-]\d+$")
 
 
 def is_dump_name(name: str) -> bool:
-    return name == "vmcore" or (name.startswith("dump.") and len(name) > 5)
+    return name == "vmcore" or (name.startswith("dump.") and len(name) > 5
+                                and not _SPLIT_PART.match(name))
 
 
-def find_dumps(top: Path) -> list[tuple[Path, str]]:
-    """(path, name) of every dump file under `top`, in path order; name = its directory's."""
-    found = []
+def find_dumps(top: Path) -> list[tuple[Path | tuple[Path, ...], str]]:
+    """(path, name) of every dump under `top`, in path order; name = its directory's. The
+    files of a --split set in one directory are one dump: a tuple of their paths."""
+    from vmdex.indexer.dumpfile.split import group_split_files
+
+    found: list = []
     top = Path(top)
     for here, dirs, files in os.walk(top):
         dirs.sort()
+        name = Path(os.path.abspath(here)).name
+        parts = []
         for f in sorted(files):
             path = Path(here) / f
-            if is_dump_name(f) and path.is_file():   # a symlink to a dump counts
-                found.append((path, Path(os.path.abspath(here)).name))
+            if not path.is_file():        # a symlink to a dump counts
+                continue
+            if is_dump_name(f):
+                found.append((path, name))
+            elif _SPLIT_PART.match(f):
+                parts.append(str(path))
+        for d in group_split_files(parts):
+            found.append((tuple(map(Path, d)) if isinstance(d, tuple) else Path(d), name))
     return found

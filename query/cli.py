@@ -54,7 +54,8 @@ def _shell() -> None:
 @app.command()
 def ingest(
     dumps: List[str] = typer.Argument(..., help="Dump file(s) (ELF, kdump-compressed or "
-                                      "flattened), or /var/crash-style directories."),
+                                      "flattened; the files of a makedumpfile --split set "
+                                      "make one dump), or /var/crash-style directories."),
     vmlinux: Optional[str] = typer.Option(None, "--vmlinux", help="The kernel's vmlinux with "
                                           "DWARF (default: the index's copy of the dump's "
                                           "kernel, $VMDEX_DEBUG_DIRS, /usr/lib/debug, "
@@ -71,9 +72,7 @@ def ingest(
     from vmdex.indexer.walk.parallel import default_workers
     from vmdex.query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
 
-    if name and len(dumps) > 1:
-        raise VmdexError("--name applies to a single dump")
-    todo, walked = collect_dumps(State.db, dumps, name)
+    todo, walked = collect_dumps(State.db, dumps, name)   # a --split set's files: one dump
     if jobs > 1 and len(todo) > 1:
         from vmdex.query.ingest_cli import run_ingest_many
 

@@ -69,7 +69,7 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
     if not dirs:
         dumps = group_split_files(paths)
         if name and len(dumps) > 1:
-            raise VmdexError(f"--name names one dump; {len(dumps)} were given")
+            raise VmdexError("--name applies to a single dump")
         return [(d, name) for d in dumps], False
     if name:
         raise VmdexError(f"{dirs[0]}: is a directory (the dumps under it are named after "
@@ -88,18 +88,20 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
                 raise VmdexError(f"{p}: no crash dumps under this directory (looked for "
                                  "<dir>/dump.<stamp> and <dir>/vmcore files)")
             for path, stamp in found:
+                dump = tuple(map(str, path)) if isinstance(path, tuple) else str(path)
+                first = path[0] if isinstance(path, tuple) else path
                 try:
-                    size = os.stat(path).st_size
+                    size = os.stat(first).st_size
                 except OSError:   # gone since the walk: its ingest will say so
-                    todo.append((str(path), stamp))
+                    todo.append((dump, stamp))
                     continue
                 with index_errors(engine):
-                    have = dump_from_source(engine, os.path.abspath(path), size)
+                    have = dump_from_source(engine, os.path.abspath(first), size)
                 if have is not None:
-                    print(f"vmdex: {path}: skipped, already in the index as {have} (same "
+                    print(f"vmdex: {first}: skipped, already in the index as {have} (same "
                           "file, same size)", file=sys.stderr)
                 else:
-                    todo.append((str(path), stamp))
+                    todo.append((dump, stamp))
     finally:
         engine.dispose()
     return todo, True

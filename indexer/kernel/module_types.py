@@ -1,0 +1,16 @@
+"""The kernel types the loaded-module walk needs (indexer.walk.modules), merged into
+indexer.kernel.types's wanted lists: name -> anchor functions whose compile unit likely
+defines it. struct module's own layout comes from sys_types; its embedded mod_kallsyms,
+module_memory / module_layout come with it, but the types only pointed at (Elf64_Sym,
+kernel_symbol) must be asked for."""
+from __future__ import annotations
+
+STRUCTS: dict[str, tuple[str, ...]] = {
+    "module": ("find_module", "load_module", "__module_address"),
+    "mod_kallsyms": ("module_address_lookup", "load_module", "find_kallsyms_symbol_value"),
+    "module_memory": ("load_module", "__module_address", "module_address_lookup"),
+    "module_layout": ("load_module", "__module_address", "module_address_lookup"),
+    "elf64_sym": ("module_address_lookup", "find_kallsyms_symbol_value", "load_module",
+                  "layout_and_allocate"),
+    "kernel_symbol": ("find_symbol", "__symbol_get", "load_module", "each_symbol_section"),
+}

@@ -43,6 +43,11 @@ class ModuleError(Exception):
     """The module list or a module's symbols cannot be read as the kernel laid them out."""
 
 
+class CrashReadsNoModules(ModuleError):
+    """A kernel whose modules crash 9.0.2 itself cannot read (it starts only with
+    --no_modules there): no module symbols, and nothing wrong with the dump."""
+
+
 @dataclass
 class Module:
     """One loaded module: its name and memory regions [(base, size)] — the 7 `mem[]`
@@ -171,6 +176,10 @@ def exported_symbols(k: Kernel, view, mod: Module) -> list[tuple[int, str]]:
     vs, ns = k.member_size(st, vf), k.member_size(st, nf)
     out = []
     arrays = [("syms", "num_syms")]
+    if view.has("gpl_syms") and not view.has("num_gpl_syms"):
+        # crash 9.0.2's module_init reads module.num_gpl_syms whenever gpl_syms exists and
+        # dies without it (kernel.c): crash runs only with --no_modules, so no module symbols
+        raise CrashReadsNoModules("struct module has gpl_syms without num_gpl_syms")
     if view.has("gpl_syms"):
         arrays.append(("gpl_syms", "num_gpl_syms"))
     for arr, cnt in arrays:
@@ -249,10 +258,13 @@ def read_module(k: Kernel, addr: int, arm64: bool) -> Module:
 
 def read_modules(k: Kernel, errors: list[str]) -> "ModuleSymbols | None":
     """Every loaded module's symbols, or None (one line in `errors`) when the list or a
-    module cannot be read as laid out: the answers then know the vmlinux's symbols only."""
+    module cannot be read as laid out: the answers then know the vmlinux's symbols only,
+    as they do (without a line) where crash 9.0.2 reads no modules either."""
     arm64 = getattr(k.mem.arch, "name", "") == "arm64"
     try:
         mods = [read_module(k, a, arm64) for a in module_addresses(k)]
+    except CrashReadsNoModules:
+        return None
     except (ModuleError, MemoryReadError, WalkError, ValueError, OverflowError) as exc:
         errors.append(f"loaded modules: {exc}: module symbols are not known "
                       "(pointers into modules print without <symbol>)")

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import signal
 from contextlib import contextmanager
 
 import pytest
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 
 from tests import fixturedata as F
 from tests.conftest import primary_variant
+from tests.test_properties import within
 
 K61 = "linux-6.1.0-56-amd64"       # bookworm: core_layout; modules qemu_fw_cfg, zsmalloc, zram
 U64 = (1 << 64) - 1
@@ -113,19 +113,6 @@ def k61():
 FIELDS = ["list.next", "name", "core_layout.base", "core_layout.size", "init_layout.size",
           "core_kallsyms.num_symtab", "core_kallsyms.symtab", "core_kallsyms.strtab",
           "num_syms", "syms", "num_gpl_syms", "gpl_syms"]
-
-
-@contextmanager
-def within(seconds: int):
-    def boom(*_):
-        raise TimeoutError(f"took more than {seconds}s")
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def check_bounded(k) -> None:

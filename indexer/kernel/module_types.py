@@ -7,10 +7,6 @@ from __future__ import annotations
 
 STRUCTS: dict[str, tuple[str, ...]] = {
     "module": ("find_module", "load_module", "__module_address"),
-    "mod_kallsyms": ("module_address_lookup", "load_module", "find_kallsyms_symbol_value"),
-    "module_memory": ("load_module", "__module_address", "module_address_lookup"),
-    "module_layout": ("load_module", "__module_address", "module_address_lookup"),
-    "elf64_sym": ("module_address_lookup", "find_kallsyms_symbol_value", "load_module",
-                  "layout_and_allocate"),
-    "kernel_symbol": ("find_symbol", "__symbol_get", "load_module", "each_symbol_section"),
+    "elf64_sym": ("load_module", "module_address_lookup", "find_kallsyms_symbol_value"),
+    "kernel_symbol": ("load_module", "find_symbol", "__symbol_get"),
 }

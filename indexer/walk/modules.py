@@ -166,6 +166,11 @@ def _array(k: Kernel, mod: Module, addr: int, count: int, size: int, what: str) 
 def exported_symbols(k: Kernel, view, mod: Module) -> list[tuple[int, str]]:
     """`syms` then `gpl_syms`: struct kernel_symbol with absolute pointers (value, name) or
     place-relative ints (value_offset, name_offset), as the kernel's layout says."""
+    if not (view.has("gpl_syms") and view.has("num_gpl_syms")):
+        # crash 9.0.2's module_init reads module.num_gpl_syms (and store_module_symbols_*
+        # gpl_syms) unconditionally (kernel.c, symbols.c) and dies without them (7.x): crash
+        # runs only with --no_modules there, so it prints no module symbols
+        raise CrashReadsNoModules("struct module has no gpl_syms/num_gpl_syms")
     st = "kernel_symbol"
     rel = k.has(st, "value_offset")
     vf, nf = ("value_offset", "name_offset") if rel else ("value", "name")
@@ -175,13 +180,7 @@ def exported_symbols(k: Kernel, view, mod: Module) -> list[tuple[int, str]]:
     vo, no = k.off(st, vf), k.off(st, nf)
     vs, ns = k.member_size(st, vf), k.member_size(st, nf)
     out = []
-    arrays = [("syms", "num_syms")]
-    if view.has("gpl_syms") and not view.has("num_gpl_syms"):
-        # crash 9.0.2's module_init reads module.num_gpl_syms whenever gpl_syms exists and
-        # dies without it (kernel.c): crash runs only with --no_modules, so no module symbols
-        raise CrashReadsNoModules("struct module has gpl_syms without num_gpl_syms")
-    if view.has("gpl_syms"):
-        arrays.append(("gpl_syms", "num_gpl_syms"))
+    arrays = [("syms", "num_syms"), ("gpl_syms", "num_gpl_syms")]
     for arr, cnt in arrays:
         syms, n = view.ptr(arr), view.u(cnt)
         if arr == "syms" and n and not mod.in_core(syms):

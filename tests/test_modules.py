@@ -51,14 +51,19 @@ def module_folders() -> list[str]:
                    and (F.oracle_dir(k) / f).is_file() and not f.endswith(".gz"))]
 
 
-@pytest.mark.parametrize("kernel", sorted({K61, *module_folders()} & set(F.kernels())))
+@pytest.mark.parametrize("kernel", F.kernels())
 def test_module_list_reads(kernel):
     from vmdex.indexer.walk.modules import read_modules
 
     with real_kernel(kernel) as k:
         errors: list[str] = []
         ms = read_modules(k, errors)
-    assert errors == [] and ms is not None and ms.mods
+        crash_reads_modules = k.has("module", "num_gpl_syms")
+    assert errors == []
+    if not crash_reads_modules:     # 7.x: crash 9.0.2 starts only with --no_modules
+        assert ms is None
+        return
+    assert ms is not None and ms.mods
     for m in ms.mods:
         assert m.name and m.symbols
         for value, name in m.symbols:

@@ -31,6 +31,7 @@ from vmdex.indexer.walk.kernel import Kernel
 U64 = (1 << 64) - 1
 MAX_MODULES = 1 << 14          # far beyond any real system; a longer list is a loop
 MAX_NAME = 1500                # crash's BUFSIZE: the longest symbol name it keeps
+MAX_READ = 64 << 20            # the most read at once for one module table (untrusted sizes)
 SHN_UNDEF = 0
 # enum mod_mem_type as crash emulates it (defs.h MOD_TEXT..MOD_INIT_RODATA)
 MEM_TAGS = ("TEXT", "DATA", "RODATA", "RO_AFTER_INIT", "INIT_TEXT", "INIT_DATA",
@@ -157,10 +158,29 @@ def _array(k: Kernel, mod: Module, addr: int, count: int, size: int, what: str) 
     if not count:
         return b""
     end = mod.region_end(addr)
-    if not end or count * size > end - addr:
+    if not end or count * size > min(end - addr, MAX_READ):
         raise ModuleError(f"module {mod.name}: {what} ({count} entries at {addr:x}) runs "
                           "outside the module's memory")
     return k.mem.read(addr, count * size)
+
+
+class _Strings:
+    """A module's string table, read once from its start to the end of its region (at
+    most MAX_READ): names are sliced from it, the rare one elsewhere read on its own."""
+
+    def __init__(self, k: Kernel, mod: Module, start: int):
+        self.k, self.mod, self.start = k, mod, start
+        self.raw = k.mem.read(start, min(mod.region_end(start) - start, MAX_READ))
+
+    def name(self, addr: int) -> str:
+        rel = addr - self.start
+        if not 0 <= rel < len(self.raw):
+            return _name(self.k, self.mod, addr)
+        z = self.raw.find(b"\0", rel, rel + MAX_NAME)
+        if z < 0:
+            raise ModuleError(f"module {self.mod.name}: symbol name at {addr:x} is not "
+                              "terminated")
+        return self.raw[rel:z].decode("latin-1")
 
 
 def exported_symbols(k: Kernel, view, mod: Module) -> list[tuple[int, str]]:
@@ -217,6 +237,7 @@ def kallsyms_symbols(k: Kernel, view, mod: Module, exported, arm64: bool
     fields = {f: (k.off(es, f), k.member_size(es, f))
               for f in ("st_name", "st_info", "st_shndx", "st_value")}
     raw = _array(k, mod, symtab, nk, size, "kallsyms symtab")
+    strings = _Strings(k, mod, strtab)
     seen = set(exported)
     out = []
     for i in range(1, nk):
@@ -228,7 +249,7 @@ def kallsyms_symbols(k: Kernel, view, mod: Module, exported, arm64: bool
         at = (strtab + name_off) & U64
         if not (mod.in_core(at) or mod.in_init(at)):
             continue
-        name = _name(k, mod, at)
+        name = strings.name(at)
         if not name or (arm64 and _arm64_mapping_symbol(name, value, info)):
             continue
         name = strip_symbol_end(name)

@@ -43,6 +43,7 @@ class DumpImage:
     faults: list[tuple[int, object]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     pointer_symbols: dict[int, str] = field(default_factory=dict)  # for vm -m / -v
+    module_symbols: object = None             # indexer.walk.modules.ModuleSymbols, or None
     run_count: int = 0                        # page runs stored (set while storing)
     source_size: int | None = None            # bytes of the dump file (`ingest DIR` skips)
     kernel_from: str = ""                     # the vmlinux read, or the cached kernel row

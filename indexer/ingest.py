@@ -23,6 +23,7 @@ from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
 from vmdex.indexer.walk import procinfo
 from vmdex.indexer.walk.kernel import Kernel
 from vmdex.indexer.walk.mm import Mm, crash_rss, read_mm
+from vmdex.indexer.walk.modules import read_modules
 from vmdex.indexer.walk.pages import PageRuns, RunBuilder
 from vmdex.indexer.walk.parallel import MIN_PARALLEL_PAGES, parallel_runs, total_pages
 from vmdex.indexer.walk.paths import PathResolver, swap_devices
@@ -204,6 +205,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     stage.what = "the system facts (sys)"
     task_errors = any(e.startswith(("idle task", "pid ")) for e in errors)
     sys_info = system_facts(k, phys, nodes, cpus, None if task_errors else len(tasks))
+    stage.what = "the loaded modules"
+    module_symbols = read_modules(k, errors)
     stage.what = "the kernel"
     return DumpImage(
         name=name, source_path=str(phys.path), format=phys.format,
@@ -218,7 +221,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
         tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
         kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps,
-        info={**facts, **sys_info}, task_info=task_info)
+        info={**facts, **sys_info}, task_info=task_info, module_symbols=module_symbols)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,
@@ -290,8 +293,14 @@ def _pointer_symbols(img: DumpImage, types, symtab) -> dict[int, str]:
 
     objects = [("mm_struct", m.raw, m.addr) for m in img.mms.values()]
     objects += [("vm_area_struct", v.raw, v.addr) for m in img.mms.values() for v in m.vmas]
-    return collect_pointer_symbols(types.data, lambda a: symtab.symbolize(a, img.kaslr_offset),
-                                   objects)
+    modules = img.module_symbols
+
+    def symbolize(a: int) -> str | None:
+        # gdb's own lookup (the vmlinux) first; crash answers for what it does not know
+        s = symtab.symbolize(a, img.kaslr_offset)
+        return s if s is not None or modules is None else modules.symbolize(a)
+
+    return collect_pointer_symbols(types.data, symbolize, objects)
 
 
 def _panic_cpu(k: Kernel) -> int | None:

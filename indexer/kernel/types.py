@@ -106,14 +106,17 @@ WANTED_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 # What smaps needs (indexer.kernel.smaps_types), merged into the lists above.
-# What sys needs (indexer.kernel.sys_types), likewise.
+# What sys needs (indexer.kernel.sys_types), likewise; and the loaded modules
+# (indexer.kernel.module_types).
+from vmdex.indexer.kernel import module_types as _mods  # noqa: E402
 from vmdex.indexer.kernel import smaps_types as _smaps  # noqa: E402
 from vmdex.indexer.kernel import sys_types as _sys  # noqa: E402
 
 for _mine, _theirs in ((WANTED_STRUCTS, _smaps.STRUCTS), (WANTED_ENUMS, _smaps.ENUMS),
                        (WANTED_ENUMERATORS, _smaps.ENUMERATORS),
                        (WANTED_VARIABLES, _smaps.VARIABLES),
-                       (WANTED_STRUCTS, _sys.STRUCTS), (WANTED_VARIABLES, _sys.VARIABLES)):
+                       (WANTED_STRUCTS, _sys.STRUCTS), (WANTED_VARIABLES, _sys.VARIABLES),
+                       (WANTED_STRUCTS, _mods.STRUCTS)):
     for _n, _a in _theirs.items():
         _mine.setdefault(_n, _a)
 

@@ -23,10 +23,11 @@ if [ $tests = 1 ]; then
     # ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
     # what the guest's initramfs is made of (its README's host requirements).
     # Its arm64 rows (--arch arm64) also need the aarch64 emulator, qemu-user for arm64's
-    # makedumpfile, and a cross compiler for the guest's workloads.
+    # makedumpfile, and a cross compiler for the guest's workloads; the real-system rows
+    # (--rootfs) make ext4, xfs and btrfs images.
     for p in qemu-system-x86 debootstrap busybox-static gcc libc6-dev cpio kmod zstd binutils bc \
              debian-archive-keyring qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu \
-             libc6-dev-arm64-cross; do
+             libc6-dev-arm64-cross e2fsprogs xfsprogs btrfs-progs; do
         dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
     done
 fi

@@ -104,22 +104,25 @@ class VmaTexts:
         return k.mem.read(k.ptr(q + k.off("qstr", "name")), n) if n else b""
 
     def d_path(self, file: int, root: tuple[int, int] | None) -> str | None:
-        """The kernel's d_path() of a struct file, relative to the task's root."""
+        """The kernel's d_path() of a struct file, relative to the reader's root (dentry, mnt);
+        a path that never meets it is named from the global root of its mount tree."""
         k = self.k
         fp = k.off("file", "f_path")
         mnt = k.ptr(file + fp + k.off("path", "mnt"))
         dentry = k.ptr(file + fp + k.off("path", "dentry"))
+        parent_off = k.off("dentry", "d_parent")
+        mnt_root_off = k.off("vfsmount", "mnt_root")
         d_op = k.ptr(dentry + k.off("dentry", "d_op")) if k.has("dentry", "d_op") else 0
-        if d_op:
+        # d_dname names the file unless it is the root of its own mount
+        if d_op and (k.ptr(dentry + parent_off) != dentry or
+                     dentry != k.ptr(mnt + mnt_root_off)):
             dname = k.ptr(d_op + k.off("dentry_operations", "d_dname"))
             if dname:
                 if dname != self.sym_simple_dname:
                     return None
                 return "/" + self._name(dentry).decode("utf-8", "surrogateescape") + \
                     " (deleted)"
-        parent_off = k.off("dentry", "d_parent")
         mnt_in_mount = k.off("mount", "mnt")
-        mnt_root_off = k.off("vfsmount", "mnt_root")
         deleted = False
         if k.has("dentry", "d_hash"):
             pprev = k.ptr(dentry + k.off("dentry", "d_hash") + 8)

@@ -17,6 +17,8 @@ STRUCTS: dict[str, tuple[str, ...]] = {
     "anon_vma_name": ("show_smap", "anon_vma_name_alloc"),
     "dentry_operations": ("d_path", "dput"),
     "fs_struct": ("copy_fs_struct", "d_path"),
+    # an overlayfs mapping's vm_file: f_path is the layer's, user_path the overlay's
+    "backing_file": ("alloc_empty_backing_file", "backing_file_user_path"),
     "shmem_inode_info": ("shmem_swap_usage", "shmem_get_inode"),
     "hugetlbfs_sb_info": ("hugetlbfs_fill_super", "hugetlb_file_setup"),
     "hstate": ("hugetlbfs_fill_super", "hugetlb_fault"),

@@ -3,7 +3,10 @@
 crash walks d_parent up to each filesystem's root dentry and crosses mounts through
 mnt_mountpoint, ignoring mnt_root and d_op->d_dname: pseudo files therefore have no leading
 slash (`dev/zero`), deleted files keep their old name, and bind mounts show the path inside
-the source filesystem.
+the source filesystem. The walk ends at the root of the file's mount namespace whatever the
+task's root, so a container's files are named as in the initial namespace. An overlayfs
+mapping is named by vm_file's f_path: the overlay's file, or on kernels with
+backing_file.user_path the layer's (smaps_vma.VmaTexts.user_path is the kernel's side).
 """
 from __future__ import annotations
 

@@ -91,13 +91,12 @@ def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> Sm
                           "mem_size_stats: no smaps figures for this dump")
         return None
     vt = VmaTexts(k, mn, plan.vm, paging)
-    leader: dict[int, int] = {}
-    for t in tasks:
-        if t.mm and (t.mm not in leader or t.pid == t.tgid):
-            leader[t.mm] = t.addr
+    # d_path() is relative to the root of the task reading /proc/PID/smaps: the dump's
+    # SMAPS lines were read by init (pid 1) in the initial mount namespace. A file in another
+    # namespace (a container) never meets that root and is named from its namespace's root.
+    root = next((vt.task_root(t.addr) for t in tasks if t.pid == 1), None)
     texts: dict[int, list[VmaText]] = {}
     for a, mm in mms.items():
-        root = vt.task_root(leader[a]) if a in leader else None
         out = []
         for v in mm.vmas:
             try:

@@ -62,7 +62,11 @@ class Row:
         args = ["--suite", self.suite, "--flavour", self.flavour]
         if self.abi != "current":
             args += ["--abi", self.abi]
-        return args + self.options
+        opts = list(self.options)
+        for i in range(1, len(opts)):   # --extra DIR: a folder of this repository
+            if opts[i - 1] == "--extra" and not os.path.isabs(opts[i]):
+                opts[i] = str(REPO / opts[i])
+        return args + opts
 
 
 @dataclass

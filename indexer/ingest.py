@@ -221,7 +221,8 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
         has_pmd_huge_pte=k.has("mm_struct", "pmd_huge_pte"),
         tasks=tasks, rss=rss, mms=mms, page_runs=page_runs, faults=faults, errors=errors,
         kernel_maps=kernel_maps, ram_start=ram_start, smaps=smaps,
-        info={**facts, **sys_info}, task_info=task_info, module_symbols=module_symbols)
+        info={**facts, **sys_info, "user_va_bits": str(arch.user_top.bit_length() - 1)},
+        task_info=task_info, module_symbols=module_symbols)
 
 
 def _check_banner(k: Kernel, info: VmcoreInfo, vmlinux_path: Path,

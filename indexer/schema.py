@@ -120,7 +120,7 @@ page_runs = Table(
     Column("mm", I64, nullable=False),
     Column("vma_seq", Integer, nullable=False),
     Column("va", I64, nullable=False),                      # first virtual page
-    Column("npages", Integer, nullable=False),              # ≤ 512 (one 2 MiB stretch)
+    Column("npages", Integer, nullable=False),              # ≤ indexer.runs.MAX_RUN_PAGES
     Column("level", SmallInteger, nullable=False),          # 1 PTE, 2 PMD, 3 PUD leaf
     Column("kind", SmallInteger, nullable=False),           # 0 present, 1 swap/non-present
     Column("pa", I64),                                      # present: crash's PHYSICAL of va

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmdex.indexer.errors import VmdexError
+from vmdex.indexer.runs import MAX_RUN_PAGES  # bounds the range scans below
 from vmdex.query.conn import Conn
 
 U64 = (1 << 64) - 1
-MAX_RUN_PAGES = 512  # indexer.walk.pages.MAX_RUN_PAGES: bounds the range scans below
 
 
 def u(v):
@@ -359,10 +359,8 @@ class DumpIndex:
         if self.arch == "arm64":
             va = self.untagged(va)
             # __lm_to_phys: ((addr) & ~PAGE_OFFSET) + PHYS_OFFSET, below the upper half
-            # of the space the MMU uses (image, vmalloc, vmemmap): its VA bits are the
-            # stored levels' index bits plus the page offset (indexer.arch.arm64).
-            shift = self.page_size.bit_length() - 1
-            va_bits = shift + self.paging_levels * (shift - 3)
+            # of the space the MMU uses (image, vmalloc, vmemmap).
+            va_bits = self.user_va_bits()
             if self.page_offset <= va < (-(1 << (va_bits - 1))) & U64:
                 return ((va & ~self.page_offset & U64) + self.phys_base) & U64
             return self.kernel_map(va)   # crash walks the kernel's tables there
@@ -371,6 +369,17 @@ class DumpIndex:
         if va >= self.page_offset:
             return va - self.page_offset
         return None
+
+    def user_va_bits(self) -> int:
+        """The VA size the MMU uses (arm64: 64 - TCR_EL1.T1SZ), as ingest stored it
+        (dump_info user_va_bits); an index from before it: the stored levels' index bits
+        plus the page offset, which is right for 4 KiB pages."""
+        if getattr(self, "_va_bits", None) is None:
+            row = self.c.one("SELECT value FROM dump_info WHERE dump_id = ? AND key = ?",
+                             (self.id, "user_va_bits"))
+            shift = self.page_size.bit_length() - 1
+            self._va_bits = int(row[0]) if row else shift + self.paging_levels * (shift - 3)
+        return self._va_bits
 
     def vma_fault(self, mm: int) -> tuple[int, int, int, str] | None:
         """(seq, vma, address, cause) of the first VMA of the mm the dump lost, where

@@ -476,7 +476,7 @@ def run_vm(open_index, argv: list[str], out: Out, fmt: str = "text") -> int:
         _print_notes(out, a.notes)
         if a.flags_value is not None:
             idx = open_index()
-            sink = SINKS[fmt](out, 8, None)
+            sink = SINKS[fmt](out, 8, None, idx.page_size)
             sink.flags(a.flags_value, flag_names(a.flags_value, idx.has_expand_upwards,
                                                  idx.has_pmd_huge_pte))
             return 1 if a.usage else 0

@@ -9,7 +9,8 @@ stored columns, the query side.
 Adding the next architecture, checklist:
   1. indexer/arch/<name>.py: a subclass of Arch with
      - name (stored in dumps.arch), page_size and the VA geometry (levels, entries, shifts,
-       user_top), all from VMCOREINFO (PAGESIZE, NUMBER(...)) or the vmlinux;
+       top_entries, user_top), all from VMCOREINFO (PAGESIZE, NUMBER(...)) or the vmlinux;
+       everything downstream (runs, vm -p lines, smaps' page and PMD sizes) follows them;
      - from_vmcoreinfo(path, info), setup(k, info): kernel virtual → physical (kernel
        image, direct map, KASLR) in kvtop_linear, kernel_pgd_pa for the rest, and
        symbol_moves (which vmlinux symbols KASLR moves);

@@ -1,9 +1,19 @@
 """arm64 (AArch64): VA geometry from VMCOREINFO (VA_BITS, TCR_EL1_T1SZ, PAGESIZE), kernel
 virtual → physical through kimage_voffset (the kernel image) and PHYS_OFFSET (the linear
 map), and the VMSAv8-64 table format as crash 9.0.2's arm64.c reads it
-(arm64_vtop_{3,4}level_4k): an upper-level entry whose low two bits are 01 is a block
-(section), any other non-zero entry is followed as a table; a PTE is mapped when its
-valid bit is set, and any other non-zero PTE is a swap entry for crash."""
+(arm64_vtop_{3,4}level_4k, _{2,3,4}level_16k, _{2,3}level_64k): an entry of a level that
+has blocks whose low two bits are 01 is a block (section), any other non-zero entry is
+followed as a table; a PTE is mapped when its valid bit is set, and any other non-zero PTE
+is a swap entry for crash.
+
+The translation granule is the kernel's page size (VMCOREINFO PAGESIZE): 4 KiB (9 index
+bits a level, 512 entries), 16 KiB (11 bits, 2048 entries) or 64 KiB (13 bits, 8192
+entries); the levels follow from the VA size the MMU uses (64 - TCR_EL1.T1SZ). Blocks:
+level 2 (PMD) always (2 MiB, 32 MiB, 512 MiB), level 1 only with 4 KiB pages (1 GiB):
+with 16 and 64 KiB pages a level-1 block needs 52-bit output addresses (LPA2 / LPA), and
+crash 9.0.2 follows such an entry as a table, as vmdex does. The contiguous bit only
+tells the TLB that neighbouring entries continue each other; each entry still holds its
+own address, and crash reads it so."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,6 +30,9 @@ _DBM = 1 << 51          # PTE_WRITE: hardware dirty-bit management
 _SW_DIRTY, _SPECIAL = 1 << 55, 1 << 56
 _PROT_NONE_OLD = 1 << 58    # PTE_PROT_NONE, before PTE_PRESENT_INVALID replaced it
 _HWCAP2_POE = 64 + 63       # elf_hwcap bit of HWCAP2_POE (uapi hwcap.h: bit 63 of word 2)
+# The run-time VA sizes crash 9.0.2's arm64_init() reads, by page size (VM_L3_4K/VM_L4_4K,
+# VM_L2_16K/VM_L3_16K/VM_L4_16K, VM_L2_64K/VM_L3_64K); others are FATAL there.
+_LAYOUTS = {4096: range(25, 49), 16384: (36, 47, 48), 65536: (42, 48, 52)}
 
 
 class Arm64(Arch):
@@ -42,6 +55,8 @@ class Arm64(Arch):
         self.linear_end = (-(1 << (va_bits_actual - 1))) & U64
         bits = self.page_shift - 3
         self.levels = -(-(va_bits_actual - self.page_shift) // bits)
+        # Level-1 blocks only with the 4 KiB granule (see the module's docstring)
+        self.block_levels = (LEVEL_PMD, LEVEL_PUD) if page_size == 4096 else (LEVEL_PMD,)
         self.kernel_pgd_pa = None
         self.kimage = (0, 0)                    # [_text, _end] at run time
         self.t1sz_known = True
@@ -58,18 +73,24 @@ class Arm64(Arch):
                                 "cannot place the kernel")
             return v
 
-        page_size = info.pagesize or 4096
+        page_size = info.pagesize
+        if page_size is None:
+            raise DumpError(f"{path}: arm64 dump without PAGESIZE in VMCOREINFO: cannot "
+                            "tell the page size")
         va_bits = need("VA_BITS")
         t1sz = info.number("TCR_EL1_T1SZ")
         if t1sz is None:
             t1sz = info.number("tcr_el1_t1sz")
         actual = 64 - t1sz if t1sz is not None else va_bits
-        if page_size != 4096:
-            raise DumpError(f"{path}: arm64 dump with {page_size // 1024} KiB pages: vmdex "
-                            "reads 4 KiB-page arm64 dumps only")
-        if actual > 48:
-            raise DumpError(f"{path}: arm64 dump with {actual}-bit virtual addresses (LPA2, "
-                            "5 levels): crash 9.0.2 cannot read it, nor can vmdex")
+        layouts = _LAYOUTS.get(page_size)
+        if layouts is None:
+            raise DumpError(f"{path}: arm64 dump with {page_size}-byte pages: arm64 pages "
+                            "are 4, 16 or 64 KiB")
+        if actual not in layouts:
+            lpa2 = " (LPA2)" if actual == 52 and page_size != 65536 else ""
+            raise DumpError(f"{path}: arm64 dump with {page_size // 1024} KiB pages and "
+                            f"{actual}-bit virtual addresses{lpa2}: crash 9.0.2 cannot read "
+                            "it, nor can vmdex")
         arch = cls(page_size, va_bits, actual, need("PHYS_OFFSET"), need("kimage_voffset"),
                    info.number("MAX_PHYSMEM_BITS") or 48)
         arch.t1sz_known = t1sz is not None
@@ -130,8 +151,14 @@ class Arm64(Arch):
             return (e & low) | ((e & np.uint64(0xF << 12)) << np.uint64(36))
         return e & low
 
+    @property
+    def top_entries(self) -> int:
+        # crash's ptrs_per_pgd: a top table below a page (16 KiB pages, 48-bit VA: 2;
+        # 64 KiB pages, 48-bit VA: 64) sits in a smaller allocation (pgd_cache)
+        return 1 << (self.va_bits_actual - self.shifts[0])
+
     def classify(self, e: np.ndarray, level: int):
-        if level in (LEVEL_PMD, LEVEL_PUD):
+        if level in self.block_levels:
             huge = (e & np.uint64(_TYPE_MASK)) == np.uint64(_TYPE_SECT)
         else:
             huge = np.zeros(len(e), bool)
@@ -143,8 +170,10 @@ class Arm64(Arch):
     def leaf_pa(self, e: np.ndarray, level: int) -> np.ndarray:
         if level == LEVEL_PTE:
             return self._to_phys(e)
-        size = 1 << self.shifts[len(self.shifts) - level]
-        return self._to_phys(e & np.uint64(~(size - 1) & U64))
+        mask = np.uint64(~((1 << self.shifts[len(self.shifts) - level]) - 1) & U64)
+        if self.page_size == 16384 and self.levels == 4:
+            return self._to_phys(e) & mask      # arm64_vtop_4level_16k masks after
+        return self._to_phys(e & mask)
 
     def pte_present(self, e: np.ndarray) -> np.ndarray:
         return (e & np.uint64(_VALID)) != 0

@@ -57,6 +57,11 @@ class Arch:
         return [self.page_shift + bits * i for i in range(self.levels - 1, -1, -1)]
 
     @property
+    def top_entries(self) -> int:
+        """Entries of the top table that a walk reads (crash's ptrs_per_pgd)."""
+        return self.entries
+
+    @property
     def user_top(self) -> int:
         """First address above user space."""
         raise NotImplementedError

@@ -12,6 +12,7 @@ import numpy as np
 
 from vmdex.indexer.arch.base import LEVEL_PMD, LEVEL_PTE, Arch
 from vmdex.indexer.errors import MemoryReadError
+from vmdex.indexer.runs import MAX_RUN_PAGES
 
 KIND_PRESENT, KIND_SWAP = 0, 1
 
@@ -51,7 +52,8 @@ def translate_leaf(phys, arch: Arch, top_pa: int, va: int) -> tuple[int, int] | 
     table = top_pa
     shifts = arch.shifts
     for depth, shift in enumerate(shifts):
-        e = arch.entries_of(phys.read(table + 8 * ((va >> shift) % arch.entries), 8))
+        n = arch.top_entries if depth == 0 else arch.entries
+        e = arch.entries_of(phys.read(table + 8 * ((va >> shift) % n), 8))
         level = len(shifts) - depth  # 1 = PTE
         if not int(e[0]):
             return None
@@ -80,7 +82,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
                      ranges: list[tuple[int, int]] | None, faults: list,
                      chunk_leaves: int = CHUNK_LEAVES, edges: list | None = None):
     """Every non-empty leaf below user_top, in address order, as LeafBatch chunks of about
-    `chunk_leaves` entries (cut only between PMD tables, so at most 512 * 512 leaves over;
+    `chunk_leaves` entries (cut only between PMD tables, so at most entries² leaves over;
     within a chunk leaves are in address order per PMD table); the table pages that
     could not be read are appended to `faults`. Memory holds one chunk, whatever the
     size of the address space.
@@ -111,6 +113,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
         return i < len(starts) and int(starts[i]) < hi
 
     idx = np.arange(entries, dtype=np.uint64)
+    top_entries = arch.top_entries
     path: list[int] = []        # table pages from the top down to the one being read
     uses: dict[int, int] = {}   # table page -> entries that led to it so far
 
@@ -139,7 +142,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
                                      f"{MAX_TABLE_REUSE} entries (corrupt tables?)"))
             return None
         try:
-            return phys.read(table_pa, page)
+            return phys.read(table_pa, 8 * top_entries if depth == 0 else page)
         except MemoryReadError as exc:
             faults.append(TableFault(base, base + span * entries, level, table_pa, str(exc),
                                      exc.cause))
@@ -166,7 +169,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
         level = len(shifts) - depth
         span = 1 << shift
         e = arch.entries_of(raw)
-        vas = np.uint64(base) + idx * np.uint64(span)
+        vas = np.uint64(base) + idx[:len(e)] * np.uint64(span)
         nz = e != 0
         if depth == 0:
             nz &= vas < np.uint64(user_top)
@@ -189,7 +192,7 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
                 pending.append((vas[i:i + 1], np.full(1, span // page, np.int64),
                                 np.full(1, level, np.int8), np.full(1, KIND_PRESENT, np.int8),
                                 leaf_pa[i:i + 1], e[i:i + 1]))
-                held[0] += max(1, span >> 21)     # each 2 MiB of it becomes a run
+                held[0] += max(1, span // page // MAX_RUN_PAGES)  # runs it becomes
                 if held[0] >= chunk_leaves and level != LEVEL_PMD:
                     yield flush()
             elif not overlaps(va, va + span):
@@ -228,7 +231,7 @@ def walk_user_tables(phys, arch: Arch, top_pa: int, user_top: int,
 
 def kernel_map_runs(phys, arch: Arch, faults: list) -> list[tuple[int, int, int]]:
     """(va, npages, pa) stretches the kernel's own tables map in Arch.kernel_map_span(),
-    physically contiguous and at most 512 pages each, in address order; unreadable
+    physically contiguous and at most MAX_RUN_PAGES pages each, in address order; unreadable
     table pages are appended to `faults`."""
     span = arch.kernel_map_span()
     if span is None or arch.kernel_pgd_pa is None:
@@ -240,13 +243,13 @@ def kernel_map_runs(phys, arch: Arch, faults: list) -> list[tuple[int, int, int]
         keep = b.kind == KIND_PRESENT
         for va, n, pa in zip(b.va[keep].tolist(), b.npages[keep].tolist(),
                              b.value[keep].tolist()):
-            for i in range(0, n, 512):          # a block bigger than 2 MiB: 512-page pieces
-                leaves.append((va + i * page, min(512, n - i), pa + i * page))
+            for i in range(0, n, MAX_RUN_PAGES):     # a bigger block: run-sized pieces
+                leaves.append((va + i * page, min(MAX_RUN_PAGES, n - i), pa + i * page))
     leaves.sort()
     out: list[tuple[int, int, int]] = []
     for va, n, pa in leaves:
         if out and out[-1][0] + out[-1][1] * page == va and \
-                out[-1][2] + out[-1][1] * page == pa and out[-1][1] + n <= 512:
+                out[-1][2] + out[-1][1] * page == pa and out[-1][1] + n <= MAX_RUN_PAGES:
             out[-1] = (out[-1][0], out[-1][1] + n, out[-1][2])
         else:
             out.append((va, n, pa))

@@ -39,6 +39,9 @@ class X86_64(Arch):
     @classmethod
     def from_vmcoreinfo(cls, path: str, info) -> "X86_64":
         levels = 5 if (info.number("pgtable_l5_enabled") or 0) == 1 else 4
+        if info.pagesize not in (None, 4096):
+            raise DumpError(f"{path}: x86_64 dump with PAGESIZE={info.pagesize}: x86_64 "
+                            "pages are 4 KiB")
         phys_base = info.number("phys_base")
         if phys_base is None:
             raise DumpError(f"{path}: VMCOREINFO lacks NUMBER(phys_base): cannot place "

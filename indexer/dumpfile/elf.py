@@ -11,6 +11,7 @@ import struct
 from bisect import bisect_right
 
 from ..errors import DumpError, OutOfDump
+from ..kernel.vmcoreinfo import VmcoreInfo
 from .memory import ABSENT, PRESENT, PhysicalMemory
 
 ET_CORE, PT_LOAD, PT_NOTE, PN_XNUM = 4, 1, 4, 0xFFFF
@@ -141,6 +142,10 @@ class ElfMemory(PhysicalMemory):
         self._loads = _disjoint(sorted(loads))
         self._starts = [seg[0] for seg in self._loads]
         self.vmcoreinfo = vmcoreinfo_from_notes(self.notes)
+        if self.vmcoreinfo:     # the kernel's page size: the unit of read_page / page_state
+            ps = VmcoreInfo.parse(self.vmcoreinfo).pagesize or 0
+            if ps >= 4096 and not ps & (ps - 1):
+                self.page_size = ps
 
     # --- reading --------------------------------------------------------------------------
     def read(self, paddr: int, size: int) -> bytes:

@@ -11,7 +11,10 @@ from collections import OrderedDict
 
 from ..errors import MemoryReadError, OutOfDump
 
-PAGE_SIZE = 4096
+# The unit a format reads in before it knows the dump's own: a kdump file takes its header's
+# block_size, an ELF core VMCOREINFO's PAGESIZE (indexer.dumpfile.elf).
+DEFAULT_PAGE_SIZE = 4096
+CACHE_BYTES = 16 << 20   # decompressed pages kept
 PRESENT, EXCLUDED, ABSENT = "present", "excluded", "absent"
 
 
@@ -29,15 +32,18 @@ class PhysicalMemory(ABC):
 
     format: str = ""
     compression: str = "none"
-    cache_pages: int = 4096  # 16 MiB of decompressed pages
 
     def __init__(self, path: str):
         self.path = str(path)
-        self.page_size = PAGE_SIZE
+        self.page_size = DEFAULT_PAGE_SIZE
         self.machine: str | None = None   # "x86_64", "aarch64"... as the dump names it
         self.vmcoreinfo: str | None = None
         self.notes: list[tuple[str, int, bytes]] = []
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+
+    @property
+    def cache_pages(self) -> int:
+        return CACHE_BYTES // self.page_size
 
     # --- what a format provides -------------------------------------------------------
     @abstractmethod

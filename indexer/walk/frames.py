@@ -14,7 +14,9 @@ import numpy as np
 from vmdex.indexer.errors import MemoryReadError, WalkError
 from vmdex.indexer.arch.pagewalk import translate_leaf
 
-PAGE = 4096
+# A huge leaf of the vmemmap is remembered per region of this many address bits, so a run
+# of struct pages costs one table walk per region (any leaf this big covers it whole).
+REGION_SHIFT = 21
 
 
 @dataclass
@@ -98,28 +100,29 @@ class FrameReader:
 
     def __init__(self, mem, lay: FrameLayout):
         self.mem, self.lay = mem, lay
+        self.page = mem.page                        # the unit the vmemmap is read in
         self._pages: dict[int, bytes | None] = {}   # vmemmap page -> bytes (None: lost)
-        self._regions: dict[int, int] = {}          # 2 MiB region -> pa (huge leaves)
+        self._regions: dict[int, int] = {}          # region -> pa (huge leaves)
 
     def _page(self, va: int) -> bytes | None:
         if va not in self._pages:
-            if len(self._pages) > 1 << 12:          # bound the cache (16 MiB of pages)
+            if len(self._pages) * self.page > 1 << 24:     # bound the cache (16 MiB)
                 self._pages.clear()
             try:
                 pa = self._pa(va)
-                self._pages[va] = self.mem.phys.read(pa, PAGE) if pa is not None else None
+                self._pages[va] = self.mem.phys.read(pa, self.page) if pa is not None else None
             except (MemoryReadError, WalkError):
                 self._pages[va] = None
         return self._pages[va]
 
     def _pa(self, va: int) -> int | None:
         """Through the kernel's page tables (the vmemmap lies outside the linear map). A
-        2 MiB or larger leaf is remembered, so a run of struct pages costs one walk per
-        2 MiB."""
+        leaf of a region or more is remembered (REGION_SHIFT)."""
         mem = self.mem
-        region = va >> 21
+        region = va >> REGION_SHIFT
+        within = va & ((1 << REGION_SHIFT) - 1)
         if region in self._regions:
-            return self._regions[region] + (va & ((1 << 21) - 1))
+            return self._regions[region] + within
         top = mem.arch.kernel_pgd_pa
         if top is None:
             return None
@@ -127,21 +130,22 @@ class FrameReader:
         if leaf is None:
             return None
         pa, size = leaf
-        if size >= 1 << 21:
-            self._regions[region] = pa - (va & ((1 << 21) - 1))
+        if size >= 1 << REGION_SHIFT:
+            self._regions[region] = pa - within
         return pa
 
     def _pages_of(self, first: np.ndarray):
         """(the distinct pages of `first` (page addresses) in order, each element's index
         into them): a bitmap over a dense span, a sort otherwise."""
         lo, hi = int(first.min()), int(first.max())
-        span = ((hi - lo) >> 12) + 1
+        shift = self.page.bit_length() - 1
+        span = ((hi - lo) >> shift) + 1
         if span <= 4 * len(first) + (1 << 16):
-            rel = ((first - np.uint64(lo)) >> np.uint64(12)).astype(np.int64)
+            rel = ((first - np.uint64(lo)) >> np.uint64(shift)).astype(np.int64)
             seen = np.zeros(span, bool)
             seen[rel] = True
             where = np.cumsum(seen) - 1
-            uniq = np.uint64(lo) + np.flatnonzero(seen).astype(np.uint64) * np.uint64(PAGE)
+            uniq = np.uint64(lo) + np.flatnonzero(seen).astype(np.uint64) * np.uint64(self.page)
             return uniq, where[rel]
         uniq, inv = np.unique(first, return_inverse=True)
         return uniq, inv.reshape(-1)
@@ -155,21 +159,22 @@ class FrameReader:
         out = {name: np.zeros(n, np.dtype(dt)) for name, (_, dt) in spec.items()}
         if not n:
             return out, ok
-        mask = np.uint64(PAGE - 1)
+        page = self.page
+        mask = np.uint64(page - 1)
         first = addrs & ~mask
         uniq, idx = self._pages_of(first)
         bufs = [self._page(int(p)) for p in uniq.tolist()]
         good = np.array([b is not None for b in bufs], bool)
-        buf = np.frombuffer(b"".join(b if b is not None else bytes(PAGE) for b in bufs),
+        buf = np.frombuffer(b"".join(b if b is not None else bytes(page) for b in bufs),
                             np.uint8)
-        base = idx * PAGE + (addrs & mask).astype(np.int64)
+        base = idx * page + (addrs & mask).astype(np.int64)
         for name, (o, dt) in spec.items():
             d = np.dtype(dt).newbyteorder("<")
             at = base + o
-            cross = at + d.itemsize > (idx + 1) * PAGE
+            cross = at + d.itemsize > (idx + 1) * page
             if cross.any():        # an unaligned field across a page end: not read here
                 ok &= ~cross
-                at = np.where(cross, idx * PAGE, at)
+                at = np.where(cross, idx * page, at)
             out[name] = self._gather(buf, at, d)
         ok &= good[idx]
         return out, ok
@@ -198,7 +203,7 @@ class FrameReader:
 # --- per-frame facts, cached by chunks of the vmemmap ------------------------------------
 FACT_ANON, FACT_KSM, FACT_SWAPBACKED, FACT_DIRTY, FACT_REFERENCED = 1, 2, 4, 8, 16
 FACT_ONE_REF, FACT_COMPOUND, FACT_HEAD, FACT_OK = 32, 64, 128, 256
-CHUNK_SHIFT = 12                 # 4096 frames: 64 pages of struct page (4 KiB-page kernels)
+CHUNK_SHIFT = 12                 # 4096 frames a chunk (64 pages of struct page with 4 KiB pages)
 MAX_CHUNKS = 1 << 13             # 32M frames (128 GiB) of facts, ~7 bytes a frame, then reset
 
 

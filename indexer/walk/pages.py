@@ -13,8 +13,8 @@ import numpy as np
 
 from vmdex.indexer.arch.base import Arch
 from vmdex.indexer.arch.pagewalk import KIND_PRESENT, KIND_SWAP, LeafBatch
+from vmdex.indexer.runs import MAX_RUN_PAGES
 
-MAX_RUN_PAGES = 512  # 2 MiB of 4 KiB pages: also a PMD leaf, so a THP page is one run
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _clip_to_vmas(b: LeafBatch, starts: np.ndarray, ends: np.ndarray, page: int)
         j = int(np.searchsorted(ends, np.uint64(lo), side="right"))
         while j < len(starts) and int(starts[j]) < hi:
             s, e = max(lo, int(starts[j])), min(hi, int(ends[j]))
-            step = MAX_RUN_PAGES * page  # a 1 GiB leaf becomes 512 runs of 2 MiB
+            step = MAX_RUN_PAGES * page  # a bigger leaf becomes several runs
             for c in range(s, e, step):
                 ce = min(e, c + step)
                 for k, v in enumerate((c, (ce - c) // page, lvl[i], kind[i],
@@ -95,8 +95,9 @@ class RunBuilder:
 def build_runs(batch: LeafBatch, vmas: list[tuple[int, int]], arch: Arch) -> PageRuns:
     """All runs of one address space's leaves, given at once."""
     b = RunBuilder(vmas, arch)
-    b.feed(batch)
-    return b.finish()
+    head, tail = b.feed(batch), b.finish()
+    return PageRuns(*(np.concatenate([getattr(head, f), getattr(tail, f)])
+                      for f in PageRuns.__dataclass_fields__))
 
 
 _EMPTY = LeafBatch(np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int8),

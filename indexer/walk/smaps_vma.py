@@ -96,6 +96,7 @@ class VmaTexts:
         has_pkeys = k.sym("arch_set_user_pkey_access") is not None
         self.page_shift = arch.page_shift
         self.hpage_pmd = 1 << arch.shifts[-2]        # HPAGE_PMD_SIZE: a PMD leaf
+        self.pmd_order = arch.shifts[-2] - arch.page_shift   # HPAGE_PMD_ORDER
         self.pkeys = arch.pkeys_enabled(k) if has_pkeys else False
 
     # --- paths ---------------------------------------------------------------------------
@@ -365,7 +366,7 @@ class VmaTexts:
                 return None
             a, m, inherit = self.orders
             allowed = a | (m if hg else 0) | (inherit if always or (madv and hg) else 0)
-            if allowed & ~(1 << 9):
+            if allowed & ~(1 << self.pmd_order):
                 return None                     # smaller orders: their own suitability
             if not allowed or not anonymous:
                 return 0 if not allowed else (None if vma.file else 0)

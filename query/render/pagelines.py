@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-PAGE = 4096
 UVADDR_PRLEN = 10
 # The two hex digits of every byte value, as one 16-bit word whose bytes are in text order:
 # the digits of a 64-bit number are one lookup per byte, not a shift per digit.
@@ -24,7 +23,7 @@ def digits(v: int) -> int:
     return max(1, (v.bit_length() + 3) // 4)
 
 
-def digit_cuts(first: int, n: int, page: int = PAGE) -> list[int]:
+def digit_cuts(first: int, n: int, page: int) -> list[int]:
     """Line indices in 1..n-1 where first + i*page gains a hex digit."""
     out = []
     d = digits(first)
@@ -62,7 +61,7 @@ def render(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None
 
 
 def lines(va: int, n: int, mid: bytes, second: int | None = None, second_width: int = 0,
-          tail: bytes = b"", page: int = PAGE) -> str:
+          tail: bytes = b"", *, page: int) -> str:
     """n lines for pages va, va+page, ...; the second number (if any) starts at `second`.
     `mid` and `tail` are UTF-8 (surrogateescape) bytes, as the returned text decodes."""
     cuts = set(digit_cuts(va, n, page))
@@ -90,7 +89,7 @@ class PresentBatch:
 
     MAX_LINES = 65_536
 
-    def __init__(self, write, pwidth: int, page: int = PAGE):
+    def __init__(self, write, pwidth: int, page: int):
         self.write, self.pw, self.page = write, pwidth, page
         self.vas: list[int] = []
         self.pas: list[int] = []

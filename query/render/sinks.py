@@ -11,7 +11,6 @@ import json
 
 from vmdex.query.render import crashfmt as F
 
-PAGE = 4096   # the default; a sink takes its dump's page size (dumps.page_size)
 VECTOR_MIN_LINES = 48        # a stretch this long goes to numpy ...
 VECTOR_AFTER_LINES = 50_000  # ... once the answer has this many page lines
 VECTOR_CHUNK = 65_536
@@ -24,7 +23,7 @@ def _hex(v):
 class TextSink:
     """crash 9.0.2's output, byte for byte."""
 
-    def __init__(self, out, pwidth: int, swapdev, page: int = PAGE):
+    def __init__(self, out, pwidth: int, swapdev, page: int):  # dumps.page_size
         self.page = page
         self.out, self.pw, self.swapdev = out, pwidth, swapdev
         self.count = 0   # page lines so far
@@ -122,7 +121,7 @@ class JsonSink:
     goes (a `foreach vm -p` of a big dump is tens of millions of pages: nothing is held).
     Addresses are hex strings as crash prints them; counts and swap offsets are numbers."""
 
-    def __init__(self, out, pwidth: int, swapdev, page: int = PAGE):
+    def __init__(self, out, pwidth: int, swapdev, page: int):  # dumps.page_size
         self.page = page
         self.out, self.swapdev = out, swapdev
         self.messages: list[str] = []
@@ -234,7 +233,7 @@ class CsvSink:
             "end", "flags", "file", "virtual", "kind", "physical", "swap_device",
             "swap_offset", "file_offset"]
 
-    def __init__(self, out, pwidth: int, swapdev, page: int = PAGE):
+    def __init__(self, out, pwidth: int, swapdev, page: int):  # dumps.page_size
         self.page = page
         self.out, self.swapdev = out, swapdev
         self.w = csv.writer(_Writer(out), lineterminator="\n")

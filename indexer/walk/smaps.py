@@ -165,28 +165,26 @@ class MmGatherer:
             inside = np.zeros(len(vi), bool)
             inside[ok] = self.starts[vi[ok]] <= batch.va[ok]
         vi, raw, kind, level = vi, batch.raw, batch.kind, batch.level
-        value, npages = batch.value, batch.npages
+        npages = batch.npages
         if not inside.all():
             if not inside.any():
                 return
-            vi, raw, kind, level, value, npages = (x[inside] for x in (
-                vi, raw, kind, level, value, npages))
+            vi, raw, kind, level, npages = (x[inside] for x in (vi, raw, kind, level, npages))
         huge = self.hugetlb[vi]
         pres = kind == KIND_PRESENT
         if (pres & huge).any():
             m = pres & huge
-            self._hugetlb(vi[m], value[m], npages[m])
+            self._hugetlb(vi[m], raw[m], level[m], npages[m])
         m = pres & ~huge
         if m.any():
-            self._present(vi[m], raw[m], value[m], level[m])
+            self._present(vi[m], raw[m], level[m])
         m = (kind == KIND_SWAP) & ~huge
         if m.any():
             # entries the kernel counts as present though crash does not (arm64 PROT_NONE)
             arch = self.plan.paging
             prot_none = m & (level == LEVEL_PTE) & arch.kernel_pte_present(raw)
             if prot_none.any():
-                self._present(vi[prot_none], raw[prot_none],
-                              arch.leaf_pa(raw[prot_none], LEVEL_PTE), level[prot_none])
+                self._present(vi[prot_none], raw[prot_none], level[prot_none])
                 m &= ~prot_none
             self._swap(vi[m], raw[m], level[m])
 
@@ -214,13 +212,13 @@ class MmGatherer:
             return np.zeros(len(flags), bool)
         return ((flags >> np.uint64(b)) & np.uint64(1)) != 0
 
-    def _present(self, vi, raw, value, level) -> None:
+    def _present(self, vi, raw, level) -> None:
         if self.frames is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "struct pages not readable")
             return
         lay, arch = self.plan.frames, self.plan.paging
         special = arch.pte_special(raw) & (level == LEVEL_PTE)
-        pfn = value >> np.uint64(arch.page_shift)
+        pfn = self._pfn(raw, level)
         keep = ~special & (pfn <= np.uint64(lay.highest_pfn))
         if (level > LEVEL_PMD)[keep].any():
             self._mark(vi[keep & (level > LEVEL_PMD)], PAGE_BITS, "PUD-mapped pages")
@@ -302,12 +300,21 @@ class MmGatherer:
         out[:, F["pss_locked"]] = np.where(locked, out[:, F["pss"]], 0)
         self.sums[rows] += out
 
-    def _hugetlb(self, vi, value, npages) -> None:
+    def _pfn(self, raw, level) -> np.ndarray:
+        """The frame the kernel's pte_pfn() / pmd_pfn() reads from each present leaf."""
+        arch = self.plan.paging
+        out = np.empty(len(raw), np.uint64)
+        for lv in np.unique(level).tolist():
+            m = level == lv
+            out[m] = arch.kernel_leaf_pa(raw[m], lv) >> np.uint64(arch.page_shift)
+        return out
+
+    def _hugetlb(self, vi, raw, level, npages) -> None:
         if self.frames is None or self.plan.frames.entire is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "hugetlb mapcount not known")
             return
         lay, arch = self.plan.frames, self.plan.paging
-        pfn = value >> np.uint64(arch.page_shift)
+        pfn = self._pfn(raw, level)
         own, h, head, tail, ok = self._heads(pfn)
         ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
         ok &= eok

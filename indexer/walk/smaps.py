@@ -81,6 +81,7 @@ class SmapsPlan:
     vm: dict                        # mnemonic -> vm_flags bit mask (from the kernel's table)
     shadow_stack: bool              # the kernel keeps user shadow stacks (VmFlags "ss")
     has_ksm: bool
+    double_map_rule: bool           # page_mapcount() is __page_mapcount() (PageDoubleMap)
     nr_swapfiles: int
     swap_counts: SwapMap | SwapTable | SwapCountsUnknown    # each swap slot's count
     vma_flags: dict                 # mm -> [vm_flags of each VMA]
@@ -232,23 +233,39 @@ class MmGatherer:
         ok = (bits & FACT_OK) != 0
         if not ok.all():
             self._mark(vi[~ok], PAGE_BITS, "a mapped frame's struct page is not in the dump")
-            vi, raw, level, bits, mapcount, order = (x[ok] for x in (vi, raw, level, bits,
-                                                                     mapcount, order))
-            b8 = bits
+            vi, raw, level, bits, mapcount, order, pfn = (
+                x[ok] for x in (vi, raw, level, bits, mapcount, order, pfn))
         if not len(vi):
             return
-        pmd = level == LEVEL_PMD
         page = arch.page_size
-        if pmd.any():
-            size = np.where(pmd & ((bits & FACT_HEAD) != 0),
-                            np.int64(page) << order.astype(np.int64), page)
-        else:
-            size = np.full(len(vi), page, np.int64)
+        pmd = level == LEVEL_PMD
+        whole = np.where(pmd & ((bits & FACT_HEAD) != 0),
+                         np.int64(page) << order.astype(np.int64), page)
         one_ref = (bits & FACT_ONE_REF) != 0
         shared_compound = ~one_ref & ((bits & FACT_COMPOUND) != 0)
+        size = whole
         if shared_compound.any():
-            self._mark(vi[shared_compound], SHARE_BITS,
-                       "a shared compound page (its per-page mapcounts are not modelled)")
+            # smaps_account(): a folio with more references is counted page by page, each
+            # by its page_mapcount(): a PMD leaf becomes its pages
+            split = shared_compound & (whole > page)
+            if split.any():
+                reps = np.where(split, whole // page, 1)
+                at = np.repeat(np.arange(len(vi)), reps)
+                sub = np.arange(len(at)) - np.repeat(np.cumsum(reps) - reps, reps)
+                vi, raw, level, one_ref, shared_compound = (
+                    x[at] for x in (vi, raw, level, one_ref, shared_compound))
+                pfn = pfn[at] + sub.astype(np.uint64)
+                size = np.where(split[at], page, whole[at])
+                bits, mapcount, _order = self.facts.lookup(pfn)
+                b8 = bits
+                pmd = level == LEVEL_PMD
+            mc, why = self._page_mapcounts(pfn[shared_compound], mapcount[shared_compound],
+                                           bits[shared_compound])
+            if mc is None:
+                self._mark(vi[shared_compound], SHARE_BITS, why)
+            else:
+                mapcount = mapcount.copy()
+                mapcount[shared_compound] = mc
         # The share: private when the folio has one reference, else by the page's mapcount.
         private = one_ref | (mapcount < 2)
         pss = np.where(private, size << PSS_SHIFT, (page << PSS_SHIFT) // np.maximum(mapcount, 1))
@@ -264,6 +281,33 @@ class MmGatherer:
         if pmd.any():
             cat |= np.where(pmd, C_PMD, 0)
         self._add_categories(vi, cat, size, pss)
+
+    def _page_mapcounts(self, pfn, own, bits):
+        """page_mapcount() of pages of large folios: the page's own mapcount plus its
+        folio's entire (PMD) mapcount; on kernels with __page_mapcount() (PageDoubleMap)
+        a file page's own count already holds every mapping, and a double-mapped anon
+        THP's entire mapping is counted once less. (None, why) when the dump lacks it."""
+        plan, lay = self.plan, self.plan.frames
+        if lay.entire is None:
+            return None, "the kernel's entire mapcount of a large folio is not known"
+        _own, _h, head, _tail, ok = self._heads(pfn)
+        ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
+        ok &= eok
+        if not ok.all():
+            return None, "a large folio's head page is not in the dump"
+        entire = ent["e"].astype(np.int64) + 1
+        mc = np.maximum(own, 0)
+        if not plan.double_map_rule:
+            return mc + entire, ""
+        anon = (bits & FACT_ANON) != 0
+        double = np.zeros(len(pfn), bool)
+        b = lay.bit("PG_double_map")
+        if b is not None and anon.any():
+            f, fok = self.frames.fields(head + np.uint64(lay.size), {"f": (lay.flags, "u8")})
+            if not fok.all():
+                return None, "a large folio's second page is not in the dump"
+            double = ((f["f"] >> np.uint64(b)) & np.uint64(1)) != 0
+        return np.where(anon, mc + entire - double, mc), ""
 
     def _add_categories(self, vi, cat, size, pss) -> None:
         lo = int(vi.min())
@@ -427,6 +471,7 @@ def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict,
     return SmapsPlan(
         paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn, paging.pkey_bits),
         shadow_stack="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
+        double_map_rule=k.sym("__page_mapcount") is not None,
         swap_counts=counts, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
         why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "
         "place is not known")

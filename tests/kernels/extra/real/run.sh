@@ -10,8 +10,13 @@ echo 86400000 > $T/khugepaged/scan_sleep_millisecs
 echo 86400000 > $T/khugepaged/alloc_sleep_millisecs
 for o in 64 16; do [ -w $T/hugepages-${o}kB/enabled ] && echo always > $T/hugepages-${o}kB/enabled; done
 echo "EXTRA: thp=$(cat $T/enabled) shmem=$(cat $T/shmem_enabled) mthp=$(cat $T/hugepages-*kB/enabled 2>/dev/null | tr '\n' ' ')"
+# a 1 GiB page needs 1 GiB of free, movable, aligned memory: drop caches, compact, retry
+# (guests of --mem 3G or more; the 1 GiB hugetlbfs file falls back to tmpfs without it)
 G=/sys/kernel/mm/hugepages/hugepages-1048576kB
-[ -d $G ] && echo 1 > $G/nr_hugepages
+if [ -d $G ]; then
+  sync; echo 3 > /proc/sys/vm/drop_caches; echo 1 > /proc/sys/vm/compact_memory
+  for t in 1 2 3; do echo 1 > $G/nr_hugepages; [ "$(cat $G/nr_hugepages)" -gt 0 ] && break; sleep 1; done
+fi
 echo 16 > /proc/sys/vm/nr_hugepages
 mkdir -p /dev/hugepages
 [ -d $G ] && [ "$(cat $G/nr_hugepages)" -gt 0 ] && mount -t hugetlbfs -o pagesize=1G none /dev/hugepages

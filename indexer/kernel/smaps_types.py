@@ -32,6 +32,10 @@ ENUMS: dict[str, tuple[str, ...]] = {
 ENUMERATORS: dict[str, tuple[str, ...]] = {
     "TRANSPARENT_HUGEPAGE_FLAG": ("do_huge_pmd_anonymous_page", "hugepage_vma_check"),
 }
+# present when the kernel has PTE markers (the last non-swap swap type)
+TYPEDEFS: dict[str, tuple[str, ...]] = {
+    "pte_marker": ("do_swap_page", "change_pte_range", "zap_pte_range", "handle_mm_fault"),
+}
 VARIABLES: dict[str, tuple[str, ...]] = {
     "boot_cpu_data": ("get_cpu_cap", "identify_cpu"),
 }

@@ -66,7 +66,7 @@ def frame_layout(k, arch) -> FrameLayout | None:
         return None
     bits = {n: t.enum_value(n) for n in ("PG_referenced", "PG_dirty", "PG_young", "PG_head",
                                           "PG_swapbacked", "PG_mlocked", "PG_lru",
-                                          "PG_double_map")}
+                                          "PG_double_map", "PG_reserved")}
     bits = {n: v for n, v in bits.items() if v is not None}
     vmemmap = arch.struct_pages(k)
     if vmemmap is None or not _places_struct_pages(k, arch, vmemmap, sz, need[0]):

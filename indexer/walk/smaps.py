@@ -83,6 +83,7 @@ class SmapsPlan:
     has_ksm: bool
     double_map_rule: bool           # page_mapcount() is __page_mapcount() (PageDoubleMap)
     nr_swapfiles: int
+    has_markers: bool               # the kernel has PTE markers (the pte_marker type)
     swap_counts: SwapMap | SwapTable | SwapCountsUnknown    # each swap slot's count
     vma_flags: dict                 # mm -> [vm_flags of each VMA]
     why_no_frames: str = ""
@@ -383,7 +384,8 @@ class MmGatherer:
         typ, off = arch.swap_type_offset(raw)
         real = typ < np.uint64(self.plan.nr_swapfiles)
         if (~real).any():
-            self._mark(vi[~real], ALL, "a migration, device or marker entry")
+            inert = ~real & self._inert(off)
+            self._mark(vi[~real & ~inert], ALL, "a migration or device entry")
             vi, typ, off = vi[real], typ[real], off[real]
         if not len(vi):
             return
@@ -397,6 +399,19 @@ class MmGatherer:
                        "swap_pss": np.where(bad, 0, np.where(counts >= 2, (page << PSS_SHIFT)
                                                              // np.maximum(counts, 1),
                                                              page << PSS_SHIFT))})
+
+    def _inert(self, off: np.ndarray) -> np.ndarray:
+        """Which non-swap entries smaps_pte_entry() counts nothing for: PTE markers
+        (uffd-wp, guard) and swap-in error entries, whose offset holds a few flag bits, not
+        a frame. Told apart from migration and device entries, which name a page of user
+        memory, by the frame their offset would name: a reserved one (PG_reserved, as the
+        low frames such flags name are), never mapped to user space."""
+        out = np.zeros(len(off), bool)
+        b = self.plan.frames.bit("PG_reserved") if self.plan.frames else None
+        if not self.plan.has_markers or b is None or self.frames is None:
+            return out
+        fr, ok = self.frames.pages(off)
+        return ok & (((fr["flags"] >> np.uint64(b)) & np.uint64(1)) != 0)
 
     def abandon(self, why: str) -> SmapsPart:
         """The part of a walk that stopped early: every figure of its VMAs is unknown."""
@@ -471,7 +486,8 @@ def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict,
     return SmapsPlan(
         paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn, paging.pkey_bits),
         shadow_stack="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
-        double_map_rule=k.sym("__page_mapcount") is not None,
+        double_map_rule=k.sym("__page_mapcount") is not None, 
+        has_markers=k.types.sizeof("pte_marker") is not None,
         swap_counts=counts, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
         why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "
         "place is not known")

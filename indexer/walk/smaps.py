@@ -197,7 +197,7 @@ class MmGatherer:
         lay = self.plan.frames
         own = np.uint64(lay.vmemmap) + pfn.astype(np.uint64) * np.uint64(lay.size)
         tail = (fr["chead"] & np.uint64(1)) != 0
-        head = np.where(tail, fr["chead"] - np.uint64(1), own)
+        head = lay.heads(own, fr["chead"])
         h = {k: v.copy() for k, v in fr.items()}
         if tail.any():
             hf, hok = self.frames.fields(head[tail], {
@@ -236,6 +236,7 @@ class MmGatherer:
             self._mark(vi[~ok], PAGE_BITS, "a mapped frame's struct page is not in the dump")
             vi, raw, level, bits, mapcount, order, pfn = (
                 x[ok] for x in (vi, raw, level, bits, mapcount, order, pfn))
+            b8 = bits
         if not len(vi):
             return
         page = arch.page_size

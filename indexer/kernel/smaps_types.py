@@ -18,6 +18,7 @@ STRUCTS: dict[str, tuple[str, ...]] = {
     "dentry_operations": ("d_path", "dput"),
     "fs_struct": ("copy_fs_struct", "d_path"),
     "shmem_inode_info": ("shmem_swap_usage", "shmem_get_inode"),
+    "shmem_sb_info": ("shmem_fill_super", "shmem_reconfigure", "shmem_get_inode"),
     "hugetlbfs_sb_info": ("hugetlbfs_fill_super", "hugetlb_file_setup"),
     "hstate": ("hugetlbfs_fill_super", "hugetlb_fault"),
     "cpuinfo_x86": ("get_cpu_cap", "identify_cpu"),

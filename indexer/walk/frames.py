@@ -30,6 +30,7 @@ class FrameLayout:
     order: int | None       # compound order, from the head page's address
     entire: int | None      # entire (compound) mapcount, from the head page's address
     bits: dict              # PG_* -> bit number
+    large: int | None = None  # folio._large_mapcount: every mapping of a large folio
     head_mask: bool = False  # compound_info holds the mask that turns a tail's address
                              # into its head's (compound_info, power-of-2 struct page)
 
@@ -86,6 +87,8 @@ def frame_layout(k, arch) -> FrameLayout | None:
     except (MemoryReadError, WalkError):
         return None
     return FrameLayout(vmemmap, sz, highest, *need, order, entire, bits,
+                       large=t.offsetof("folio", "_large_mapcount")
+                       if t.has_member("folio", "_large_mapcount") else None,
                        head_mask=head_member == "compound_info" and sz & (sz - 1) == 0)
 
 

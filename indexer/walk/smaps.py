@@ -362,11 +362,17 @@ class MmGatherer:
         lay, arch = self.plan.frames, self.plan.paging
         pfn = self._pfn(raw, level)
         own, h, head, tail, ok = self._heads(pfn)
-        ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
-        ok &= eok
+        # folio_mapcount() where the folio counts its mappings (_large_mapcount: the head
+        # page's own _mapcount holds its page type), else page_mapcount() of the head
+        if lay.large is not None:
+            got, gok = self.frames.fields(head, {"l": (lay.large, "i4")})
+            mapcount = got["l"].astype(np.int64) + 1
+        else:
+            got, gok = self.frames.fields(head, {"e": (lay.entire, "i4")})
+            mapcount = own["mapcount"].astype(np.int64) + 1 + got["e"].astype(np.int64) + 1
+        ok &= gok
         if not ok.all():
             self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's struct page is not in the dump")
-        mapcount = own["mapcount"].astype(np.int64) + 1 + ent["e"].astype(np.int64) + 1
         size = npages.astype(np.int64) * arch.page_size
         self._add(vi, {"shared_hugetlb": np.where(ok & (mapcount >= 2), size, 0),
                        "private_hugetlb": np.where(ok & (mapcount < 2), size, 0)})

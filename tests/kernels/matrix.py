@@ -62,7 +62,11 @@ class Row:
         args = ["--suite", self.suite, "--flavour", self.flavour]
         if self.abi != "current":
             args += ["--abi", self.abi]
-        return args + self.options
+        opts = list(self.options)
+        for i, o in enumerate(opts[:-1]):     # --extra DIR: a path in the repository
+            if o == "--extra" and not Path(opts[i + 1]).is_absolute():
+                opts[i + 1] = str(REPO / opts[i + 1])
+        return args + opts
 
 
 @dataclass

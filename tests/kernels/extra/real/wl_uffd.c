@@ -4,6 +4,16 @@
 #include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <linux/userfaultfd.h>
+/* Register len bytes at p write-protect mode and write-protect the first wp_len of them. */
+static int register_wp(int u, unsigned char *p, unsigned long len, unsigned long wp_len)
+{
+	struct uffdio_register r = { .range = { (unsigned long)p, len }, .mode = UFFDIO_REGISTER_MODE_WP };
+	if (ioctl(u, UFFDIO_REGISTER, &r)) { WL("register wp %p errno=%d", p, errno); return -1; }
+	struct uffdio_writeprotect wp = { .range = { (unsigned long)p, wp_len }, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	if (ioctl(u, UFFDIO_WRITEPROTECT, &wp)) { WL("writeprotect %p errno=%d", p, errno); return -1; }
+	return 0;
+}
+
 int main(void)
 {
 	wl_name = "uffd";
@@ -26,22 +36,12 @@ int main(void)
 	unsigned char *w = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (w == MAP_FAILED) die("mmap w");
 	for (int i = 0; i < 16; i++) wr(w, i, 5);
-	struct uffdio_register rw = { .range = { (unsigned long)w, 16 * PG }, .mode = UFFDIO_REGISTER_MODE_WP };
-	if (ioctl(u, UFFDIO_REGISTER, &rw)) WL("register wp errno=%d", errno);
-	else {
-		struct uffdio_writeprotect wp = { .range = { (unsigned long)w, 8 * PG }, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
-		if (ioctl(u, UFFDIO_WRITEPROTECT, &wp)) WL("writeprotect errno=%d", errno);
-	}
+	register_wp(u, w, 16 * PG, 8 * PG);
 	unsigned char *s = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (s == MAP_FAILED) die("mmap s");
 	for (int i = 0; i < 8; i++) wr(s, i, 6);
-	struct uffdio_register rs = { .range = { (unsigned long)s, 16 * PG }, .mode = UFFDIO_REGISTER_MODE_WP };
-	if (ioctl(u, UFFDIO_REGISTER, &rs)) WL("register shmem wp errno=%d", errno);
-	else {
-		struct uffdio_writeprotect wp = { .range = { (unsigned long)s, 16 * PG }, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
-		if (ioctl(u, UFFDIO_WRITEPROTECT, &wp)) WL("writeprotect shmem errno=%d", errno);
+	if (!register_wp(u, s, 16 * PG, 16 * PG))
 		madvise(s, 4 * PG, MADV_DONTNEED);   /* PTE markers keep the protection of zapped pages */
-	}
 	WL("missing=%p wp=%p shmemwp=%p", m, w, s);
 	mark_ready(wl_name);
 	sleep_forever();

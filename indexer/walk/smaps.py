@@ -259,6 +259,14 @@ class MmGatherer:
                 pfn = pfn[at] + sub.astype(np.uint64)
                 size = np.where(split[at], page, whole[at])
                 bits, mapcount, _order = self.facts.lookup(pfn)
+                ok = (bits & FACT_OK) != 0
+                if not ok.all():
+                    self._mark(vi[~ok], PAGE_BITS, "a large folio's page is not in the dump")
+                    vi, raw, level, one_ref, shared_compound, pfn, size, bits, mapcount = (
+                        x[ok] for x in (vi, raw, level, one_ref, shared_compound, pfn, size,
+                                        bits, mapcount))
+                    if not len(vi):
+                        return
                 b8 = bits
                 pmd = level == LEVEL_PMD
             mc, why = self._page_mapcounts(pfn[shared_compound], mapcount[shared_compound],

@@ -359,7 +359,9 @@ class VmaTexts:
             return 0
         if shmem:
             allowed = self._shmem_orders(vma, vm_ops, hg, pmd_order)
-            return None if allowed is None else int(bool(orders & allowed))
+            if allowed is None or (allowed and not orders & allowed):
+                return None     # kernels differ on whether the suitable orders mask it
+            return int(bool(allowed))
         if anonymous:
             return 0 if temp_stack else 1
         if not (always or (madv and hg)):

@@ -11,7 +11,7 @@ echo 86400000 > $T/khugepaged/alloc_sleep_millisecs
 for o in 64 16; do [ -w $T/hugepages-${o}kB/enabled ] && echo always > $T/hugepages-${o}kB/enabled; done
 echo "EXTRA: thp=$(cat $T/enabled) shmem=$(cat $T/shmem_enabled) mthp=$(cat $T/hugepages-*kB/enabled 2>/dev/null | tr '\n' ' ')"
 # a 1 GiB page needs 1 GiB of free, movable, aligned memory: drop caches, compact, retry
-# (guests of --mem 3G or more; the 1 GiB hugetlbfs file falls back to tmpfs without it)
+# (7.2: --mem 3G, 6.1: --mem 5G; without one the 1 GiB file of wl_htlb is on tmpfs)
 G=/sys/kernel/mm/hugepages/hugepages-1048576kB
 if [ -d $G ]; then
   sync; echo 3 > /proc/sys/vm/drop_caches; echo 1 > /proc/sys/vm/compact_memory

@@ -33,7 +33,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
 ENUMERATORS: dict[str, tuple[str, ...]] = {
     "TRANSPARENT_HUGEPAGE_FLAG": ("do_huge_pmd_anonymous_page", "hugepage_vma_check"),
 }
-# present when the kernel has PTE markers (the last non-swap swap type)
+# present when the kernel has PTE markers (non-swap entries smaps counts nothing for)
 TYPEDEFS: dict[str, tuple[str, ...]] = {
     "pte_marker": ("do_swap_page", "change_pte_range", "zap_pte_range", "handle_mm_fault"),
 }

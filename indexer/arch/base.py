@@ -134,6 +134,11 @@ class Arch:
         the kernel even where crash calls them unmapped)."""
         return self.pte_present(e)
 
+    def kernel_leaf_pa(self, e: np.ndarray, level: int) -> np.ndarray:
+        """The physical address the kernel's pte_pfn() / pmd_pfn() reads from a leaf it
+        calls present (where crash's address differs, e.g. x86 PROT_NONE entries)."""
+        return self.leaf_pa(e, level)
+
     def kernel_pte_none(self, e: np.ndarray) -> np.ndarray:
         """The kernel's pte_none() of non-present PTEs."""
         return e == 0

@@ -132,6 +132,15 @@ class X86_64(Arch):
         sym = k.sym("vmemmap_base")      # where KASLR put the vmemmap
         return k.ptr(sym) if sym is not None else None
 
+    def kernel_leaf_pa(self, e: np.ndarray, level: int) -> np.ndarray:
+        # pte_pfn() / pmd_pfn(): an entry without P (PROT_NONE) holds its frame inverted
+        # (protnone_mask(), the L1TF fix that also inverts swap offsets), under
+        # __PHYSICAL_MASK (52 bits), not crash's 46
+        if self.l1tf:
+            e = np.where((e & np.uint64(_P)) == 0, ~e, e)
+        size = 1 << self.shifts[len(self.shifts) - level]
+        return e & np.uint64(((1 << 52) - 1) & ~(size - 1))
+
     def kernel_pte_none(self, e: np.ndarray) -> np.ndarray:
         # pte_none() ignores Accessed/Dirty: a Knights Landing erratum may set them alone
         return (e & ~np.uint64(_ACCESSED | _DIRTY)) == 0

@@ -20,6 +20,7 @@ STRUCTS: dict[str, tuple[str, ...]] = {
     # an overlayfs mapping's vm_file: f_path is the layer's, user_path the overlay's
     "backing_file": ("alloc_empty_backing_file", "backing_file_user_path"),
     "shmem_inode_info": ("shmem_swap_usage", "shmem_get_inode"),
+    "shmem_sb_info": ("shmem_fill_super", "shmem_reconfigure", "shmem_get_inode"),
     "hugetlbfs_sb_info": ("hugetlbfs_fill_super", "hugetlb_file_setup"),
     "hstate": ("hugetlbfs_fill_super", "hugetlb_fault"),
     "cpuinfo_x86": ("get_cpu_cap", "identify_cpu"),
@@ -33,6 +34,10 @@ ENUMS: dict[str, tuple[str, ...]] = {
 }
 ENUMERATORS: dict[str, tuple[str, ...]] = {
     "TRANSPARENT_HUGEPAGE_FLAG": ("do_huge_pmd_anonymous_page", "hugepage_vma_check"),
+}
+# present when the kernel has PTE markers (non-swap entries smaps counts nothing for)
+TYPEDEFS: dict[str, tuple[str, ...]] = {
+    "pte_marker": ("do_swap_page", "change_pte_range", "zap_pte_range", "handle_mm_fault"),
 }
 VARIABLES: dict[str, tuple[str, ...]] = {
     "boot_cpu_data": ("get_cpu_cap", "identify_cpu"),

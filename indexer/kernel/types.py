@@ -114,7 +114,7 @@ from vmdex.indexer.kernel import sys_types as _sys  # noqa: E402
 
 for _mine, _theirs in ((WANTED_STRUCTS, _smaps.STRUCTS), (WANTED_ENUMS, _smaps.ENUMS),
                        (WANTED_ENUMERATORS, _smaps.ENUMERATORS),
-                       (WANTED_VARIABLES, _smaps.VARIABLES),
+                       (WANTED_VARIABLES, _smaps.VARIABLES), (WANTED_TYPEDEFS, _smaps.TYPEDEFS),
                        (WANTED_STRUCTS, _sys.STRUCTS), (WANTED_VARIABLES, _sys.VARIABLES),
                        (WANTED_STRUCTS, _mods.STRUCTS)):
     for _n, _a in _theirs.items():

@@ -26,12 +26,22 @@ class FrameLayout:
     highest_pfn: int        # highest_memmap_pfn: vm_normal_page's bound
     flags: int
     mapping: int
-    compound_head: int      # tail pages: head address | 1
+    compound_head: int      # tail pages: head address | 1, or a mask (head_mask)
     refcount: int
     mapcount: int
     order: int | None       # compound order, from the head page's address
     entire: int | None      # entire (compound) mapcount, from the head page's address
     bits: dict              # PG_* -> bit number
+    large: int | None = None  # folio._large_mapcount: every mapping of a large folio
+    head_mask: bool = False  # compound_info holds the mask that turns a tail's address
+                             # into its head's (compound_info, power-of-2 struct page)
+
+    def heads(self, own: np.ndarray, info: np.ndarray) -> np.ndarray:
+        """_compound_head(): each page's head page address from its own address and its
+        compound_head / compound_info word (bit 0: a tail page)."""
+        tail = (info & np.uint64(1)) != 0
+        head = (own & info) if self.head_mask else info - np.uint64(1)
+        return np.where(tail, head, own)
 
     def bit(self, name: str) -> int | None:
         return self.bits.get(name)
@@ -67,7 +77,8 @@ def frame_layout(k, arch) -> FrameLayout | None:
     if None in need:
         return None
     bits = {n: t.enum_value(n) for n in ("PG_referenced", "PG_dirty", "PG_young", "PG_head",
-                                          "PG_swapbacked", "PG_mlocked", "PG_lru")}
+                                          "PG_swapbacked", "PG_mlocked", "PG_lru",
+                                          "PG_double_map", "PG_reserved")}
     bits = {n: v for n, v in bits.items() if v is not None}
     vmemmap = arch.struct_pages(k)
     if vmemmap is None or not _places_struct_pages(k, arch, vmemmap, sz, need[0]):
@@ -77,7 +88,10 @@ def frame_layout(k, arch) -> FrameLayout | None:
         highest = k.ptr(hp) if hp is not None else (1 << 52) >> arch.page_shift
     except (MemoryReadError, WalkError):
         return None
-    return FrameLayout(vmemmap, sz, highest, *need, order, entire, bits)
+    return FrameLayout(vmemmap, sz, highest, *need, order, entire, bits,
+                       large=t.offsetof("folio", "_large_mapcount")
+                       if t.has_member("folio", "_large_mapcount") else None,
+                       head_mask=head_member == "compound_info" and sz & (sz - 1) == 0)
 
 
 def _places_struct_pages(k, arch, vmemmap: int, size: int, flags_off: int) -> bool:
@@ -255,7 +269,7 @@ class FrameFacts:
         tail = (own["chead"] & np.uint64(1)) != 0
         h = {k: v.copy() for k, v in own.items()}
         if tail.any():
-            head = own["chead"][tail] - np.uint64(1)
+            head = lay.heads(own_addr[tail], own["chead"][tail])
             # a head that is not a struct page before its tail: an encoding not read here
             plausible = (head >= np.uint64(lay.vmemmap)) & (head < own_addr[tail]) & \
                 ((head - np.uint64(lay.vmemmap)) % np.uint64(lay.size) == 0)

@@ -81,7 +81,9 @@ class SmapsPlan:
     vm: dict                        # mnemonic -> vm_flags bit mask (from the kernel's table)
     shadow_stack: bool              # the kernel keeps user shadow stacks (VmFlags "ss")
     has_ksm: bool
+    double_map_rule: bool           # page_mapcount() is __page_mapcount() (PageDoubleMap)
     nr_swapfiles: int
+    has_markers: bool               # the kernel has PTE markers (the pte_marker type)
     swap_counts: SwapMap | SwapTable | SwapCountsUnknown    # each swap slot's count
     vma_flags: dict                 # mm -> [vm_flags of each VMA]
     why_no_frames: str = ""
@@ -165,28 +167,26 @@ class MmGatherer:
             inside = np.zeros(len(vi), bool)
             inside[ok] = self.starts[vi[ok]] <= batch.va[ok]
         vi, raw, kind, level = vi, batch.raw, batch.kind, batch.level
-        value, npages = batch.value, batch.npages
+        npages = batch.npages
         if not inside.all():
             if not inside.any():
                 return
-            vi, raw, kind, level, value, npages = (x[inside] for x in (
-                vi, raw, kind, level, value, npages))
+            vi, raw, kind, level, npages = (x[inside] for x in (vi, raw, kind, level, npages))
         huge = self.hugetlb[vi]
         pres = kind == KIND_PRESENT
         if (pres & huge).any():
             m = pres & huge
-            self._hugetlb(vi[m], value[m], npages[m])
+            self._hugetlb(vi[m], raw[m], level[m], npages[m])
         m = pres & ~huge
         if m.any():
-            self._present(vi[m], raw[m], value[m], level[m])
+            self._present(vi[m], raw[m], level[m])
         m = (kind == KIND_SWAP) & ~huge
         if m.any():
             # entries the kernel counts as present though crash does not (arm64 PROT_NONE)
             arch = self.plan.paging
             prot_none = m & (level == LEVEL_PTE) & arch.kernel_pte_present(raw)
             if prot_none.any():
-                self._present(vi[prot_none], raw[prot_none],
-                              arch.leaf_pa(raw[prot_none], LEVEL_PTE), level[prot_none])
+                self._present(vi[prot_none], raw[prot_none], level[prot_none])
                 m &= ~prot_none
             self._swap(vi[m], raw[m], level[m])
 
@@ -197,7 +197,7 @@ class MmGatherer:
         lay = self.plan.frames
         own = np.uint64(lay.vmemmap) + pfn.astype(np.uint64) * np.uint64(lay.size)
         tail = (fr["chead"] & np.uint64(1)) != 0
-        head = np.where(tail, fr["chead"] - np.uint64(1), own)
+        head = lay.heads(own, fr["chead"])
         h = {k: v.copy() for k, v in fr.items()}
         if tail.any():
             hf, hok = self.frames.fields(head[tail], {
@@ -214,13 +214,13 @@ class MmGatherer:
             return np.zeros(len(flags), bool)
         return ((flags >> np.uint64(b)) & np.uint64(1)) != 0
 
-    def _present(self, vi, raw, value, level) -> None:
+    def _present(self, vi, raw, level) -> None:
         if self.frames is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "struct pages not readable")
             return
         lay, arch = self.plan.frames, self.plan.paging
         special = arch.pte_special(raw) & (level == LEVEL_PTE)
-        pfn = value >> np.uint64(arch.page_shift)
+        pfn = self._pfn(raw, level)
         keep = ~special & (pfn <= np.uint64(lay.highest_pfn))
         if (level > LEVEL_PMD)[keep].any():
             self._mark(vi[keep & (level > LEVEL_PMD)], PAGE_BITS, "PUD-mapped pages")
@@ -234,23 +234,48 @@ class MmGatherer:
         ok = (bits & FACT_OK) != 0
         if not ok.all():
             self._mark(vi[~ok], PAGE_BITS, "a mapped frame's struct page is not in the dump")
-            vi, raw, level, bits, mapcount, order = (x[ok] for x in (vi, raw, level, bits,
-                                                                     mapcount, order))
+            vi, raw, level, bits, mapcount, order, pfn = (
+                x[ok] for x in (vi, raw, level, bits, mapcount, order, pfn))
             b8 = bits
         if not len(vi):
             return
-        pmd = level == LEVEL_PMD
         page = arch.page_size
-        if pmd.any():
-            size = np.where(pmd & ((bits & FACT_HEAD) != 0),
-                            np.int64(page) << order.astype(np.int64), page)
-        else:
-            size = np.full(len(vi), page, np.int64)
+        pmd = level == LEVEL_PMD
+        whole = np.where(pmd & ((bits & FACT_HEAD) != 0),
+                         np.int64(page) << order.astype(np.int64), page)
         one_ref = (bits & FACT_ONE_REF) != 0
         shared_compound = ~one_ref & ((bits & FACT_COMPOUND) != 0)
+        size = whole
         if shared_compound.any():
-            self._mark(vi[shared_compound], SHARE_BITS,
-                       "a shared compound page (its per-page mapcounts are not modelled)")
+            # smaps_account(): a folio with more references is counted page by page, each
+            # by its page_mapcount(): a PMD leaf becomes its pages
+            split = shared_compound & (whole > page)
+            if split.any():
+                reps = np.where(split, whole // page, 1)
+                at = np.repeat(np.arange(len(vi)), reps)
+                sub = np.arange(len(at)) - np.repeat(np.cumsum(reps) - reps, reps)
+                vi, raw, level, one_ref, shared_compound = (
+                    x[at] for x in (vi, raw, level, one_ref, shared_compound))
+                pfn = pfn[at] + sub.astype(np.uint64)
+                size = np.where(split[at], page, whole[at])
+                bits, mapcount, _order = self.facts.lookup(pfn)
+                ok = (bits & FACT_OK) != 0
+                if not ok.all():
+                    self._mark(vi[~ok], PAGE_BITS, "a large folio's page is not in the dump")
+                    vi, raw, level, one_ref, shared_compound, pfn, size, bits, mapcount = (
+                        x[ok] for x in (vi, raw, level, one_ref, shared_compound, pfn, size,
+                                        bits, mapcount))
+                    if not len(vi):
+                        return
+                b8 = bits
+                pmd = level == LEVEL_PMD
+            mc, why = self._page_mapcounts(pfn[shared_compound], mapcount[shared_compound],
+                                           bits[shared_compound])
+            if mc is None:
+                self._mark(vi[shared_compound], SHARE_BITS, why)
+            else:
+                mapcount = mapcount.copy()
+                mapcount[shared_compound] = mc
         # The share: private when the folio has one reference, else by the page's mapcount.
         private = one_ref | (mapcount < 2)
         pss = np.where(private, size << PSS_SHIFT, (page << PSS_SHIFT) // np.maximum(mapcount, 1))
@@ -266,6 +291,33 @@ class MmGatherer:
         if pmd.any():
             cat |= np.where(pmd, C_PMD, 0)
         self._add_categories(vi, cat, size, pss)
+
+    def _page_mapcounts(self, pfn, own, bits):
+        """page_mapcount() of pages of large folios: the page's own mapcount plus its
+        folio's entire (PMD) mapcount; on kernels with __page_mapcount() (PageDoubleMap)
+        a file page's own count already holds every mapping, and a double-mapped anon
+        THP's entire mapping is counted once less. (None, why) when the dump lacks it."""
+        plan, lay = self.plan, self.plan.frames
+        if lay.entire is None:
+            return None, "the kernel's entire mapcount of a large folio is not known"
+        _own, _h, head, _tail, ok = self._heads(pfn)
+        ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
+        ok &= eok
+        if not ok.all():
+            return None, "a large folio's head page is not in the dump"
+        entire = ent["e"].astype(np.int64) + 1
+        mc = np.maximum(own, 0)
+        if not plan.double_map_rule:
+            return mc + entire, ""
+        anon = (bits & FACT_ANON) != 0
+        double = np.zeros(len(pfn), bool)
+        b = lay.bit("PG_double_map")
+        if b is not None and anon.any():
+            f, fok = self.frames.fields(head + np.uint64(lay.size), {"f": (lay.flags, "u8")})
+            if not fok.all():
+                return None, "a large folio's second page is not in the dump"
+            double = ((f["f"] >> np.uint64(b)) & np.uint64(1)) != 0
+        return np.where(anon, mc + entire - double, mc), ""
 
     def _add_categories(self, vi, cat, size, pss) -> None:
         lo = int(vi.min())
@@ -302,18 +354,33 @@ class MmGatherer:
         out[:, F["pss_locked"]] = np.where(locked, out[:, F["pss"]], 0)
         self.sums[rows] += out
 
-    def _hugetlb(self, vi, value, npages) -> None:
+    def _pfn(self, raw, level) -> np.ndarray:
+        """The frame the kernel's pte_pfn() / pmd_pfn() reads from each present leaf."""
+        arch = self.plan.paging
+        out = np.empty(len(raw), np.uint64)
+        for lv in np.unique(level).tolist():
+            m = level == lv
+            out[m] = arch.kernel_leaf_pa(raw[m], lv) >> np.uint64(arch.page_shift)
+        return out
+
+    def _hugetlb(self, vi, raw, level, npages) -> None:
         if self.frames is None or self.plan.frames.entire is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "hugetlb mapcount not known")
             return
         lay, arch = self.plan.frames, self.plan.paging
-        pfn = value >> np.uint64(arch.page_shift)
+        pfn = self._pfn(raw, level)
         own, h, head, tail, ok = self._heads(pfn)
-        ent, eok = self.frames.fields(head, {"e": (lay.entire, "i4")})
-        ok &= eok
+        # folio_mapcount() where the folio counts its mappings (_large_mapcount: the head
+        # page's own _mapcount holds its page type), else page_mapcount() of the head
+        if lay.large is not None:
+            got, gok = self.frames.fields(head, {"l": (lay.large, "i4")})
+            mapcount = got["l"].astype(np.int64) + 1
+        else:
+            got, gok = self.frames.fields(head, {"e": (lay.entire, "i4")})
+            mapcount = own["mapcount"].astype(np.int64) + 1 + got["e"].astype(np.int64) + 1
+        ok &= gok
         if not ok.all():
             self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's struct page is not in the dump")
-        mapcount = own["mapcount"].astype(np.int64) + 1 + ent["e"].astype(np.int64) + 1
         size = npages.astype(np.int64) * arch.page_size
         self._add(vi, {"shared_hugetlb": np.where(ok & (mapcount >= 2), size, 0),
                        "private_hugetlb": np.where(ok & (mapcount < 2), size, 0)})
@@ -332,7 +399,8 @@ class MmGatherer:
         typ, off = arch.swap_type_offset(raw)
         real = typ < np.uint64(self.plan.nr_swapfiles)
         if (~real).any():
-            self._mark(vi[~real], ALL, "a migration, device or marker entry")
+            inert = ~real & self._inert(off)
+            self._mark(vi[~real & ~inert], ALL, "a migration or device entry")
             vi, typ, off = vi[real], typ[real], off[real]
         if not len(vi):
             return
@@ -346,6 +414,19 @@ class MmGatherer:
                        "swap_pss": np.where(bad, 0, np.where(counts >= 2, (page << PSS_SHIFT)
                                                              // np.maximum(counts, 1),
                                                              page << PSS_SHIFT))})
+
+    def _inert(self, off: np.ndarray) -> np.ndarray:
+        """Which non-swap entries smaps_pte_entry() counts nothing for: PTE markers
+        (uffd-wp, guard) and swap-in error entries, whose offset holds a few flag bits, not
+        a frame. Told apart from migration and device entries, which name a page of user
+        memory, by the frame their offset would name: a reserved one (PG_reserved, as the
+        low frames such flags name are), never mapped to user space."""
+        out = np.zeros(len(off), bool)
+        b = self.plan.frames.bit("PG_reserved") if self.plan.frames else None
+        if not self.plan.has_markers or b is None or self.frames is None:
+            return out
+        fr, ok = self.frames.pages(off)
+        return ok & (((fr["flags"] >> np.uint64(b)) & np.uint64(1)) != 0)
 
     def abandon(self, why: str) -> SmapsPart:
         """The part of a walk that stopped early: every figure of its VMAs is unknown."""
@@ -420,6 +501,8 @@ def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict,
     return SmapsPlan(
         paging=paging, kernel_pgd_pa=kernel_pgd_pa, frames=lay, vm=vm_bits(mn, paging.pkey_bits),
         shadow_stack="ss" in mn, has_ksm=k.has("mem_size_stats", "ksm"), nr_swapfiles=nr,
+        double_map_rule=k.sym("__page_mapcount") is not None, 
+        has_markers=k.types.sizeof("pte_marker") is not None,
         swap_counts=counts, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
         why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "
         "place is not known")

@@ -70,8 +70,6 @@ class VmaTexts:
         self.k, self.mn, self.vm = k, mnemonics, vm
         self.sym_special = k.sym("special_mapping_name")
         self.sym_simple_dname = k.sym("simple_dname")
-        self.backing_user_path = k.off("backing_file", "user_path") \
-            if k.has("backing_file", "user_path") else None
         self.shmem_aops = k.sym("shmem_aops")
         self.thp_flags = None
         sym = k.sym("transparent_hugepage_flags")
@@ -96,7 +94,6 @@ class VmaTexts:
         has_pkeys = k.sym("arch_set_user_pkey_access") is not None
         self.page_shift = arch.page_shift
         self.hpage_pmd = 1 << arch.shifts[-2]        # HPAGE_PMD_SIZE: a PMD leaf
-        self.pmd_order = arch.shifts[-2] - arch.page_shift   # HPAGE_PMD_ORDER
         self.pkeys = arch.pkeys_enabled(k) if has_pkeys else False
 
     # --- paths ---------------------------------------------------------------------------
@@ -106,54 +103,23 @@ class VmaTexts:
         n = k.mem.u32(q + k.off("qstr", "len"))
         return k.mem.read(k.ptr(q + k.off("qstr", "name")), n) if n else b""
 
-    def user_path(self, file: int) -> tuple[int, int, bool]:
-        """(mnt, dentry, is a backing file) the kernel shows for a mapped file: file_user_path().
-
-        Where struct backing_file has user_path, an overlayfs mapping's vm_file is a backing
-        file whose f_path is the layer's file and user_path the overlay's, which
-        /proc/PID/maps prints (with the overlay inode's dev and ino). Such a file has
-        FMODE_BACKING in f_mode, a #define DWARF lacks: it has been bit 25 and then bit 24,
-        and neither bit is set on an ordinary file in the layout of the other except bit 25
-        (FMODE_NONOTIFY_HSM) in the newer one; the user_path read past such a struct file
-        must name a dentry of the mount it names, or it is not taken."""
+    def d_path(self, file: int, root: tuple[int, int] | None) -> str | None:
+        """The kernel's d_path() of a struct file, relative to the task's root."""
         k = self.k
         fp = k.off("file", "f_path")
         mnt = k.ptr(file + fp + k.off("path", "mnt"))
         dentry = k.ptr(file + fp + k.off("path", "dentry"))
-        if self.backing_user_path is None:
-            return mnt, dentry, False
-        if not k.mem.u32(file + k.off("file", "f_mode")) & (3 << 24):
-            return mnt, dentry, False
-        up = file + self.backing_user_path
-        try:
-            umnt = k.ptr(up + k.off("path", "mnt"))
-            udentry = k.ptr(up + k.off("path", "dentry"))
-            if umnt and udentry and k.ptr(udentry + k.off("dentry", "d_sb")) == \
-                    k.ptr(umnt + k.off("vfsmount", "mnt_sb")) != 0:
-                return umnt, udentry, True
-        except (MemoryReadError, WalkError):
-            pass
-        return mnt, dentry, False
-
-    def d_path(self, file: int, root: tuple[int, int] | None) -> str | None:
-        """The kernel's d_path() of a struct file's user path, relative to the reader's root
-        (dentry, mnt); a path that never meets it is named from the global root of its
-        mount tree."""
-        k = self.k
-        mnt, dentry, _ = self.user_path(file)
-        parent_off = k.off("dentry", "d_parent")
-        mnt_root_off = k.off("vfsmount", "mnt_root")
         d_op = k.ptr(dentry + k.off("dentry", "d_op")) if k.has("dentry", "d_op") else 0
-        # d_dname names the file unless it is the root of its own mount
-        if d_op and (k.ptr(dentry + parent_off) != dentry or
-                     dentry != k.ptr(mnt + mnt_root_off)):
+        if d_op:
             dname = k.ptr(d_op + k.off("dentry_operations", "d_dname"))
             if dname:
                 if dname != self.sym_simple_dname:
                     return None
                 return "/" + self._name(dentry).decode("utf-8", "surrogateescape") + \
                     " (deleted)"
+        parent_off = k.off("dentry", "d_parent")
         mnt_in_mount = k.off("mount", "mnt")
+        mnt_root_off = k.off("vfsmount", "mnt_root")
         deleted = False
         if k.has("dentry", "d_hash"):
             pprev = k.ptr(dentry + k.off("dentry", "d_hash") + 8)
@@ -211,12 +177,9 @@ class VmaTexts:
         try:
             if vma.file:
                 inode = k.ptr(vma.file + k.off("file", "f_inode"))
-                # dev and ino of file_user_inode(): the overlay's for a backing file
-                _, udentry, backing = self.user_path(vma.file)
-                shown = k.ptr(udentry + k.off("dentry", "d_inode")) if backing else inode
-                sb = k.ptr(shown + k.off("inode", "i_sb"))
+                sb = k.ptr(inode + k.off("inode", "i_sb"))
                 dev = k.mem.u32(sb + k.off("super_block", "s_dev"))
-                ino = k.ptr(shown + k.off("inode", "i_ino"))
+                ino = k.ptr(inode + k.off("inode", "i_ino"))
                 pgoff = vma.pgoff << self.page_shift
                 name = self.d_path(vma.file, root)
                 if name is None:
@@ -311,13 +274,17 @@ class VmaTexts:
         return self.shmem_aops is not None and aops == self.shmem_aops
 
     def _thp_eligible(self, vma, vm_ops: int, mm_flags: int) -> int | None:
-        """hugepage_vma_check(smaps) (kernels that have it) or transparent_hugepage_enabled()."""
+        """What show_smap() prints for THPeligible: transparent_hugepage_enabled() (oldest
+        kernels), hugepage_vma_check(smaps) (kernels that have it) or, on kernels with
+        per-order settings, whether thp_vma_allowable_orders(TVA_SMAPS, THP_ORDERS_ALL)
+        leaves any order."""
         k = self.k
         vm, flags = self.vm, vma.flags
         f = self.thp_flags
         bit = {n: k.types.enum_value(n) for n in ("TRANSPARENT_HUGEPAGE_FLAG",
                                                   "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
-                                                  "TRANSPARENT_HUGEPAGE_NEVER_DAX")}
+                                                  "TRANSPARENT_HUGEPAGE_NEVER_DAX",
+                                                  "TRANSPARENT_HUGEPAGE_UNSUPPORTED")}
         if k.sym("transparent_hugepage_flags") is None:
             return 0            # built without THP (PREEMPT_RT): the check is a stub
         if f is None or bit["TRANSPARENT_HUGEPAGE_FLAG"] is None:
@@ -325,13 +292,9 @@ class VmaTexts:
         always = bool(f >> bit["TRANSPARENT_HUGEPAGE_FLAG"] & 1)
         madv = bool(f >> bit["TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"] & 1) \
             if bit["TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"] is not None else False
+        hg = bool(flags & vm.get("hg", 0))
         anonymous = vm_ops == 0
-        pmd = self.hpage_pmd
-        haddr = (vma.end - pmd) & ~(pmd - 1)
-        suitable = haddr >= vma.start and haddr + pmd <= vma.end
-        pmd_pages = pmd >> self.page_shift
-        if not anonymous and ((vma.start >> self.page_shift) - vma.pgoff) % pmd_pages:
-            suitable = False
+        pmd_order = (self.hpage_pmd >> self.page_shift).bit_length() - 1
         temp_stack = bool(flags & (vm.get("gd", 0))) and \
             (flags & (vm.get("sr", 0) | vm.get("rr", 0))) == (vm.get("sr", 0) | vm.get("rr", 0))
         nohuge = bool(flags & vm.get("nh", 0)) or bool(mm_flags >> MMF_DISABLE_THP & 1)
@@ -339,41 +302,150 @@ class VmaTexts:
         if shmem is None:
             return None
         if not self.new_thp_rule:       # transparent_hugepage_enabled()
-            if not suitable:
+            if not self._suitable(vma, anonymous, pmd_order):
                 return 0
             if anonymous:
                 if nohuge or temp_stack:
                     return 0
-                if always:
-                    return 1
-                return int(madv and bool(flags & vm.get("hg", 0)))
+                return int(always or (madv and hg))
             return None if shmem else 0
         if nohuge:
             return 0
-        nd = bit["TRANSPARENT_HUGEPAGE_NEVER_DAX"]
-        if nd is not None and f >> nd & 1:
-            return 0
+        for name in ("TRANSPARENT_HUGEPAGE_NEVER_DAX", "TRANSPARENT_HUGEPAGE_UNSUPPORTED"):
+            if bit[name] is not None and f >> bit[name] & 1:
+                return 0
+        if self.orders is not None:
+            return self._thp_orders(vma, vm_ops, anonymous, shmem, hg, always, madv,
+                                    temp_stack, pmd_order)
         special = sum(vm.get(m, 0) for m in ("io", "de", "pf", "mm", "ht"))
-        if flags & special:
+        if flags & special or not self._suitable(vma, anonymous, pmd_order):
             return 0
-        if not suitable:
-            return 0
-        if shmem:
-            return None
-        hg = bool(flags & vm.get("hg", 0))
-        if self.orders is not None:             # which anon orders sysfs allows here
-            if len(self.orders) != 3:
-                return None
-            a, m, inherit = self.orders
-            allowed = a | (m if hg else 0) | (inherit if always or (madv and hg) else 0)
-            if allowed & ~(1 << self.pmd_order):
-                return None                     # smaller orders: their own suitability
-            if not allowed or not anonymous:
-                return 0 if not allowed else (None if vma.file else 0)
-        elif not (always or madv) or (not hg and not always):
+        if shmem:               # shmem_huge_enabled(): before the sysfs THP settings
+            huge = self._shmem_global_huge(vma, hg)
+            return None if huge is None else int(huge)
+        if not (always or (madv and hg)):
             return 0
         if not anonymous:
-            return None if vma.file else 0
-        if temp_stack:
+            return None if vma.file else 0      # file_thp_enabled(): not modelled
+        return 0 if temp_stack else 1
+
+    def _suitable(self, vma, anonymous: bool, order: int) -> bool:
+        """thp_vma_suitable_order() at the VMA's last aligned block of that order."""
+        n = 1 << order
+        size = n << self.page_shift
+        if not anonymous and ((vma.start >> self.page_shift) - vma.pgoff) % n:
+            return False
+        haddr = (vma.end - size) & ~(size - 1)
+        return haddr >= vma.start and haddr + size <= vma.end
+
+    def _thp_orders(self, vma, vm_ops: int, anonymous: bool, shmem: bool, hg: bool,
+                    always: bool, madv: bool, temp_stack: bool, pmd_order: int) -> int | None:
+        """thp_vma_allowable_orders(vma, TVA_SMAPS, THP_ORDERS_ALL) != 0 (VM_NO_KHUGEPAGED
+        does not apply to smaps)."""
+        k, vm, flags = self.k, self.vm, vma.flags
+        if len(self.orders) != 3:
+            return None
+        if anonymous:       # the sysfs orders first (thp_vma_allowable_orders())
+            a, m, inherit = self.orders
+            orders = a | (m if hg else 0) | (inherit if always or (hg and madv) else 0)
+        elif vma.file and flags & (vm.get("pf", 0) | vm.get("mm", 0)):
+            return None     # vma_is_special_huge(): THP_ORDERS_ALL_SPECIAL, not modelled
+        else:
+            # THP_ORDERS_ALL_FILE_DEFAULT: orders 1 to the page cache's largest (the PMD's)
+            orders = ((1 << (pmd_order + 1)) - 1) & ~1
+        orders = sum(1 << o for o in range(orders.bit_length())
+                     if orders >> o & 1 and self._suitable(vma, anonymous, o))
+        if not orders:
             return 0
-        return 1
+        if shmem:
+            allowed = self._shmem_orders(vma, vm_ops, hg, pmd_order)
+            if allowed is None or (allowed and not orders & allowed):
+                return None     # kernels differ on whether the suitable orders mask it
+            return int(bool(allowed))
+        if anonymous:
+            return 0 if temp_stack else 1
+        if not (always or (madv and hg)):
+            return 0
+        try:
+            if k.has("vm_operations_struct", "huge_fault") and k.ptr(
+                    vm_ops + k.off("vm_operations_struct", "huge_fault")):
+                return 1
+            # file_thp_enabled(): only kernels that read large folios of regular files
+            # (CONFIG_READ_ONLY_THP_FOR_FS, which adds address_space.nr_thps), for a file
+            # no one has open for writing
+            if not vma.file or not k.has("address_space", "nr_thps"):
+                return 0
+            inode = k.ptr(vma.file + k.off("file", "f_inode"))
+            writers = k.mem.sint(inode + k.off("inode", "i_writecount"), 4)
+            return int(writers <= 0 and self._regular(inode))
+        except (MemoryReadError, WalkError):
+            return None
+
+    def _regular(self, inode: int) -> bool:
+        """S_ISREG(inode->i_mode)."""
+        k = self.k
+        return k.mem.uint(inode + k.off("inode", "i_mode"), 2) & 0o170000 == 0o100000
+
+    # SHMEM_HUGE_* (mm/shmem.c): the values of shmem_huge and shmem_sb_info.huge
+    SHMEM_HUGE = {0: "never", 1: "always", 2: "within_size", 3: "advise", -1: "deny",
+                  -2: "force"}
+
+    def _int_var(self, name: str) -> int | None:
+        """A kernel int or unsigned long variable (by its symbol), None when unknown."""
+        k = self.k
+        sym = k.sym(name)
+        if sym is None:
+            return None
+        try:
+            return k.mem.sint(sym, 4) if name == "shmem_huge" else k.ptr(sym)
+        except (MemoryReadError, WalkError):
+            return None
+
+    def _shmem_global_huge(self, vma, hg: bool) -> bool | None:
+        """shmem_is_huge() / shmem_huge_global_enabled() of a shmem VMA (its VM_NOHUGEPAGE
+        already checked): the top-level shmem_enabled (shmem_huge), then the mount's
+        huge= option; None: within_size or a setting this vmdex does not know."""
+        k = self.k
+        top = self.SHMEM_HUGE.get(self._int_var("shmem_huge"))
+        if top is None or not k.has("shmem_sb_info", "huge"):
+            return None
+        try:
+            inode = k.ptr(vma.file + k.off("file", "f_inode"))
+            if not self._regular(inode):
+                return False
+            if top in ("force", "deny"):
+                return top == "force"
+            sb = k.ptr(inode + k.off("inode", "i_sb"))
+            info = k.ptr(sb + k.off("super_block", "s_fs_info"))
+            huge = self.SHMEM_HUGE.get(k.mem.sint(info + k.off("shmem_sb_info", "huge"),
+                                                  k.types.member_size("shmem_sb_info", "huge")))
+        except (MemoryReadError, WalkError, TypeError):
+            return None
+        if huge == "always":
+            return True
+        if huge == "advise":
+            return hg
+        return False if huge == "never" else None
+
+    def _shmem_orders(self, vma, vm_ops: int, hg: bool, pmd_order: int) -> int | None:
+        """shmem_allowable_huge_orders(): a tmpfs file the PMD order when its huge setting
+        allows it; anonymous shmem (shmem_anon_vm_ops) by the per-order shmem settings."""
+        k = self.k
+        huge = self._shmem_global_huge(vma, hg)
+        anon_ops = k.sym("shmem_anon_vm_ops")
+        if anon_ops is None or vm_ops != anon_ops:
+            return None if huge is None else (1 << pmd_order if huge else 0)
+        top = self.SHMEM_HUGE.get(self._int_var("shmem_huge"))
+        if top == "deny":
+            return 0
+        got = [self._int_var(n) for n in ("huge_shmem_orders_always", "huge_shmem_orders_madvise",
+                                           "huge_shmem_orders_inherit",
+                                           "huge_shmem_orders_within_size")]
+        if None in got[:3] or top is None:
+            return None
+        a, m, inherit, within = got
+        if top == "force":
+            return inherit
+        if within or huge is None:
+            return None
+        return a | (m if hg else 0) | (inherit if huge else 0)

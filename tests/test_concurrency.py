@@ -18,6 +18,10 @@ from tests.conftest import VMDEX, vmdex
 K61 = "linux-6.1.0-56-amd64"
 K510 = "linux-5.10.0-32-cloud-amd64"
 TABLES = tuple(t.name for t in S.BULK_TABLES)   # every per-dump table
+# sys's facts about the dump file itself (DUMPFILE and its suffixes), not its memory
+FILE_FACTS = {"dumpfile", "dump_kind", "partial", "incomplete", "excluded_vmemmap"}
+# ps -a's argument pages: user pages, which a -d 31 variant of the same memory leaves out
+USER_PAGES = {"args", "env", "args_error"}
 COUNTS = ("task_count", "vma_count", "page_run_count", "error_count")
 # name -> (kernel, dump variant): two processes even read the same file
 CONCURRENT = {
@@ -59,8 +63,12 @@ def dump_content(db, name: str) -> dict:
             cur.execute(f"SELECT * FROM {t} WHERE dump_id = " + ("%s" if conn.pyformat else "?"),
                         (row[0],))
             cols = [d[0] for d in cur.description]
-            keep = [i for i, c in enumerate(cols) if c != "dump_id"]
-            out[t] = sorted(tuple(_norm(r[i]) for i in keep) for r in cur.fetchall())
+            keep = [i for i, c in enumerate(cols) if c != "dump_id" and
+                    not (t == "task_info" and c in USER_PAGES)]
+            rows = cur.fetchall()
+            if t == "dump_info":   # what names the file and its format differs per variant
+                rows = [r for r in rows if r[cols.index("key")] not in FILE_FACTS]
+            out[t] = sorted(tuple(_norm(r[i]) for i in keep) for r in rows)
         return out
     finally:
         conn.close()

@@ -99,6 +99,11 @@ class Arm64(Arch):
     def kvaddr_floor(self) -> int:
         return self.page_offset                 # crash's arm64_is_kvaddr: >= kvbase
 
+    def bootstrap_image(self, stext: int) -> None:
+        # [_text, _end] come from symbols (setup); until then the image is taken to span
+        # 1 GiB from just below _stext (no arm64 kernel image is larger)
+        self.kimage = ((stext - (1 << 21)) & U64, (stext + (1 << 30)) & U64)
+
     def symbol_moves(self, addr: int) -> bool:
         # Every symbol of an arm64 vmlinux, per-CPU ones included, is in the kernel image.
         return bool(addr >> 63)

@@ -69,6 +69,10 @@ class Arch:
     def setup(self, k, info) -> None:
         """Learn what only kernel memory or symbols tell (k: indexer.walk.kernel.Kernel)."""
 
+    def bootstrap_image(self, stext: int) -> None:
+        """Make the kernel image readable before its symbols are known (kallsyms and BTF
+        are read from it): nothing to do where the image translates without bounds."""
+
     def symbol_moves(self, addr: int) -> bool:
         """Whether a vmlinux symbol at `addr` moves with the KASLR offset."""
         raise NotImplementedError

@@ -547,8 +547,13 @@ def load_kernel_types(vmlinux_path):
 
 
 def rodata_formats(elf) -> dict[str, str]:
-    """{name: the whole format string} of WANTED_FORMATS found in .rodata."""
-    rodata = elf.section(".rodata") or b""
+    """{name: the whole format string} of WANTED_FORMATS found in the vmlinux's .rodata."""
+    return find_formats(elf.section(".rodata") or b"")
+
+
+def find_formats(rodata: bytes) -> dict[str, str]:
+    """{name: the whole format string} of WANTED_FORMATS found in `rodata` (the section's
+    bytes, from the vmlinux or from the dump's memory)."""
     out = {}
     for name, start in WANTED_FORMATS.items():
         at = rodata.find(start)

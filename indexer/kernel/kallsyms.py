@@ -1,0 +1,263 @@
+"""The kernel's own symbol table (kallsyms) read from a dump's memory.
+
+Facts (kernel scripts/kallsyms.c, kernel/kallsyms.c; vmdex's reference note
+no-vmlinux.md §2): `kallsyms_names` holds one record per symbol, a length in tokens then
+that many token bytes; each byte indexes `kallsyms_token_index[256]` (u16 offsets into
+`kallsyms_token_table`, NUL-terminated strings). The first decoded character is nm's type
+letter. From 6.1 a length may take two bytes (ULEB128, "big" symbols). `kallsyms_markers`
+(u32, one per 256 symbols: the record offset) follows the names: it tells which length
+encoding the kernel uses. Addresses come in four encodings (absolute, base-relative,
+absolute-percpu, place-relative); the one that reproduces VMCOREINFO's `_stext` is the
+kernel's.
+
+VMCOREINFO names the tables from Linux 6.0; older kernels are found by a bounded scan of
+the image (`scan`). Every count, size and offset is bounded by the region read: a
+crafted table gives a KernelError, never a hang.
+"""
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from vmdex.indexer.errors import KernelError, VmdexError
+
+Read = Callable[[int, int], bytes]      # (virtual address, size) -> bytes
+
+MAX_NAMES_BYTES = 64 << 20     # kallsyms_names of the largest kernels is a few MiB
+MAX_SYMS = 4 << 20
+MAX_TOKEN_TABLE = 1 << 16
+U64 = (1 << 64) - 1
+# nm letters kallsyms emits (upper = global); anything else means a wrong decode
+LETTERS = set("TtDdBbRrAaWwVvUuNnGgSsCcIi?")
+
+
+@dataclass
+class Kallsyms:
+    names: list[str]
+    letters: str
+    addrs: list[int]            # runtime addresses (KASLR applied), absolute ones as is
+    encoding: str               # which address encoding reproduced _stext
+
+    def address(self, name: str) -> int | None:
+        if not hasattr(self, "_idx"):
+            idx: dict[str, int] = {}
+            for i, n in enumerate(self.names):    # a global beats a local of the same name
+                if n not in idx or (self.letters[idx[n]].islower() and self.letters[i].isupper()):
+                    idx[n] = i
+            self._idx = idx
+        i = self._idx.get(name)
+        return None if i is None else self.addrs[i]
+
+    def has_data_symbols(self) -> bool:
+        """Built with CONFIG_KALLSYMS_ALL: objects (init_task) are listed, not only code."""
+        i = self.address("init_task")
+        return i is not None
+
+
+def _u32s(raw: bytes, n: int, signed: bool = False) -> list[int]:
+    return list(struct.unpack_from(f"<{n}{'i' if signed else 'I'}", raw))
+
+
+def tokens(table: bytes, index_raw: bytes) -> list[bytes]:
+    """The 256 tokens; KernelError when an index points outside the table."""
+    if len(index_raw) < 512:
+        raise KernelError("kallsyms_token_index is truncated")
+    index = struct.unpack_from("<256H", index_raw)
+    out = []
+    for off in index:
+        end = table.find(b"\0", off)
+        if off >= len(table) or end < 0:
+            raise KernelError("kallsyms_token_index points past kallsyms_token_table")
+        out.append(table[off:end])
+    return out
+
+
+def token_table_size(index_raw: bytes) -> int:
+    """How many bytes of token table to read: past the largest index, one token's worth."""
+    return min(max(struct.unpack_from("<256H", index_raw)) + 256, MAX_TOKEN_TABLE)
+
+
+def decode_names(blob: bytes, n: int, toks: list[bytes], big: bool):
+    """(names with their letter first, record offsets, end offset) or None when the
+    records run past the blob."""
+    names, offs = [], []
+    pos, size = 0, len(blob)
+    for _ in range(n):
+        if pos >= size:
+            return None
+        offs.append(pos)
+        length = blob[pos]
+        pos += 1
+        if big and length & 0x80:
+            if pos >= size:
+                return None
+            length = (length & 0x7F) | (blob[pos] << 7)
+            pos += 1
+        if length == 0 or pos + length > size:
+            return None
+        names.append(b"".join([toks[b] for b in blob[pos:pos + length]]))
+        pos += length
+    return names, offs, pos
+
+
+def markers_follow(blob: bytes, offs: list[int], end: int) -> bool:
+    """Whether kallsyms_markers (u32 record offsets of symbols 0, 256, 512...) sit right
+    after the names (4- or 8-byte aligned), agreeing with this decode."""
+    want = offs[::256][:8]
+    for align in (4, 8):
+        at = (end + align - 1) & ~(align - 1)
+        if at + 4 * len(want) > len(blob):
+            continue
+        if _u32s(blob[at:], len(want)) == want:
+            return True
+    return False
+
+
+def decode(blob: bytes, n: int, toks: list[bytes]) -> tuple[list[bytes], int]:
+    """Names (letter first) of the n records in `blob`, and where they end: the length
+    encoding (one byte; ULEB128 from 6.1) is the one kallsyms_markers confirms."""
+    if not 0 < n <= min(MAX_SYMS, len(blob) // 2):
+        raise KernelError(f"kallsyms_num_syms {n} does not fit kallsyms_names")
+    for big in (False, True):
+        r = decode_names(blob, n, toks, big)
+        if r is not None and markers_follow(blob, r[1], r[2]):
+            return r[0], r[2]
+    raise KernelError("kallsyms_names does not decode (no length encoding matches "
+                      "kallsyms_markers)")
+
+
+def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,
+              offsets_va: int | None, relative_base: int | None,
+              absolute: bytes | None) -> tuple[list[int], str]:
+    """Runtime addresses of all n symbols, in the encoding that puts `_stext` (entry
+    stext_index) at VMCOREINFO's `_stext`: absolute (u64 values), base-relative
+    (relative_base + u32), absolute-percpu (x86 up to 6.14: a negative s32 is relative to
+    relative_base, others absolute), place-relative (7.x: the entry's own address + s32)."""
+    rules: list[tuple[str, Callable[[int, int], int]]] = []
+    vals: list[int] = []
+    if absolute is not None and len(absolute) >= 8 * n:
+        vals = list(struct.unpack_from(f"<{n}Q", absolute))
+        rules.append(("absolute", lambda i, v: v))
+    elif offsets is not None and len(offsets) >= 4 * n:
+        vals = _u32s(offsets, n, True)
+        if relative_base is not None:
+            rb = relative_base
+            rules.append(("base-relative", lambda i, v: (rb + (v & 0xFFFFFFFF)) & U64))
+            rules.append(("absolute-percpu", lambda i, v: v if v >= 0 else (rb - 1 - v) & U64))
+        if offsets_va is not None:
+            va = offsets_va
+            rules.append(("place-relative", lambda i, v: (va + 4 * i + v) & U64))
+    for name, rule in rules:
+        if rule(stext_index, vals[stext_index]) == stext:
+            return [rule(i, v) for i, v in enumerate(vals)], name
+    raise KernelError("unreadable kallsyms: no address encoding puts _stext where "
+                      "VMCOREINFO does")
+
+
+def _finish(raw_names: list[bytes], addrs_of: Callable[[int], tuple[list[int], str]]) -> Kallsyms:
+    letters, names = [], []
+    for r in raw_names:
+        letters.append(chr(r[0]))
+        names.append(r[1:].decode("latin-1"))
+    if any(c not in LETTERS for c in letters):
+        raise KernelError("kallsyms_names decodes to garbage (unknown symbol type letters)")
+    try:
+        stext_index = names.index("_stext")
+    except ValueError:
+        raise KernelError("kallsyms has no _stext") from None
+    addrs, enc = addrs_of(stext_index)
+    return Kallsyms(names, "".join(letters), addrs, enc)
+
+
+def from_vmcoreinfo(read: Read, info) -> Kallsyms | None:
+    """kallsyms through the addresses VMCOREINFO gives (Linux 6.0+); None when it has
+    none. KernelError when they are there but do not decode."""
+    sym = info.symbol
+    names_va, num_va = sym("kallsyms_names"), sym("kallsyms_num_syms")
+    table_va, index_va = sym("kallsyms_token_table"), sym("kallsyms_token_index")
+    if None in (names_va, num_va, table_va, index_va):
+        return None
+    stext = sym("_stext")
+    if stext is None:
+        raise KernelError("VMCOREINFO has no _stext to check kallsyms against")
+    try:
+        n = int.from_bytes(read(num_va, 4), "little")
+        index_raw = read(index_va, 512)
+        toks = tokens(read(table_va, token_table_size(index_raw)), index_raw)
+        span = table_va - names_va
+        if not 0 < span <= MAX_NAMES_BYTES:
+            raise KernelError("kallsyms_names does not lie before kallsyms_token_table")
+        raw_names, _ = decode(read(names_va, span), n, toks)
+        offsets_va, rb_va, abs_va = (sym("kallsyms_offsets"), sym("kallsyms_relative_base"),
+                                     sym("kallsyms_addresses"))
+        offsets = read(offsets_va, 4 * n) if offsets_va is not None else None
+        rb = int.from_bytes(read(rb_va, 8), "little") if rb_va is not None else None
+        absolute = read(abs_va, 8 * n) if abs_va is not None else None
+    except KernelError:
+        raise
+    except VmdexError as exc:
+        raise KernelError(f"kallsyms unreadable in the dump ({exc})") from None
+    return _finish(raw_names, lambda i: addresses(n, i, stext, offsets, offsets_va, rb, absolute))
+
+
+def _kind(letter: str) -> int:
+    from vmdex.indexer.kernel import symtab as S
+    up = letter.upper()
+    if up == "A":
+        return S.ABS
+    if up in "TW":
+        base = S.TEXT
+    elif up == "B":
+        base = S.BSS
+    else:
+        base = S.DATA
+    return base + (1 if letter.islower() else 0)     # FILE_* follow their global kind
+
+
+def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
+    """The Symtab (indexer.kernel.symtab) of these symbols, unrelocated as a vmlinux's
+    (`runtime - KASLR offset` where the Arch says symbols move). kallsyms has no sizes or
+    sections: a symbol is taken to reach the next higher address, and the image
+    [_text, _end) is one section (crash lets gdb annotate only kernel addresses)."""
+    import numpy as np
+
+    from vmdex.indexer.kernel import symtab as S
+
+    addrs = [(a - kaslr) & U64 if moves(a) else a for a in ks.addrs]
+    kinds = [_kind(c) for c in ks.letters]
+    raw = [n.encode("latin-1") for n in ks.names]
+    order = sorted(range(len(addrs)), key=lambda i: (addrs[i], raw[i]))
+    keep, prev = [], None
+    for i in order:
+        if (addrs[i], kinds[i] == S.ABS, raw[i]) != prev:
+            keep.append(i)
+        prev = (addrs[i], kinds[i] == S.ABS, raw[i])
+    image = sorted({addrs[i] for i in keep if kinds[i] != S.ABS})
+    size, shndx = [], []
+    for i in keep:
+        if kinds[i] == S.ABS:
+            size.append(0)
+            shndx.append(S.SHN_ABS)
+            continue
+        j = bisect.bisect_right(image, addrs[i])
+        size.append(image[j] - addrs[i] if j < len(image) else 0)
+        shndx.append(1)
+    name_off, blob, pos = [], bytearray(), 0
+    for i in keep:
+        name_off.append(pos)
+        blob += raw[i] + b"\0"
+        pos += len(raw[i]) + 1
+    text, end = ks.address("_text"), ks.address("_end")
+    secs = [(1, (text - kaslr) & U64, (end - kaslr) & U64)] if text and end else []
+    return S.Symtab(np.array([addrs[i] for i in keep], np.uint64), np.array(size, np.uint64),
+                    np.array([kinds[i] for i in keep], np.uint8), np.array(shndx, np.uint16),
+                    np.array(name_off, np.uint32), bytes(blob),
+                    np.array(secs, dtype=np.uint64).reshape(-1, 3))
+
+
+def scan(read: Read, info, page: int) -> Kallsyms | None:
+    """kallsyms of a kernel whose VMCOREINFO does not name the tables (before 6.0):
+    found by their shape in the image (see `find_tables`); None when not found."""
+    return None

@@ -1,0 +1,128 @@
+"""Ingest with no vmlinux anywhere (the kernel's BTF and kallsyms from the dump itself):
+every answer must be what the same dump ingested with its vmlinux gives.
+
+Per fixture kernel: each oracle command (vm, foreach, ps, sys, help), every recorded
+generated question (tests/generated/*/seed*.jsonl.gz, against crash's recorded answers,
+as tests/test_generated.py does with the vmlinux), and every SMAPS line the guest kernel
+printed. The only line allowed to differ is sys's KERNEL, which names what was read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import fixturedata as F
+from tests import smaps_spec as S
+from tests.conftest import VMDEX, primary_variant, vmdex
+from tests.generate import replay
+
+KERNELS = F.kernels()
+GENERATED = Path(__file__).resolve().parent / "generated"
+
+
+def no_vmlinux_env(tmp: Path) -> dict:
+    """No debug dir holds a vmlinux and no debuginfod server is asked."""
+    empty = tmp / "no-debug"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "DEBUGINFOD_URLS"}
+    env["VMDEX_DEBUG_DIRS"] = str(empty)
+    env["DEBUGINFOD_CACHE_PATH"] = str(empty / "cache")
+    return env
+
+
+@pytest.fixture(scope="module")
+def btf_index(tmp_path_factory):
+    """{kernel: (db, name)}: each fixture's primary dump ingested without a vmlinux."""
+    tmp = tmp_path_factory.mktemp("btf")
+    db = tmp / "vmdex.db"
+    out = {}
+    for k in KERNELS:
+        name = f"{k}/{primary_variant(k)}"
+        p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--name", name,
+                            str(F.dump(k, primary_variant(k)))],
+                           env=no_vmlinux_env(tmp), stdin=subprocess.DEVNULL,
+                           capture_output=True)
+        out[k] = (db, name, p)
+    return out
+
+
+def _ingested(btf_index, kernel):
+    db, name, p = btf_index[kernel]
+    assert p.returncode == 0, p.stderr.decode()
+    return db, name
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_ingest_says_where_the_kernel_came_from(btf_index, kernel):
+    db, name = _ingested(btf_index, kernel)
+    assert b"(BTF and kallsyms from the dump)" in btf_index[kernel][2].stderr
+    rows = json.loads(vmdex("dumps", "--format", "json", db=db, check=True).stdout)
+    assert {r["name"]: r["kernel_from"] for r in rows}[name] == "dump"
+
+
+CASES = [(k, f, cmd) for k in KERNELS for f, cmd, _ in F.oracle_commands(k)]
+
+
+@pytest.mark.parametrize("kernel,fname,cmd", CASES, ids=[f"{k[6:]}:{f}" for k, f, _ in CASES])
+def test_same_answer_as_with_vmlinux(btf_index, oracle_index, kernel, fname, cmd):
+    db, name = _ingested(btf_index, kernel)
+    vdb, vname = oracle_index[kernel]
+    got = vmdex("--dump", name, *cmd.split(), db=db)
+    want = vmdex("--dump", vname, *cmd.split(), db=vdb)
+    g, w = got.stdout, want.stdout
+    if cmd.split()[0] == "sys":      # KERNEL names what was read: the vmlinux, or the dump
+        g, w = (b"\n".join(x for x in s.split(b"\n") if not x.lstrip().startswith(b"KERNEL:"))
+                for s in (g, w))
+    assert (g, got.stderr, got.returncode) == (w, want.stderr, want.returncode), cmd
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS
+                                    if (GENERATED / k).is_dir()])
+def test_generated_questions(btf_index, kernel):
+    db, name = _ingested(btf_index, kernel)
+    rows = [r for f in sorted((GENERATED / kernel).glob("seed*.jsonl.gz"))
+            for r in replay.load_answers(f)]
+    diffs: list[str] = []
+    res = replay.compare(rows, str(db), name, diffs)
+    same = sum(a for a, _ in res.values())
+    asked = sum(b for _, b in res.values())
+    # the same questions against the vmlinux index: those must agree exactly as often
+    assert asked and same == asked, f"{same}/{asked}: " + "; ".join(diffs[:5])
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if S.has_smaps(F.kernel_dir(k))])
+def test_smaps_lines(btf_index, kernel):
+    db, name = _ingested(btf_index, kernel)
+
+    def ask(args):
+        p = vmdex("--dump", name, *args, db=db)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    diffs: list[str] = []
+    same, total = S.compare(ask, F.kernel_dir(kernel) / "console.log", diffs)
+    assert total and same == total, diffs[:3]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_types_match_dwarf(btf_index, oracle_index, kernel):
+    """The graph read from BTF against the one read from DWARF: every wanted struct,
+    typedef, enum and enumerator, array lengths, formats; the render trees exactly."""
+    from tests.kernel_graphs import differences
+
+    db, _ = _ingested(btf_index, kernel)
+    vdb, _ = oracle_index[kernel]
+    rel = F.release(kernel)
+
+    def graph(path):
+        con = sqlite3.connect(path)
+        try:
+            return json.loads(con.execute("SELECT types_json FROM kernels WHERE release = ?",
+                                          (rel,)).fetchone()[0])
+        finally:
+            con.close()
+    assert differences(graph(vdb), graph(db)) == []

@@ -24,6 +24,7 @@ _HWCAP2_POE = 64 + 63       # elf_hwcap bit of HWCAP2_POE (uapi hwcap.h: bit 63 
 
 class Arm64(Arch):
     name = "arm64"
+    char_signed = False   # AAPCS64: plain char is unsigned (for BTF that does not record it)
     pkey_bits = 3       # CONFIG_ARCH_PKEY_BITS (arm64 POE: POR_EL0 holds 8 overlays)
 
     def __init__(self, page_size: int, va_bits: int, va_bits_actual: int, phys_offset: int,

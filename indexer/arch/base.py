@@ -37,6 +37,7 @@ class Arch:
     vmlinux, never from a table of releases (unless crash decides it that way)."""
 
     name: str = ""               # as stored in dumps.arch: "x86_64", "arm64"
+    char_signed: bool = False    # the C ABI's plain char (for BTF that does not record it)
     page_size: int = 4096
     levels: int = 4              # page-table levels of a user address space
     entries: int = 512           # entries per table page

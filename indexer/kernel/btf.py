@@ -138,12 +138,22 @@ def enum_flag_meaningful(btf: Btf) -> bool:
     return any(btf.kflag[t] for t, k in enumerate(btf.kind) if k in (ENUM, ENUM64))
 
 
+def chars_unmarked(btf: Btf) -> bool:
+    """Whether this BTF leaves char signedness out (older pahole marks no character type
+    signed, not even `signed char`): then plain `char` is what the machine's C ABI says."""
+    for tid, kind in enumerate(btf.kind):
+        if kind == INT and btf.ref[tid] == 1 and btf.type_name(tid) == "signed char":
+            return not btf.words(tid, "<I")[0] >> 24 & INT_SIGNED
+    return True
+
+
 class GraphBuilder:
     """BTF type ids -> nodes of the KernelTypes graph (shapes documented in
     indexer.kernel.types), built only for what the wanted items reach."""
 
-    def __init__(self, btf: Btf):
+    def __init__(self, btf: Btf, char_signed: bool):
         self.btf = btf
+        self.char_signed = char_signed if chars_unmarked(btf) else None
         self.types: list[dict] = []
         self.named: dict[str, int] = {}
         self.by_btf: dict[int, int | None] = {0: None}
@@ -204,8 +214,11 @@ class GraphBuilder:
         if enc & INT_BOOL:
             return "b"
         signed = bool(enc & INT_SIGNED)
-        if self.btf.ref[tid] == 1 and "char" in (self.btf.type_name(tid) or ""):
-            return "sc" if signed else "uc"
+        name = self.btf.type_name(tid) or ""
+        if self.btf.ref[tid] == 1 and "char" in name:
+            if name == "char" and self.char_signed is not None:
+                signed = self.char_signed        # not recorded: the machine's C ABI
+            return "sc" if signed or name == "signed char" else "uc"
         return "s" if signed else "u"
 
     def describe_target(self, tid: int) -> dict:
@@ -327,11 +340,13 @@ def _complete(btf: Btf, index: dict, kinds: tuple[int, ...], name: str) -> int |
     return found[0]
 
 
-def extract(btf: Btf, structs, typedefs, enums, enumerators) -> tuple[GraphBuilder, dict]:
+def extract(btf: Btf, structs, typedefs, enums, enumerators,
+            char_signed: bool) -> tuple[GraphBuilder, dict]:
     """The wanted items (name lists as indexer.kernel.types keeps them) as graph nodes:
     (the builder, with `named` pointing at each wanted struct's complete definition;
-    {enumerator: value} of every enum a wanted name or enumerator is in)."""
-    g = GraphBuilder(btf)
+    {enumerator: value} of every enum a wanted name or enumerator is in). `char_signed`:
+    the machine's C ABI, for a BTF that does not record it."""
+    g = GraphBuilder(btf, char_signed)
     index = btf.by_name()
     values: dict[str, int] = {}
     for name in structs:

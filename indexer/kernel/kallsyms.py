@@ -257,7 +257,100 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
                     np.array(secs, dtype=np.uint64).reshape(-1, 3))
 
 
+SCAN_BYTES = 64 << 20          # how much of the image, from _stext, the scan reads
+DIGITS = b"".join(bytes([c]) + b"\0" for c in b"0123456789")
+
+
+def read_image(read: Read, start: int, size: int, page: int) -> bytes:
+    """`size` bytes of kernel memory from `start`, pages the dump lacks read as zeros (a
+    filtered dump leaves out the image's zero pages)."""
+    out = bytearray()
+    va, end = start, start + size
+    while va < end:
+        n = min(end - va, page - (va & (page - 1)))
+        try:
+            out += read(va, n)
+        except VmdexError:
+            out += bytes(n)
+        va += n
+    return bytes(out)
+
+
+def find_token_index(img: bytes) -> tuple[int, int] | None:
+    """(token table offset, token index offset) in `img`: the table holds "0".."9" as
+    one-character tokens, and right after it (8-aligned) sits the index, 256 u16 from 0,
+    strictly increasing, whose entry for '0' points at them."""
+    at = img.find(DIGITS)
+    while at >= 0:
+        start = (at + 8) & ~7
+        for p in range(start, min(start + MAX_TOKEN_TABLE, len(img) - 512), 8):
+            idx = struct.unpack_from("<256H", img, p)
+            if idx[0] != 0 or any(b <= a for a, b in zip(idx, idx[1:])):
+                continue
+            table = at - idx[0x30]
+            if table >= 0 and table + idx[0x39] == at + 18 and table + idx[255] < p:
+                return table, p
+            break
+        at = img.find(DIGITS, at + 1)
+    return None
+
+
+def find_markers(img: bytes, table: int) -> tuple[int, int] | None:
+    """(start, count) of kallsyms_markers: the u32 run just before the token table, from
+    0, strictly increasing (alignment padding of zeros may sit between)."""
+    end = table & ~3
+    while end >= 4 and img[end - 4:end] == b"\0\0\0\0":
+        end -= 4
+    p, prev = end - 4, None
+    while p >= 0:
+        v = struct.unpack_from("<I", img, p)[0]
+        if prev is not None and v >= prev:
+            return None
+        if v == 0:
+            return p, (end - p) // 4
+        prev, p = v, p - 4
+    return None
+
+
 def scan(read: Read, info, page: int) -> Kallsyms | None:
-    """kallsyms of a kernel whose VMCOREINFO does not name the tables (before 6.0):
-    found by their shape in the image (see `find_tables`); None when not found."""
+    """kallsyms of a kernel whose VMCOREINFO does not name the tables (before 6.0),
+    found by their shape in the first SCAN_BYTES of the image (layout up to 6.0:
+    [offsets][relative_base][num_syms][names][markers][token_table][token_index]);
+    None when not found."""
+    stext = info.symbol("_stext")
+    if stext is None:
+        return None
+    img = read_image(read, stext, SCAN_BYTES, page)
+    found = find_token_index(img)
+    if found is None:
+        return None
+    table, index = found
+    mk = find_markers(img, table)
+    if mk is None:
+        return None
+    markers, count = mk
+    toks = tokens(img[table:index], img[index:index + 512])
+    last = struct.unpack_from("<I", img, markers + 4 * (count - 1))[0]
+    # names start 8-aligned, with num_syms (u32, in this marker count's range) 8 before
+    lo = max(8, markers - MAX_NAMES_BYTES)
+    for names in range((markers - last) & ~7, lo - 1, -8):
+        n = struct.unpack_from("<I", img, names - 8)[0]
+        if not 256 * (count - 1) < n <= 256 * count:
+            continue
+        r = decode_names(img[names:markers], n, toks, False)
+        if r is None or not markers_follow(img[names:markers + 8 * count], r[1], r[2]):
+            continue
+        rb_at = names - 16
+        rb = struct.unpack_from("<Q", img, rb_at)[0]
+        off_at = (rb_at - 4 * n) & ~7
+        abs_at = names - 8 - 8 * n
+        offsets = img[off_at:off_at + 4 * n] if off_at >= 0 else None
+        absolute = img[abs_at:abs_at + 8 * n] if abs_at >= 0 else None
+
+        def addrs_of(i, n=n, offsets=offsets, rb=rb, off_at=off_at, absolute=absolute):
+            try:
+                return addresses(n, i, stext, offsets, stext + off_at, rb, None)
+            except KernelError:
+                return addresses(n, i, stext, None, None, None, absolute)
+        return _finish(r[0], addrs_of)
     return None

@@ -134,7 +134,7 @@ class DumpSource:
         except KernelError as exc:
             raise self.refuse(f"unreadable BTF ({exc})") from None
         g, enumerators = B.extract(btf, T.WANTED_STRUCTS, T.WANTED_TYPEDEFS, T.WANTED_ENUMS,
-                                   T.WANTED_ENUMERATORS)
+                                   T.WANTED_ENUMERATORS, self.arch.char_signed)
         missing = [n for n in T.REQUIRED if f"struct {n}" not in g.named]
         if missing:
             raise self.refuse(f"its BTF has no struct {missing[0]}")

@@ -224,34 +224,42 @@ class GraphBuilder:
     def describe_target(self, tid: int) -> dict:
         """What a pointer points at, without expanding it (types._Builder's rules)."""
         b = self.btf
+        typedef = None            # the outermost typedef's name is kept, its target looked at
         for _ in range(MAX_CHAIN):
             tid = b.skip_qualifiers(b.check(tid))
             kind, name = b.kind[tid], b.type_name(tid)
-            if tid == 0:
-                return {"to": "void"}
-            if kind == FUNC_PROTO:
-                return {"to": "func", "fn": 1}
-            if kind == INT:
-                d = {"to": name}
-                if b.ref[tid] == 1 and not b.words(tid, "<I")[0] >> 24 & INT_BOOL:
-                    d["ch"] = 1
-                return d
-            if kind == FLOAT:
-                return {"to": name}
             if kind == TYPEDEF:
-                inner = self.describe_target(b.ref[tid])
-                inner["to"] = name
-                return inner
-            if kind == PTR:
-                return {"to": "ptr"}
-            if kind in (STRUCT, UNION, ENUM, ENUM64, FWD):
-                kw = {STRUCT: "struct", UNION: "union", FWD: "union" if b.kflag[tid]
-                      else "struct"}.get(kind, "enum")
-                return {"to": f"{kw} {name}" if name else kw}
-            if kind == ARRAY:
-                return {"to": "array"}
-            return {"to": "void"}
+                typedef = name if typedef is None else typedef
+                tid = b.ref[tid]
+                continue
+            d = self._target(tid, kind, name)
+            if typedef is not None:
+                d["to"] = typedef
+            return d
         raise KernelError(f"BTF pointer target chain at type {tid} does not end")
+
+    def _target(self, tid: int, kind: int, name: str | None) -> dict:
+        b = self.btf
+        if tid == 0:
+            return {"to": "void"}
+        if kind == FUNC_PROTO:
+            return {"to": "func", "fn": 1}
+        if kind == INT:
+            d = {"to": name}
+            if b.ref[tid] == 1 and not b.words(tid, "<I")[0] >> 24 & INT_BOOL:
+                d["ch"] = 1
+            return d
+        if kind == FLOAT:
+            return {"to": name}
+        if kind == PTR:
+            return {"to": "ptr"}
+        if kind in (STRUCT, UNION, ENUM, ENUM64, FWD):
+            kw = {STRUCT: "struct", UNION: "union", FWD: "union" if b.kflag[tid]
+                  else "struct"}.get(kind, "enum")
+            return {"to": f"{kw} {name}" if name else kw}
+        if kind == ARRAY:
+            return {"to": "array"}
+        return {"to": "void"}
 
     def _struct(self, tid: int, kind: int, name: str | None) -> int:
         b = self.btf
@@ -346,6 +354,13 @@ def extract(btf: Btf, structs, typedefs, enums, enumerators,
     (the builder, with `named` pointing at each wanted struct's complete definition;
     {enumerator: value} of every enum a wanted name or enumerator is in). `char_signed`:
     the machine's C ABI, for a BTF that does not record it."""
+    try:
+        return _extract(btf, structs, typedefs, enums, enumerators, char_signed)
+    except RecursionError:
+        raise KernelError("BTF types nest too deeply") from None
+
+
+def _extract(btf, structs, typedefs, enums, enumerators, char_signed):
     g = GraphBuilder(btf, char_signed)
     index = btf.by_name()
     values: dict[str, int] = {}

@@ -79,15 +79,14 @@ def token_table_size(index_raw: bytes) -> int:
     return min(max(struct.unpack_from("<256H", index_raw)) + 256, MAX_TOKEN_TABLE)
 
 
-def decode_names(blob: bytes, n: int, toks: list[bytes], big: bool):
-    """(names with their letter first, record offsets, end offset) or None when the
-    records run past the blob."""
-    names, offs = [], []
+def records(blob: bytes, n: int, big: bool) -> tuple[list[tuple[int, int]], int] | None:
+    """((start, length) of each of the n records' token bytes, end offset), or None when
+    they run past the blob."""
+    out = []
     pos, size = 0, len(blob)
     for _ in range(n):
         if pos >= size:
             return None
-        offs.append(pos)
         length = blob[pos]
         pos += 1
         if big and length & 0x80:
@@ -97,9 +96,14 @@ def decode_names(blob: bytes, n: int, toks: list[bytes], big: bool):
             pos += 1
         if length == 0 or pos + length > size:
             return None
-        names.append(b"".join([toks[b] for b in blob[pos:pos + length]]))
+        out.append((pos, length))
         pos += length
-    return names, offs, pos
+    return out, pos
+
+
+def record_offsets(recs: list[tuple[int, int]], big: bool) -> list[int]:
+    """Where each record (its length bytes) starts."""
+    return [p - (2 if big and n >= 0x80 else 1) for p, n in recs]
 
 
 def markers_follow(blob: bytes, offs: list[int], end: int) -> bool:
@@ -121,11 +125,16 @@ def decode(blob: bytes, n: int, toks: list[bytes]) -> tuple[list[bytes], int]:
     if not 0 < n <= min(MAX_SYMS, len(blob) // 2):
         raise KernelError(f"kallsyms_num_syms {n} does not fit kallsyms_names")
     for big in (False, True):
-        r = decode_names(blob, n, toks, big)
-        if r is not None and markers_follow(blob, r[1], r[2]):
-            return r[0], r[2]
+        r = records(blob, n, big)
+        if r is not None and markers_follow(blob, record_offsets(r[0], big), r[1]):
+            return expand(blob, r[0], toks), r[1]
     raise KernelError("kallsyms_names does not decode (no length encoding matches "
                       "kallsyms_markers)")
+
+
+def expand(blob: bytes, recs: list[tuple[int, int]], toks: list[bytes]) -> list[bytes]:
+    join = b"".join
+    return [join([toks[b] for b in blob[p:p + n]]) for p, n in recs]
 
 
 def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,
@@ -202,18 +211,16 @@ def from_vmcoreinfo(read: Read, info) -> Kallsyms | None:
     return _finish(raw_names, lambda i: addresses(n, i, stext, offsets, offsets_va, rb, absolute))
 
 
-def _kind(letter: str) -> int:
+def _kinds() -> dict[str, int]:
+    """nm letter -> Symtab kind: A absolute, T/W text, B bss, the rest data; lower case is
+    file-local (the FILE_* kind after each global one)."""
     from vmdex.indexer.kernel import symtab as S
-    up = letter.upper()
-    if up == "A":
-        return S.ABS
-    if up in "TW":
-        base = S.TEXT
-    elif up == "B":
-        base = S.BSS
-    else:
-        base = S.DATA
-    return base + (1 if letter.islower() else 0)     # FILE_* follow their global kind
+    out = {}
+    for c in LETTERS:
+        up = c.upper()
+        base = S.ABS if up == "A" else S.TEXT if up in "TW" else S.BSS if up == "B" else S.DATA
+        out[c] = base if base == S.ABS else base + c.islower()
+    return out
 
 
 def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
@@ -226,34 +233,31 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
     from vmdex.indexer.kernel import symtab as S
 
     addrs = [(a - kaslr) & U64 if moves(a) else a for a in ks.addrs]
-    kinds = [_kind(c) for c in ks.letters]
+    table = _kinds()
+    kinds = np.array([table[c] for c in ks.letters], np.uint8)
     raw = [n.encode("latin-1") for n in ks.names]
     order = sorted(range(len(addrs)), key=lambda i: (addrs[i], raw[i]))
-    keep, prev = [], None
+    keep, prev = [], None                     # exact duplicates go, as from a .symtab
     for i in order:
-        if (addrs[i], kinds[i] == S.ABS, raw[i]) != prev:
+        key = (addrs[i], kinds[i] == S.ABS, raw[i])
+        if key != prev:
             keep.append(i)
-        prev = (addrs[i], kinds[i] == S.ABS, raw[i])
-    image = sorted({addrs[i] for i in keep if kinds[i] != S.ABS})
-    size, shndx = [], []
-    for i in keep:
-        if kinds[i] == S.ABS:
-            size.append(0)
-            shndx.append(S.SHN_ABS)
-            continue
-        j = bisect.bisect_right(image, addrs[i])
-        size.append(image[j] - addrs[i] if j < len(image) else 0)
-        shndx.append(1)
-    name_off, blob, pos = [], bytearray(), 0
-    for i in keep:
-        name_off.append(pos)
-        blob += raw[i] + b"\0"
-        pos += len(raw[i]) + 1
+        prev = key
+    sel = np.array(keep, np.int64)
+    addr = np.array(addrs, np.uint64)[sel]
+    kind = kinds[sel]
+    is_abs = kind == S.ABS
+    image = np.unique(addr[~is_abs])
+    nxt = np.searchsorted(image, addr, side="right")
+    size = np.where(nxt < len(image), image[np.minimum(nxt, len(image) - 1)] - addr, 0)
+    size = np.where(is_abs, 0, size).astype(np.uint64)
+    shndx = np.where(is_abs, S.SHN_ABS, 1).astype(np.uint16)
+    names = [raw[i] for i in keep]
+    lengths = np.fromiter((len(n) + 1 for n in names), np.uint32, len(names))
+    name_off = (np.cumsum(lengths) - lengths).astype(np.uint32)
     text, end = ks.address("_text"), ks.address("_end")
     secs = [(1, (text - kaslr) & U64, (end - kaslr) & U64)] if text and end else []
-    return S.Symtab(np.array([addrs[i] for i in keep], np.uint64), np.array(size, np.uint64),
-                    np.array([kinds[i] for i in keep], np.uint8), np.array(shndx, np.uint16),
-                    np.array(name_off, np.uint32), bytes(blob),
+    return S.Symtab(addr, size, kind, shndx, name_off, b"\0".join(names) + b"\0",
                     np.array(secs, dtype=np.uint64).reshape(-1, 3))
 
 
@@ -312,15 +316,15 @@ def find_markers(img: bytes, table: int) -> tuple[int, int] | None:
     return None
 
 
-def scan(read: Read, info, page: int) -> Kallsyms | None:
+def scan(read: Read, info, page: int, size: int = SCAN_BYTES) -> Kallsyms | None:
     """kallsyms of a kernel whose VMCOREINFO does not name the tables (before 6.0),
-    found by their shape in the first SCAN_BYTES of the image (layout up to 6.0:
+    found by their shape in the first `size` bytes of the image (layout up to 6.0:
     [offsets][relative_base][num_syms][names][markers][token_table][token_index]);
     None when not found."""
     stext = info.symbol("_stext")
     if stext is None:
         return None
-    img = read_image(read, stext, SCAN_BYTES, page)
+    img = read_image(read, stext, size, page)
     found = find_token_index(img)
     if found is None:
         return None
@@ -337,8 +341,9 @@ def scan(read: Read, info, page: int) -> Kallsyms | None:
         n = struct.unpack_from("<I", img, names - 8)[0]
         if not 256 * (count - 1) < n <= 256 * count:
             continue
-        r = decode_names(img[names:markers], n, toks, False)
-        if r is None or not markers_follow(img[names:markers + 8 * count], r[1], r[2]):
+        blob = img[names:markers + 8 * count]
+        r = records(img[names:markers], n, False)
+        if r is None or not markers_follow(blob, record_offsets(r[0], False), r[1]):
             continue
         rb_at = names - 16
         rb = struct.unpack_from("<Q", img, rb_at)[0]
@@ -352,5 +357,5 @@ def scan(read: Read, info, page: int) -> Kallsyms | None:
                 return addresses(n, i, stext, offsets, stext + off_at, rb, None)
             except KernelError:
                 return addresses(n, i, stext, None, None, None, absolute)
-        return _finish(r[0], addrs_of)
+        return _finish(expand(blob, r[0], toks), addrs_of)
     return None

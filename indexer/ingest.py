@@ -350,20 +350,22 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
     `workers` > 1 walks the page tables in that many processes (indexer.walk.parallel).
 
     Without `vmlinux_path` the kernel comes from the index when it already holds the dump's
-    build (nothing is read from any vmlinux then), else from indexer.kernel.locate."""
+    build (nothing is read from any vmlinux then), else from indexer.kernel.locate, else
+    from the dump itself (indexer.kernel.source); `vmlinux_path` may also be one of
+    source.MODES (read the kernel from the dump at once; never from the dump)."""
     from vmdex.indexer import store
     from vmdex.indexer.db import upgrade
     from vmdex.indexer.dumpfile import open_dump
     from vmdex.indexer.errors import DumpError
-    from vmdex.indexer.kernel.source import FROM_DUMP, choose_kernel
+    from vmdex.indexer.kernel.source import MODES, choose_kernel
 
     t0 = time.perf_counter()
     # a makedumpfile --split set comes as a tuple of its files (indexer.dumpfile.split)
     paths = [Path(p) for p in dump_path] if isinstance(dump_path, (list, tuple)) \
         else [Path(dump_path)]
     dump_path = paths[0]
-    from_dump = vmlinux_path == FROM_DUMP
-    if from_dump:
+    mode = vmlinux_path if vmlinux_path in MODES else None   # from the dump, or never
+    if mode:
         vmlinux_path = None
     if vmlinux_path is not None:
         vmlinux_path = Path(vmlinux_path)
@@ -376,7 +378,7 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
         info = VmcoreInfo.parse(phys.vmcoreinfo)
         with index_errors(engine):
-            kc = choose_kernel(engine, phys, info, str(dump_path), vmlinux_path, from_dump,
+            kc = choose_kernel(engine, phys, info, str(dump_path), vmlinux_path, mode,
                                progress)
         types, symtab, bid = kc.types, kc.symtab, kc.build_id
         vmlinux_path, kernel_from = kc.vmlinux, kc.kernel_from
@@ -396,7 +398,9 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         else:
             with index_errors(engine):
                 first = store.kernel_source(engine, bid)
-            img.info["kernel"] = img.info["kernel_file"] = first or kernel_from
+            read_now = kc.cached is None      # from this dump's BTF and kallsyms
+            img.info["kernel"] = img.info["kernel_file"] = \
+                kc.label if read_now else first or kernel_from
         img.pointer_symbols = _pointer_symbols(img, types, symtab)
         with index_errors(engine):
             kernel_id = store.store_kernel(engine, bid, info.osrelease or "",

@@ -320,16 +320,8 @@ class GraphBuilder:
         return gid
 
     def size_of(self, gid: int | None) -> int:
-        if gid is None:
-            return 1
-        t = self.types[gid]
-        while t["k"] == "typedef":
-            if t["t"] is None:
-                return 1
-            t = self.types[t["t"]]
-        if t["k"] == "func":
-            return 1
-        return t.get("sz", 0)
+        from vmdex.indexer.kernel.types import node_size
+        return node_size(self.types, gid)
 
 
 def _layout(btf: Btf, tid: int) -> tuple:

@@ -223,6 +223,27 @@ def _kinds() -> dict[str, int]:
     return out
 
 
+_PAIRS = (("__start_", "", "__stop_", ""), ("", "_start", "", "_end"),
+          ("", "_start", "", "_stop"), ("", "_begin", "", "_end"), ("", "", "", "_end"),
+          ("_s", "", "_e", ""))
+
+
+def linker_labels(names: list[str]) -> set[str]:
+    """Names that mark where a region starts or ends rather than an object (a linker
+    script's `__start_X`/`__stop_X`, `X_start`/`X_end`, `X`/`X_end`, `_sX`/`_eX` pairs,
+    both present): size 0 in a vmlinux's .symtab, so gdb names no pointer after them."""
+    have = set(names)
+    out: set[str] = set()
+    for n in have:
+        for pre, suf, pre2, suf2 in _PAIRS:
+            if n.startswith(pre) and n.endswith(suf) and len(n) > len(pre) + len(suf):
+                core = n[len(pre):len(n) - len(suf)]
+                other = pre2 + core + suf2
+                if other != n and other in have:
+                    out.update((n, other))
+    return out
+
+
 def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
     """The Symtab (indexer.kernel.symtab) of these symbols, unrelocated as a vmlinux's
     (`runtime - KASLR offset` where the Arch says symbols move). kallsyms has no sizes or
@@ -250,7 +271,9 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
     image = np.unique(addr[~is_abs])
     nxt = np.searchsorted(image, addr, side="right")
     size = np.where(nxt < len(image), image[np.minimum(nxt, len(image) - 1)] - addr, 0)
-    size = np.where(is_abs, 0, size).astype(np.uint64)
+    marks = linker_labels(ks.names)
+    labels = np.fromiter((ks.names[i] in marks for i in keep), bool, len(keep))
+    size = np.where(is_abs | labels, 0, size).astype(np.uint64)
     shndx = np.where(is_abs, S.SHN_ABS, 1).astype(np.uint16)
     names = [raw[i] for i in keep]
     lengths = np.fromiter((len(n) + 1 for n in names), np.uint32, len(names))

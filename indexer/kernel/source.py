@@ -207,8 +207,10 @@ class DumpSource:
         return bytes(out)
 
 
-# `vmlinux` value that makes an ingest read the kernel from the dump (--vmlinux-from-dump)
-FROM_DUMP = "<from the dump>"
+# `vmlinux` values that are not a path: read the kernel from the dump at once
+# (--vmlinux-from-dump); never fall back to the dump (--vmlinux-required)
+FROM_DUMP, VMLINUX_REQUIRED = "<from the dump>", "<a vmlinux required>"
+MODES = (FROM_DUMP, VMLINUX_REQUIRED)
 
 
 @dataclass
@@ -249,19 +251,20 @@ def _usable(row) -> bool:
     return bool(row) and row[2] == VMLINUX and KernelTypes.from_json(row[0]).complete
 
 
-def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, from_dump: bool,
+def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, mode: str | None,
                   progress) -> KernelChoice:
     """Where this dump's kernel comes from, in order: --vmlinux; the index's row for its
     build; a vmlinux in the debug dirs or from debuginfod (indexer.kernel.locate); the dump
-    itself (BTF and kallsyms). `from_dump` goes to the dump at once. A row read from a
+    itself (BTF and kallsyms). `mode` FROM_DUMP goes to the dump at once, VMLINUX_REQUIRED
+    never goes there. A row read from a
     dump, or by an older vmdex, is replaced when a vmlinux turns up."""
     from vmdex.indexer import store
     from vmdex.indexer.kernel.locate import find_vmlinux
     from vmdex.indexer.kernel.types import KernelTypes
 
     dump_bid = (info.build_id or "").strip().lower() or None
-    if from_dump:
-        return _from_dump(engine, phys, info, use_cache=False)
+    if mode == FROM_DUMP:
+        return _from_dump(engine, phys, info)
     if vmlinux is None:
         bid = store.known_kernel(engine, dump_bid, info.osrelease)
         row = store.cached_kernel(engine, bid) if bid else None
@@ -269,12 +272,14 @@ def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, from_dump
             return _from_cache(row, bid)
         try:
             vmlinux = find_vmlinux(dump, bid or dump_bid, info.osrelease, progress)
-        except KernelError:
+        except KernelError as not_found:
             if row and KernelTypes.from_json(row[0]).complete:
                 return _from_cache(row, bid)      # read from a dump before: as good
             if row and row[2] == VMLINUX:
                 return _from_cache(row, bid)      # an older vmdex's: what it holds
-            return _from_dump(engine, phys, info, use_cache=False)
+            if mode == VMLINUX_REQUIRED:
+                raise
+            return _from_dump(engine, phys, info, not_found)
     src = VmlinuxSource(vmlinux)
     bid = src.build_id()
     if bid is None:
@@ -290,14 +295,20 @@ def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, from_dump
     return _read(src, bid, row, replace=bool(row))
 
 
-def _from_dump(engine, phys, info, use_cache: bool) -> KernelChoice:
+def _from_dump(engine, phys, info, not_found: KernelError | None = None) -> KernelChoice:
+    """The kernel read from the dump (never from the index's cache). A refusal says where
+    vmdex looked for a vmlinux first (`not_found`, indexer.kernel.locate's message)."""
     from vmdex.indexer import store
-    src = DumpSource(phys, info)
-    bid = src.build_id()
-    if not bid:
-        raise src.refuse("no build id in VMCOREINFO or in the kernel's notes")
-    row = store.cached_kernel(engine, bid)
-    if use_cache and _usable(row):
-        return _from_cache(row, bid)
-    # a row read from a vmlinux stays: it is never replaced by what a dump holds
-    return _read(src, bid, row, replace=bool(row) and row[2] == DUMP)
+    try:
+        src = DumpSource(phys, info)
+        bid = src.build_id()
+        if not bid:
+            raise src.refuse("no build id in VMCOREINFO or in the kernel's notes")
+        row = store.cached_kernel(engine, bid)
+        # a row read from a vmlinux stays: it is never replaced by what a dump holds
+        return _read(src, bid, row, replace=bool(row) and row[2] == DUMP)
+    except KernelError as refused:
+        looked = str(not_found or "").partition(": looked in ")[2].partition("; give ")[0]
+        if not looked:
+            raise
+        raise KernelError(f"{refused} (no vmlinux found: looked in {looked})") from None

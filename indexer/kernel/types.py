@@ -340,16 +340,22 @@ class _Builder:
         return tid
 
     def size_of(self, tid):
-        if tid is None:
+        return node_size(self.types, tid)
+
+
+def node_size(types: list[dict], tid) -> int:
+    """Bytes an element of graph type `tid` takes in an array (void and functions: 1, as
+    gdb counts them), typedefs looked through."""
+    if tid is None:
+        return 1
+    t = types[tid]
+    while t["k"] == "typedef":
+        if t["t"] is None:
             return 1
-        t = self.types[tid]
-        while t["k"] == "typedef":
-            if t["t"] is None:
-                return 1
-            t = self.types[t["t"]]
-        if t["k"] == "func":
-            return 1
-        return t.get("sz", 0)
+        t = types[t["t"]]
+    if t["k"] == "func":
+        return 1
+    return t.get("sz", 0)
 
 
 class _Finder:

@@ -93,7 +93,7 @@ def test_debuginfod_cache_is_reused_without_server(debuginfod_url, tmp_path):
 
 def test_debuginfod_server_without_the_build(debuginfod_url, tmp_path):
     db = tmp_path / "i.db"
-    p = run("ingest", str(F.dump(K510, "vmcore.mdf-c-d31")), db=db,
+    p = run("ingest", "--vmlinux-required", str(F.dump(K510, "vmcore.mdf-c-d31")), db=db,
             DEBUGINFOD_URLS=debuginfod_url, VMDEX_DEBUG_DIRS=str(tmp_path / "none"))
     line = one_line_error(p)
     assert f"build id {BID510}, kernel {REL510}" in line

@@ -128,3 +128,71 @@ def test_types_match_dwarf(btf_index, oracle_index, kernel):
         finally:
             con.close()
     assert differences(graph(vdb), graph(db)) == []
+
+
+# every symbol name the ingest looks up (indexer/), plus the ones arch code and gdbprint use
+LOOKED_UP = ("__cpu_present_mask __per_cpu_offset __thp_vma_allowable_orders _end _stext "
+             "_text arch_set_user_pkey_access avenrun boot_cpu_data clocksource_jiffies "
+             "contig_page_data cpu_khz cpu_present_mask elf_hwcap expand_upwards high_memory "
+             "highest_memmap_pfn hugepage_vma_check init_mm init_pid_ns init_top_pgt "
+             "init_uts_ns kernel_config_data klp_transition_patch l1tf_mitigation linux_banner "
+             "modules node_data nr_swapfiles page_offset_base panicmsg prb runqueues shmem_aops "
+             "simple_dname special_mapping_name stat_nam swap_info swapper_pg_dir sysrq_pressed "
+             "taint_flags tainted tainted_mask task_state_array timekeeper "
+             "transparent_hugepage_flags vabits_actual vmalloc_base vmemmap_base xtime "
+             "mnemonics.0 init_task panic_cpu crashing_cpu").split()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_symbols_match_symtab(btf_index, oracle_index, kernel):
+    """kallsyms gives every looked-up name the vmlinux .symtab's (unrelocated) address,
+    and lacks exactly the names .symtab lacks."""
+    from vmdex.indexer.kernel.symtab import Symtab
+
+    def symtab(path):
+        con = sqlite3.connect(path)
+        try:
+            return Symtab.from_bytes(bytes(con.execute(
+                "SELECT symtab FROM kernels WHERE release = ?",
+                (F.release(kernel),)).fetchone()[0]))
+        finally:
+            con.close()
+    dw, ks = symtab(oracle_index[kernel][0]), symtab(_ingested(btf_index, kernel)[0])
+    assert {n: ks.address(n) for n in LOOKED_UP} == {n: dw.address(n) for n in LOOKED_UP}
+
+
+def test_a_vmlinux_later_replaces_the_dump_row(tmp_path):
+    """The kernels row read from a dump is replaced by the vmlinux's when a later ingest
+    of the same build has one; --vmlinux-from-dump never replaces a vmlinux's row."""
+    k = next(k for k in KERNELS if "6.1" in k)
+    db, dump = tmp_path / "i.db", str(F.dump(k, primary_variant(k)))
+
+    def source():
+        con = sqlite3.connect(db)
+        try:
+            return con.execute("SELECT source FROM kernels").fetchall()
+        finally:
+            con.close()
+    vmdex("ingest", "--vmlinux-from-dump", "--name", "a", dump, db=db, check=True)
+    assert source() == [("dump",)]
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(k)), "--name", "b", dump, db=db, check=True)
+    assert source() == [("vmlinux",)]
+    vmdex("ingest", "--vmlinux-from-dump", "--name", "c", dump, db=db, check=True)
+    assert source() == [("vmlinux",)]
+    p = vmdex("ingest", "--vmlinux-from-dump", "--vmlinux", "x", dump, db=db)
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1
+
+
+ARM64_61 = Path.home() / ".cache" / "vmdex-matrix" / "arm64-bookworm-cloud" / "vmcore.mdf-c-d31"
+
+
+@pytest.mark.skipif(not ARM64_61.is_file(), reason="no Debian arm64 6.1 dump at hand")
+def test_kernel_without_kallsyms_all_is_refused(tmp_path):
+    """Debian arm64 6.1: kallsyms lists functions only; one line, nothing stored."""
+    db = tmp_path / "i.db"
+    p = subprocess.run([VMDEX, "--db", str(db), "ingest", str(ARM64_61)],
+                       env=no_vmlinux_env(tmp_path), capture_output=True)
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1, p.stderr
+    assert b"built without CONFIG_KALLSYMS_ALL" in p.stderr
+    assert b"a vmlinux is needed" in p.stderr and b"no vmlinux found: looked in" in p.stderr
+    assert json.loads(vmdex("dumps", "--format", "json", db=db, check=True).stdout) == []

@@ -160,6 +160,10 @@ class GraphBuilder:
         self.enum_flags = enum_flag_meaningful(btf)
         self._func: int | None = None
 
+    def add(self, node: dict) -> int:
+        """A node of its own (not from a BTF type), e.g. the array type of a variable."""
+        return self._new(node)
+
     def _new(self, node: dict) -> int:
         self.types.append(node)
         return len(self.types) - 1

@@ -157,7 +157,7 @@ class DumpSource:
             if addr is None:
                 continue
             if elem == "*":
-                eid = g._new({"k": "ptr", "sz": 8, "to": "void"})
+                eid = g.add({"k": "ptr", "sz": 8, "to": "void"})
             else:
                 eid = g.named.get(elem)
             size = g.size_of(eid) if eid is not None else 0
@@ -171,7 +171,7 @@ class DumpSource:
                       "VMCOREINFO or kallsyms: read as if it had one element",
                       file=sys.stderr)
                 continue
-            out[name] = g._new({"k": "array", "t": eid, "len": n, "sz": n * size})
+            out[name] = g.add({"k": "array", "t": eid, "len": n, "sz": n * size})
         return out
 
     def _slot_length(self, addr: int, gap: int, size: int, zero_tail: bool) -> int | None:

@@ -124,7 +124,9 @@ def decode(blob: bytes, n: int, toks: list[bytes]) -> tuple[list[bytes], int]:
     encoding (one byte; ULEB128 from 6.1) is the one kallsyms_markers confirms."""
     if not 0 < n <= min(MAX_SYMS, len(blob) // 2):
         raise KernelError(f"kallsyms_num_syms {n} does not fit kallsyms_names")
-    for big in (False, True):
+    # ULEB128 first: on a kernel without big names it reads the same (no length byte has
+    # its top bit set); a kernel before 6.1 with a 128-token name fails the markers there
+    for big in (True, False):
         r = records(blob, n, big)
         if r is not None and markers_follow(blob, record_offsets(r[0], big), r[1]):
             return expand(blob, r[0], toks), r[1]
@@ -133,8 +135,26 @@ def decode(blob: bytes, n: int, toks: list[bytes]) -> tuple[list[bytes], int]:
 
 
 def expand(blob: bytes, recs: list[tuple[int, int]], toks: list[bytes]) -> list[bytes]:
-    join = b"".join
-    return [join([toks[b] for b in blob[p:p + n]]) for p, n in recs]
+    """Each record's token bytes replaced by their tokens (one gather over all records)."""
+    import numpy as np
+
+    if not recs:
+        return []
+    starts = np.fromiter((p for p, _ in recs), np.int64, len(recs))
+    counts = np.fromiter((n for _, n in recs), np.int64, len(recs))
+    before = np.cumsum(counts) - counts               # token bytes of earlier records
+    where = np.repeat(starts - before, counts) + np.arange(int(counts.sum()))
+    codes = np.frombuffer(blob, np.uint8)[where]       # every token byte, in order
+    table = np.frombuffer(b"".join(toks) or b"\0", np.uint8)
+    tok_len = np.array([len(t) for t in toks], np.int64)
+    tok_off = np.cumsum(tok_len) - tok_len
+    lens = tok_len[codes]
+    out_before = np.cumsum(lens) - lens
+    chars = table[np.repeat(tok_off[codes] - out_before, lens) + np.arange(int(lens.sum()))]
+    text = chars.tobytes()
+    ends = np.cumsum(np.add.reduceat(lens, before)) if len(codes) else np.zeros(len(recs))
+    ends = ends.tolist()
+    return [text[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
 
 def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,

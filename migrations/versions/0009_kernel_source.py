@@ -15,10 +15,12 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("kernels") as batch:
-        batch.add_column(sa.Column("source", sa.String(16)))
+    # A plain ADD COLUMN on every engine (batch mode would rebuild `kernels` under its views).
+    op.add_column("kernels", sa.Column("source", sa.String(16), nullable=True))
 
 
 def downgrade():
-    with op.batch_alter_table("kernels") as batch:
-        batch.drop_column("source")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE kernels DROP COLUMN source")   # SQLite >= 3.35
+    else:
+        op.drop_column("kernels", "source")

@@ -47,6 +47,7 @@ class DumpImage:
     run_count: int = 0                        # page runs stored (set while storing)
     source_size: int | None = None            # bytes of the dump file (`ingest DIR` skips)
     kernel_from: str = ""                     # the vmlinux read, or the cached kernel row
+    kernel_source: str = "vmlinux"           # where its types and symbols were read (or "dump")
     kernel_maps: list[tuple[int, int, int]] = field(default_factory=list)  # (va, npages, pa)
     ram_start: int = 0                        # start of the lowest node's span (bytes)
     smaps: object = None                      # indexer.walk.smaps_ingest.SmapsImage, or None

@@ -360,20 +360,23 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
     `workers` > 1 walks the page tables in that many processes (indexer.walk.parallel).
 
     Without `vmlinux_path` the kernel comes from the index when it already holds the dump's
-    build (nothing is read from any vmlinux then), else from indexer.kernel.locate."""
+    build (nothing is read from any vmlinux then), else from indexer.kernel.locate, else
+    from the dump itself (indexer.kernel.source); `vmlinux_path` may also be one of
+    source.MODES (read the kernel from the dump at once; never from the dump)."""
     from vmdex.indexer import store
     from vmdex.indexer.db import upgrade
     from vmdex.indexer.dumpfile import open_dump
     from vmdex.indexer.errors import DumpError
-    from vmdex.indexer.kernel.locate import find_vmlinux
-    from vmdex.indexer.kernel.symtab import Symtab, build_id
-    from vmdex.indexer.kernel.types import KernelTypes, load_kernel_types
+    from vmdex.indexer.kernel.source import MODES, choose_kernel
 
     t0 = time.perf_counter()
     # a makedumpfile --split set comes as a tuple of its files (indexer.dumpfile.split)
     paths = [Path(p) for p in dump_path] if isinstance(dump_path, (list, tuple)) \
         else [Path(dump_path)]
     dump_path = paths[0]
+    mode = vmlinux_path if vmlinux_path in MODES else None   # from the dump, or never
+    if mode:
+        vmlinux_path = None
     if vmlinux_path is not None:
         vmlinux_path = Path(vmlinux_path)
         if not vmlinux_path.is_file():
@@ -384,49 +387,18 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         if not phys.vmcoreinfo:
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
         info = VmcoreInfo.parse(phys.vmcoreinfo)
-        dump_bid = (info.build_id or "").strip().lower()
-        kernel_from = str(vmlinux_path) if vmlinux_path else ""
-        bid = None
-        if vmlinux_path is None:
-            with index_errors(engine):
-                bid = store.known_kernel(engine, dump_bid or None, info.osrelease)
-            if bid:
-                kernel_from = f"kernel {bid} cached in the index"
-            else:
-                vmlinux_path = find_vmlinux(str(dump_path), dump_bid or None, info.osrelease,
-                                            progress)
-                kernel_from = str(vmlinux_path)
-        if bid is None:
-            bid = build_id(vmlinux_path)
-            if bid is None:
-                raise KernelError(f"{vmlinux_path}: no build id note: not a kernel vmlinux?")
-            if dump_bid and not bid.lower().startswith(dump_bid):
-                raise KernelError(f"{vmlinux_path}: build id {bid} is not the dump's "
-                                  f"{dump_bid} (dump kernel {info.osrelease}): wrong vmlinux")
         with index_errors(engine):
-            cached = store.cached_kernel(engine, bid)
-        types = KernelTypes.from_json(cached[0]) if cached else None
-        if cached and not types.complete and vmlinux_path is None:
-            # cached by an older vmdex, which asked DWARF for less: find the vmlinux again
-            # if it is anywhere vmdex looks, else this dump gets what the old row holds
-            try:
-                vmlinux_path = find_vmlinux(str(dump_path), bid, info.osrelease, progress)
-                kernel_from = str(vmlinux_path)
-            except KernelError:
-                pass
-        refresh = bool(cached) and vmlinux_path is not None and not types.complete
-        if refresh:   # cached by an older vmdex, which asked DWARF for less: read it again
-            cached = None
-        if cached:
-            symtab = Symtab.from_bytes(cached[1])
-        else:
-            types, symtab = load_kernel_types(vmlinux_path)
+            kc = choose_kernel(engine, phys, info, str(dump_path), vmlinux_path, mode,
+                               progress)
+        types, symtab, bid = kc.types, kc.symtab, kc.build_id
+        vmlinux_path, kernel_from = kc.vmlinux, kc.kernel_from
         progress("types", 1, 1)
-        img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kernel_from, bid,
+        img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kc.label, bid,
                         name or set_name(paths), progress, workers)
         img.source_path = os.path.abspath(dump_path)
         img.source_size = _file_size(dump_path)
         img.kernel_from = kernel_from
+        img.kernel_source = kc.source
         # sys's KERNEL and DUMPFILE: the paths as typed (crash prints its command line's);
         # a kernel from the index's cache names the file it was first read from (absolute)
         img.info["dumpfile"] = "\n".join(str(p) for p in paths)
@@ -436,13 +408,15 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         else:
             with index_errors(engine):
                 first = store.kernel_source(engine, bid)
-            img.info["kernel"] = img.info["kernel_file"] = first or kernel_from
+            read_now = kc.cached is None      # from this dump's BTF and kallsyms
+            img.info["kernel"] = img.info["kernel_file"] = \
+                kc.label if read_now else first or kernel_from
         img.pointer_symbols = _pointer_symbols(img, types, symtab)
         with index_errors(engine):
             kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
-                                           cached[0] if cached else types.to_json(),
-                                           cached[1] if cached else symtab.to_bytes(),
-                                           replace=refresh)
+                                           kc.cached[0] if kc.cached else types.to_json(),
+                                           kc.cached[1] if kc.cached else symtab.to_bytes(),
+                                           source=kc.source, replace=kc.replace)
             seconds = time.perf_counter() - t0
             store.store_dump(engine, img, kernel_id, seconds)
     return img, time.perf_counter() - t0

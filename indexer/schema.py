@@ -20,6 +20,7 @@ kernels = Table(
     Column("release", String(200), nullable=False),
     Column("types_json", Text, nullable=False),   # layouts + render trees from DWARF
     Column("symtab", LargeBinary, nullable=False),  # packed .symtab (indexer.kernel.symtab)
+    Column("source", String(16)),   # read from: "vmlinux" (NULL: older rows) or "dump"
 )
 
 dumps = Table(

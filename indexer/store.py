@@ -37,11 +37,13 @@ def kernel_row(conn: Connection, build_id: str):
 
 
 def cached_kernel(engine: Engine, build_id: str):
-    """(types_json, symtab bytes) cached for this build id, or None."""
+    """(types_json, symtab bytes, source) cached for this build id, or None; source is
+    where they were read: "vmlinux" or "dump" (indexer.kernel.source)."""
     with engine.connect() as conn:
-        row = conn.execute(select(S.kernels.c.types_json, S.kernels.c.symtab)
+        row = conn.execute(select(S.kernels.c.types_json, S.kernels.c.symtab,
+                                  S.kernels.c.source)
                            .where(S.kernels.c.build_id == build_id)).first()
-    return (row[0], bytes(row[1])) if row else None
+    return (row[0], bytes(row[1]), row[2] or "vmlinux") if row else None
 
 
 def known_kernel(engine: Engine, build_id: str | None, release: str | None) -> str | None:
@@ -78,21 +80,22 @@ def dump_from_source(engine: Engine, source_path: str, size: int) -> str | None:
 
 
 def store_kernel(engine: Engine, build_id: str, release: str, types_json: str,
-                 symtab: bytes, replace: bool = False) -> int:
+                 symtab: bytes, source: str = "vmlinux", replace: bool = False) -> int:
     """Cache a kernel's layouts and symbols under its build id (once per kernel; `replace`
-    puts a fuller reading of the same vmlinux in place of the cached one)."""
+    puts a fuller reading in place of the cached one: a vmlinux's for a dump's, or a newer
+    vmdex's). `source`: where they were read, "vmlinux" or "dump"."""
     with engine.begin() as conn:
         row = kernel_row(conn, build_id)
         if row:
             if replace:
                 conn.execute(update(S.kernels).where(S.kernels.c.id == row.id).values(
-                    types_json=types_json, symtab=symtab))
+                    types_json=types_json, symtab=symtab, source=source))
             return row.id
         try:
             with conn.begin_nested():
                 return conn.execute(insert(S.kernels).values(
                     build_id=build_id, release=release, types_json=types_json,
-                    symtab=symtab)).inserted_primary_key[0]
+                    symtab=symtab, source=source)).inserted_primary_key[0]
         except IntegrityError:   # another ingest cached the same kernel first
             return kernel_row(conn, build_id).id
 

@@ -1,6 +1,6 @@
 """The `vmdex` command line: a thin skin over the ingest and the index.
 
-    vmdex [--db URL_OR_PATH] ingest [--vmlinux VMLINUX] [--name NAME] DUMP|DIR...
+    vmdex [--db URL_OR_PATH] ingest [--vmlinux VMLINUX | --vmlinux-from-dump | --vmlinux-required] [--name NAME] DUMP|DIR...
     vmdex [--db ...] [--dump NAME] vm ARGS...
     vmdex [--db ...] [--dump NAME] foreach FOREACH-ARGS... vm ARGS...
     vmdex [--db ...] [--dump NAME] [shell]        # crash's prompt (query.shell)
@@ -62,6 +62,12 @@ def ingest(
                                           "$DEBUGINFOD_URLS)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name in the index (default: the "
                                        "dump's file name; in a directory, the directory's)."),
+    from_dump: bool = typer.Option(False, "--vmlinux-from-dump", help="Read the kernel's "
+                                   "types and symbols from the dump itself (its BTF and "
+                                   "kallsyms), not from any vmlinux: what vmdex does anyway "
+                                   "when no vmlinux is found."),
+    required: bool = typer.Option(False, "--vmlinux-required", help="Never read the kernel "
+                                  "from the dump: refuse when no vmlinux is found."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Ingest up to N dumps at once, "
                              "one process per dump."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Walk each "
@@ -72,6 +78,13 @@ def ingest(
     from vmdex.indexer.walk.parallel import default_workers
     from vmdex.query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
 
+    if from_dump + required + bool(vmlinux) > 1:
+        from vmdex.indexer.errors import VmdexError
+        raise VmdexError("--vmlinux, --vmlinux-from-dump and --vmlinux-required exclude "
+                         "each other")
+    if from_dump or required:
+        from vmdex.indexer.kernel.source import FROM_DUMP, VMLINUX_REQUIRED
+        vmlinux = FROM_DUMP if from_dump else VMLINUX_REQUIRED
     todo, walked = collect_dumps(State.db, dumps, name)   # a --split set's files: one dump
     if jobs > 1 and len(todo) > 1:
         from vmdex.query.ingest_cli import run_ingest_many

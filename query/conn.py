@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vmdex.indexer.errors import VmdexError
 
-HEAD = "0008"  # must equal indexer.db.HEAD (checked by a test)
+HEAD = "0009"  # must equal indexer.db.HEAD (checked by a test)
 
 
 class Conn:

@@ -30,12 +30,13 @@ def run_ingest(db: str | None, dump: str | tuple[str, ...], vmlinux: str | None,
                show_progress: bool = True, workers: int = 1) -> None:
     from vmdex.indexer.db import make_engine
     from vmdex.indexer.ingest import ingest
+    from vmdex.indexer.kernel.source import MODES
 
     engine = make_engine(db)
     bar = _Bar() if show_progress and sys.stderr.isatty() else None
     try:
         img, secs = ingest(engine, dump if isinstance(dump, tuple) else Path(dump),
-                           Path(vmlinux) if vmlinux else None, name,
+                           vmlinux if vmlinux in (None, *MODES) else Path(vmlinux), name,
                            bar or (lambda *a: None), workers)
     finally:
         if bar:
@@ -43,7 +44,8 @@ def run_ingest(db: str | None, dump: str | tuple[str, ...], vmlinux: str | None,
         engine.dispose()
     runs = img.run_count
     vmas = sum(len(m.vmas) for m in img.mms.values())
-    found = f" ({img.kernel_from})" if not vmlinux else ""   # say where the kernel came from
+    # say where the kernel came from
+    found = f" ({img.kernel_from})" if not vmlinux or vmlinux in MODES else ""
     print(f"ingested {img.name}: {img.release}{found}, {len(img.tasks)} tasks, "
           f"{len(img.mms)} mms, {vmas} VMAs, {runs} page runs, {len(img.errors)} walk errors"
           + (f", {len(img.faults)} unreadable page tables" if img.faults else "")

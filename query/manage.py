@@ -6,7 +6,8 @@ from typing import IO
 
 from vmdex.indexer.errors import VmdexError
 
-COLUMNS = ["name", "release", "dump_file", "ingested_at", "tasks", "vmas", "page_runs"]
+COLUMNS = ["name", "release", "kernel_from", "dump_file", "ingested_at", "tasks", "vmas",
+           "page_runs"]
 
 
 def list_dumps(location: str | None) -> tuple[list[str], list[tuple]]:
@@ -14,8 +15,11 @@ def list_dumps(location: str | None) -> tuple[list[str], list[tuple]]:
 
     conn = connect(location)
     try:
-        rows = conn.all("SELECT name, release, source_path, ingested_at, task_count, "
-                        "vma_count, page_run_count FROM dumps ORDER BY name")
+        # kernel_from: where the dump's kernel types and symbols were read (kernels.source)
+        rows = conn.all("SELECT d.name, d.release, COALESCE(k.source, 'vmlinux'), "
+                        "d.source_path, d.ingested_at, d.task_count, d.vma_count, "
+                        "d.page_run_count FROM dumps d JOIN kernels k ON k.id = d.kernel_id "
+                        "ORDER BY d.name")
     finally:
         conn.close()
     return COLUMNS, rows

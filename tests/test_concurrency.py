@@ -111,9 +111,10 @@ def test_four_ingests_at_once(empty_index, reference):
         assert (d["tasks"], d["vmas"], d["page_runs"]) == reference[k]["counts"][:3]
         assert d["dump_file"].endswith(v)
         assert d["release"] in k
+        assert d["kernel_from"] == "vmlinux"
     table = vmdex("dumps", db=db, check=True).stdout.decode().splitlines()
-    assert table[0].split() == ["name", "release", "dump_file", "ingested_at", "tasks", "vmas",
-                                "page_runs"]
+    assert table[0].split() == ["name", "release", "kernel_from", "dump_file", "ingested_at",
+                                "tasks", "vmas", "page_runs"]
     assert [line.split()[0] for line in table[2:]] == sorted(CONCURRENT)
 
     # vmdex rm: one dump gone, every row of it, the others untouched

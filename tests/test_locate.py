@@ -93,7 +93,7 @@ def test_debuginfod_cache_is_reused_without_server(debuginfod_url, tmp_path):
 
 def test_debuginfod_server_without_the_build(debuginfod_url, tmp_path):
     db = tmp_path / "i.db"
-    p = run("ingest", str(F.dump(K510, "vmcore.mdf-c-d31")), db=db,
+    p = run("ingest", "--vmlinux-required", str(F.dump(K510, "vmcore.mdf-c-d31")), db=db,
             DEBUGINFOD_URLS=debuginfod_url, VMDEX_DEBUG_DIRS=str(tmp_path / "none"))
     line = one_line_error(p)
     assert f"build id {BID510}, kernel {REL510}" in line
@@ -153,7 +153,8 @@ def test_release_match_of_another_build_is_passed_over(tmp_path):
     wrong.parent.mkdir(parents=True)
     wrong.symlink_to(F.vmlinux(K61))
     dump = str(F.dump(K510, "vmcore.mdf-c-d31"))
-    line = one_line_error(run("ingest", dump, db=tmp_path / "i.db", VMDEX_DEBUG_DIRS=str(root)))
+    line = one_line_error(run("ingest", "--vmlinux-required", dump, db=tmp_path / "i.db",
+                              VMDEX_DEBUG_DIRS=str(root)))
     assert f"passed over {wrong}: build id {BID61}" in line
     right.symlink_to(F.vmlinux(K510))
     assert f"({right})" in ok(run("ingest", dump, db=tmp_path / "i.db",
@@ -174,17 +175,21 @@ def test_release_only_lookup_for_a_dump_without_build_id(tmp_path):
 
 def test_not_found_is_one_line_naming_where(tmp_path):
     dirs = f"{tmp_path / 'a'}:{tmp_path / 'b'}"
-    p = run("ingest", str(F.dump(K61, "vmcore.mdf-c-d31")), db=tmp_path / "i.db",
-            VMDEX_DEBUG_DIRS=dirs, DEBUGINFOD_URLS="http://127.0.0.1:1")
+    p = run("ingest", "--vmlinux-required", str(F.dump(K61, "vmcore.mdf-c-d31")),
+            db=tmp_path / "i.db", VMDEX_DEBUG_DIRS=dirs, DEBUGINFOD_URLS="http://127.0.0.1:1")
     line = one_line_error(p)
     assert line.startswith(f"vmdex: {F.dump(K61, 'vmcore.mdf-c-d31')}: no vmlinux found "
                            f"(build id {BID61}, kernel {REL61}): looked in debug dirs "
                            f"{tmp_path / 'a'}, {tmp_path / 'b'}, /usr/lib/debug; debuginfod "
                            "http://127.0.0.1:1: "), line
     assert "give --vmlinux" in line
+    p = run("ingest", "--vmlinux-required", str(F.dump(K61, "vmcore.mdf-c-d31")),
+            db=tmp_path / "i.db", VMDEX_DEBUG_DIRS=dirs)
+    assert "(DEBUGINFOD_URLS is not set)" in one_line_error(p)
+    # without --vmlinux-required the dump's own BTF and kallsyms stand in
     p = run("ingest", str(F.dump(K61, "vmcore.mdf-c-d31")), db=tmp_path / "i.db",
             VMDEX_DEBUG_DIRS=dirs)
-    assert "(DEBUGINFOD_URLS is not set)" in one_line_error(p)
+    assert "(BTF and kallsyms from the dump)" in ok(p)
 
 
 # --- the index already holds the kernel ----------------------------------------------------

@@ -37,6 +37,7 @@ _LAYOUTS = {4096: range(25, 49), 16384: (36, 47, 48), 65536: (42, 48, 52)}
 
 class Arm64(Arch):
     name = "arm64"
+    char_signed = False   # AAPCS64: plain char is unsigned (for BTF that does not record it)
     pkey_bits = 3       # CONFIG_ARCH_PKEY_BITS (arm64 POE: POR_EL0 holds 8 overlays)
 
     def __init__(self, page_size: int, va_bits: int, va_bits_actual: int, phys_offset: int,
@@ -119,6 +120,11 @@ class Arm64(Arch):
 
     def kvaddr_floor(self) -> int:
         return self.page_offset                 # crash's arm64_is_kvaddr: >= kvbase
+
+    def bootstrap_image(self, stext: int) -> None:
+        # [_text, _end] come from symbols (setup); until then the image is taken to span
+        # 1 GiB from just below _stext (no arm64 kernel image is larger)
+        self.kimage = ((stext - (1 << 21)) & U64, (stext + (1 << 30)) & U64)
 
     def symbol_moves(self, addr: int) -> bool:
         # Every symbol of an arm64 vmlinux, per-CPU ones included, is in the kernel image.

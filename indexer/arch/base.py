@@ -37,6 +37,7 @@ class Arch:
     vmlinux, never from a table of releases (unless crash decides it that way)."""
 
     name: str = ""               # as stored in dumps.arch: "x86_64", "arm64"
+    char_signed: bool = False    # the C ABI's plain char (for BTF that does not record it)
     page_size: int = 4096
     levels: int = 4              # page-table levels of a user address space
     entries: int = 512           # entries per table page
@@ -73,6 +74,10 @@ class Arch:
     # --- kernel addresses ------------------------------------------------------------
     def setup(self, k, info) -> None:
         """Learn what only kernel memory or symbols tell (k: indexer.walk.kernel.Kernel)."""
+
+    def bootstrap_image(self, stext: int) -> None:
+        """Make the kernel image readable before its symbols are known (kallsyms and BTF
+        are read from it): nothing to do where the image translates without bounds."""
 
     def symbol_moves(self, addr: int) -> bool:
         """Whether a vmlinux symbol at `addr` moves with the KASLR offset."""

@@ -22,6 +22,7 @@ class X86_64(Arch):
     """The paging facts of one x86_64 dump, taken from VMCOREINFO and kernel memory."""
 
     name = "x86_64"
+    char_signed = True   # x86-64 psABI: plain char is signed (for BTF that does not record it)
     pkey_bits = 4       # CONFIG_ARCH_PKEY_BITS (x86 protection keys: PKRU holds 16 keys)
     page_size = 4096
 

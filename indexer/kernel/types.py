@@ -343,16 +343,22 @@ class _Builder:
         return tid
 
     def size_of(self, tid):
-        if tid is None:
+        return node_size(self.types, tid)
+
+
+def node_size(types: list[dict], tid) -> int:
+    """Bytes an element of graph type `tid` takes in an array (void and functions: 1, as
+    gdb counts them), typedefs looked through."""
+    if tid is None:
+        return 1
+    t = types[tid]
+    while t["k"] == "typedef":
+        if t["t"] is None:
             return 1
-        t = self.types[tid]
-        while t["k"] == "typedef":
-            if t["t"] is None:
-                return 1
-            t = self.types[t["t"]]
-        if t["k"] == "func":
-            return 1
-        return t.get("sz", 0)
+        t = types[t["t"]]
+    if t["k"] == "func":
+        return 1
+    return t.get("sz", 0)
 
 
 class _Finder:
@@ -550,8 +556,13 @@ def load_kernel_types(vmlinux_path):
 
 
 def rodata_formats(elf) -> dict[str, str]:
-    """{name: the whole format string} of WANTED_FORMATS found in .rodata."""
-    rodata = elf.section(".rodata") or b""
+    """{name: the whole format string} of WANTED_FORMATS found in the vmlinux's .rodata."""
+    return find_formats(elf.section(".rodata") or b"")
+
+
+def find_formats(rodata: bytes) -> dict[str, str]:
+    """{name: the whole format string} of WANTED_FORMATS found in `rodata` (the section's
+    bytes, from the vmlinux or from the dump's memory)."""
     out = {}
     for name, start in WANTED_FORMATS.items():
         at = rodata.find(start)

@@ -1,0 +1,129 @@
+"""The dump's own BTF and kallsyms parsers (indexer.kernel.btf, .kallsyms) on mutated real
+bytes: a crafted input gives a KernelError (one line for the user), never another
+exception, a hang or a huge allocation. The corpus (tests/corpus, `python -m
+tests.corpus.make DUMP`) holds small valid slices of a fixture dump's real tables."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vmdex.indexer.errors import KernelError, VmdexError
+from vmdex.indexer.kernel import btf as B
+from vmdex.indexer.kernel import kallsyms as K
+from vmdex.indexer.kernel import types as T
+from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+BTF = (CORPUS / "btf.bin").read_bytes()
+KALLSYMS = (CORPUS / "kallsyms.bin").read_bytes()
+KALLSYMS_INFO = json.loads((CORPUS / "kallsyms.json").read_text())
+FUZZ = settings(max_examples=300, deadline=2000,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def mutated(draw, data: bytes):
+    """The bytes with a few edits: overwritten bytes or u32 words (small, huge, edge
+    values), a cut, or a spliced copy of another part."""
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["byte", "word", "cut", "splice"]))
+        if not buf:
+            break
+        at = draw(st.integers(0, len(buf) - 1))
+        if op == "byte":
+            buf[at] = draw(st.integers(0, 255))
+        elif op == "word" and at + 4 <= len(buf):
+            v = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF,
+                                      0x80000000, 0xFFFFFFFF, len(buf), len(buf) + 1]))
+            struct.pack_into("<I", buf, at, v)
+        elif op == "cut":
+            del buf[at:]
+        else:
+            src = draw(st.integers(0, len(buf) - 1))
+            n = draw(st.integers(1, 64))
+            buf[at:at + n] = buf[src:src + n]
+    return bytes(buf)
+
+
+def extract(data: bytes):
+    return B.extract(B.Btf(data), T.WANTED_STRUCTS, T.WANTED_TYPEDEFS, T.WANTED_ENUMS,
+                     T.WANTED_ENUMERATORS, True)
+
+
+def test_btf_corpus_parses():
+    g, _ = extract(BTF)
+    assert "struct task_struct" in g.named
+
+
+@FUZZ
+@given(mutated(BTF))
+def test_btf_mutated(data):
+    try:
+        extract(data)
+    except KernelError:
+        pass
+
+
+def kallsyms_of(raw: bytes, entries: dict):
+    base = int(KALLSYMS_INFO["base"], 16)
+
+    def read(va, n):
+        if n < 0 or va < base or va - base + n > len(raw):
+            raise KernelError(f"no memory at {va:x}")
+        return raw[va - base:va - base + n]
+    return K.from_vmcoreinfo(read, VmcoreInfo(entries))
+
+
+def test_kallsyms_corpus_decodes():
+    ks = kallsyms_of(KALLSYMS, KALLSYMS_INFO["vmcoreinfo"])
+    assert ks.address("_stext") == int(KALLSYMS_INFO["vmcoreinfo"]["SYMBOL(_stext)"], 16)
+
+
+@FUZZ
+@given(mutated(KALLSYMS))
+def test_kallsyms_mutated(raw):
+    try:
+        kallsyms_of(raw, KALLSYMS_INFO["vmcoreinfo"])
+    except VmdexError:
+        pass
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(sorted(KALLSYMS_INFO["vmcoreinfo"])),
+                       st.integers(0, (1 << 64) - 1).map(lambda v: f"{v:x}"), max_size=4))
+def test_kallsyms_bad_vmcoreinfo(changed):
+    """VMCOREINFO pointing anywhere (the tables' sizes then come out of garbage)."""
+    try:
+        kallsyms_of(KALLSYMS, {**KALLSYMS_INFO["vmcoreinfo"], **changed})
+    except VmdexError:
+        pass
+
+
+@FUZZ
+@given(mutated(KALLSYMS))
+def test_kallsyms_scan_mutated(raw):
+    """The memory scan of kernels without VMCOREINFO tables, over a small image."""
+    base = int(KALLSYMS_INFO["base"], 16)
+
+    def read(va, n):
+        if va < base or va - base + n > len(raw):
+            raise KernelError("outside")
+        return raw[va - base:va - base + n]
+    info = VmcoreInfo({"SYMBOL(_stext)": f"{base:x}"})
+    try:
+        K.scan(read, info, 4096, size=len(raw) + 4096)
+    except VmdexError:
+        pass
+
+
+@pytest.mark.parametrize("cut", [0, 10, 23, 24, 100])
+def test_btf_truncated_is_one_line(cut):
+    with pytest.raises(KernelError) as e:
+        B.Btf(BTF[:cut])
+    assert "\n" not in str(e.value)

@@ -1,0 +1,198 @@
+"""Ingest with no vmlinux anywhere (the kernel's BTF and kallsyms from the dump itself):
+every answer must be what the same dump ingested with its vmlinux gives.
+
+Per fixture kernel: each oracle command (vm, foreach, ps, sys, help), every recorded
+generated question (tests/generated/*/seed*.jsonl.gz, against crash's recorded answers,
+as tests/test_generated.py does with the vmlinux), and every SMAPS line the guest kernel
+printed. The only line allowed to differ is sys's KERNEL, which names what was read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import fixturedata as F
+from tests import smaps_spec as S
+from tests.conftest import VMDEX, primary_variant, vmdex
+from tests.generate import replay
+
+KERNELS = F.kernels()
+GENERATED = Path(__file__).resolve().parent / "generated"
+
+
+def no_vmlinux_env(tmp: Path) -> dict:
+    """No debug dir holds a vmlinux and no debuginfod server is asked."""
+    empty = tmp / "no-debug"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "DEBUGINFOD_URLS"}
+    env["VMDEX_DEBUG_DIRS"] = str(empty)
+    env["DEBUGINFOD_CACHE_PATH"] = str(empty / "cache")
+    return env
+
+
+@pytest.fixture(scope="module")
+def btf_index(tmp_path_factory):
+    """{kernel: (db, name)}: each fixture's primary dump ingested without a vmlinux."""
+    tmp = tmp_path_factory.mktemp("btf")
+    db = tmp / "vmdex.db"
+    out = {}
+    for k in KERNELS:
+        name = f"{k}/{primary_variant(k)}"
+        p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--name", name,
+                            str(F.dump(k, primary_variant(k)))],
+                           env=no_vmlinux_env(tmp), stdin=subprocess.DEVNULL,
+                           capture_output=True)
+        out[k] = (db, name, p)
+    return out
+
+
+def _ingested(btf_index, kernel):
+    db, name, p = btf_index[kernel]
+    assert p.returncode == 0, p.stderr.decode()
+    return db, name
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_ingest_says_where_the_kernel_came_from(btf_index, kernel):
+    db, name = _ingested(btf_index, kernel)
+    said = btf_index[kernel][2].stderr
+    # the second boot of a kernel takes the row its first dump left in the index
+    assert b"(BTF and kallsyms from the dump)" in said or b"cached in the index)" in said
+    rows = json.loads(vmdex("dumps", "--format", "json", db=db, check=True).stdout)
+    assert {r["name"]: r["kernel_from"] for r in rows}[name] == "dump"
+
+
+CASES = [(k, f, cmd) for k in KERNELS for f, cmd, _ in F.oracle_commands(k)]
+
+
+@pytest.mark.parametrize("kernel,fname,cmd", CASES, ids=[f"{k[6:]}:{f}" for k, f, _ in CASES])
+def test_same_answer_as_with_vmlinux(btf_index, oracle_index, kernel, fname, cmd):
+    db, name = _ingested(btf_index, kernel)
+    vdb, vname = oracle_index[kernel]
+    got = vmdex("--dump", name, *cmd.split(), db=db)
+    want = vmdex("--dump", vname, *cmd.split(), db=vdb)
+    g, w = got.stdout, want.stdout
+    if cmd.split()[0] == "sys":      # KERNEL names what was read: the vmlinux, or the dump
+        g, w = (b"\n".join(x for x in s.split(b"\n") if not x.lstrip().startswith(b"KERNEL:"))
+                for s in (g, w))
+    assert (g, got.stderr, got.returncode) == (w, want.stderr, want.returncode), cmd
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS
+                                    if (GENERATED / k).is_dir()])
+def test_generated_questions(btf_index, kernel):
+    db, name = _ingested(btf_index, kernel)
+    rows = [r for f in sorted((GENERATED / kernel).glob("seed*.jsonl.gz"))
+            for r in replay.load_answers(f)]
+    diffs: list[str] = []
+    res = replay.compare(rows, str(db), name, diffs)
+    same = sum(a for a, _ in res.values())
+    asked = sum(b for _, b in res.values())
+    # the same questions against the vmlinux index: those must agree exactly as often
+    assert asked and same == asked, f"{same}/{asked}: " + "; ".join(diffs[:5])
+
+
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if S.has_smaps(F.kernel_dir(k))])
+def test_smaps_lines(btf_index, kernel):
+    db, name = _ingested(btf_index, kernel)
+
+    def ask(args):
+        p = vmdex("--dump", name, *args, db=db)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    diffs: list[str] = []
+    same, total = S.compare(ask, F.kernel_dir(kernel) / "console.log", diffs)
+    assert total and same == total, diffs[:3]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_types_match_dwarf(btf_index, oracle_index, kernel):
+    """The graph read from BTF against the one read from DWARF: every wanted struct,
+    typedef, enum and enumerator, array lengths, formats; the render trees exactly."""
+    from tests.kernel_graphs import differences
+
+    db, _ = _ingested(btf_index, kernel)
+    vdb, _ = oracle_index[kernel]
+    rel = F.release(kernel)
+
+    def graph(path):
+        con = sqlite3.connect(path)
+        try:
+            return json.loads(con.execute("SELECT types_json FROM kernels WHERE release = ?",
+                                          (rel,)).fetchone()[0])
+        finally:
+            con.close()
+    assert differences(graph(vdb), graph(db)) == []
+
+
+# every symbol name the ingest looks up (indexer/), plus the ones arch code and gdbprint use
+LOOKED_UP = ("__cpu_present_mask __per_cpu_offset __thp_vma_allowable_orders _end _stext "
+             "_text arch_set_user_pkey_access avenrun boot_cpu_data clocksource_jiffies "
+             "contig_page_data cpu_khz cpu_present_mask elf_hwcap expand_upwards high_memory "
+             "highest_memmap_pfn hugepage_vma_check init_mm init_pid_ns init_top_pgt "
+             "init_uts_ns kernel_config_data klp_transition_patch l1tf_mitigation linux_banner "
+             "modules node_data nr_swapfiles page_offset_base panicmsg prb runqueues shmem_aops "
+             "simple_dname special_mapping_name stat_nam swap_info swapper_pg_dir sysrq_pressed "
+             "taint_flags tainted tainted_mask task_state_array timekeeper "
+             "transparent_hugepage_flags vabits_actual vmalloc_base vmemmap_base xtime "
+             "mnemonics.0 init_task panic_cpu crashing_cpu").split()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_symbols_match_symtab(btf_index, oracle_index, kernel):
+    """kallsyms gives every looked-up name the vmlinux .symtab's (unrelocated) address,
+    and lacks exactly the names .symtab lacks."""
+    from vmdex.indexer.kernel.symtab import Symtab
+
+    def symtab(path):
+        con = sqlite3.connect(path)
+        try:
+            return Symtab.from_bytes(bytes(con.execute(
+                "SELECT symtab FROM kernels WHERE release = ?",
+                (F.release(kernel),)).fetchone()[0]))
+        finally:
+            con.close()
+    dw, ks = symtab(oracle_index[kernel][0]), symtab(_ingested(btf_index, kernel)[0])
+    assert {n: ks.address(n) for n in LOOKED_UP} == {n: dw.address(n) for n in LOOKED_UP}
+
+
+def test_a_vmlinux_later_replaces_the_dump_row(tmp_path):
+    """The kernels row read from a dump is replaced by the vmlinux's when a later ingest
+    of the same build has one; --vmlinux-from-dump never replaces a vmlinux's row."""
+    k = next(k for k in KERNELS if "6.1" in k)
+    db, dump = tmp_path / "i.db", str(F.dump(k, primary_variant(k)))
+
+    def source():
+        con = sqlite3.connect(db)
+        try:
+            return con.execute("SELECT source FROM kernels").fetchall()
+        finally:
+            con.close()
+    vmdex("ingest", "--vmlinux-from-dump", "--name", "a", dump, db=db, check=True)
+    assert source() == [("dump",)]
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(k)), "--name", "b", dump, db=db, check=True)
+    assert source() == [("vmlinux",)]
+    vmdex("ingest", "--vmlinux-from-dump", "--name", "c", dump, db=db, check=True)
+    assert source() == [("vmlinux",)]
+    p = vmdex("ingest", "--vmlinux-from-dump", "--vmlinux", "x", dump, db=db)
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1
+
+
+ARM64_61 = Path.home() / ".cache" / "vmdex-matrix" / "arm64-bookworm-cloud" / "vmcore.mdf-c-d31"
+
+
+@pytest.mark.skipif(not ARM64_61.is_file(), reason="no Debian arm64 6.1 dump at hand")
+def test_kernel_without_kallsyms_all_is_refused(tmp_path):
+    """Debian arm64 6.1: kallsyms lists functions only; one line, nothing stored."""
+    db = tmp_path / "i.db"
+    p = subprocess.run([VMDEX, "--db", str(db), "ingest", str(ARM64_61)],
+                       env=no_vmlinux_env(tmp_path), capture_output=True)
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1, p.stderr
+    assert b"built without CONFIG_KALLSYMS_ALL" in p.stderr
+    assert b"a vmlinux is needed" in p.stderr and b"no vmlinux found: looked in" in p.stderr
+    assert json.loads(vmdex("dumps", "--format", "json", db=db, check=True).stdout) == []

@@ -16,7 +16,6 @@ crafted table gives a KernelError, never a hang.
 """
 from __future__ import annotations
 
-import bisect
 import struct
 from dataclasses import dataclass
 from typing import Callable

@@ -360,6 +360,13 @@ class Ps:
             chosen.append(x)
             if t is not None:
                 break
+        else:
+            if t is not None:
+                # crash counts RUNNING_TASKS() contexts from this task on, past the end of
+                # its own table: what it reads there is its memory, not the dump's
+                raise VmdexError(f"ps -t: no task after {t.pid} passes -u/-k; crash 9.0.2 "
+                                 "goes on past its task table (crash would read raw memory "
+                                 "there)")
         chosen.sort(key=lambda x: u(self.ti(x, 1) or 0))
         hz = self.hz()
         w = self.out.write

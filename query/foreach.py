@@ -57,11 +57,12 @@ class Selection:
     state: str | None = None
 
 
-def _sched_policy_ok(piece: str) -> bool:
-    """sched_policy_bit_from_str: a name prefix, or exactly the value's digit or 0X form."""
+def sched_policy_value(piece: str) -> int | None:
+    """sched_policy_bit_from_str: the first policy whose name the word starts with, or whose
+    digit or 0X form it is exactly; None for an invalid word."""
     up = piece.upper()
-    return any(up.startswith(name) or up == str(v) or up == f"0X{v:X}"
-               for name, v in SCHED_POLICIES)
+    return next((v for name, v in SCHED_POLICIES
+                 if up.startswith(name) or up == str(v) or up == f"0X{v:X}"), None)
 
 
 def comm_key(s: str) -> str:
@@ -108,7 +109,7 @@ class ForeachParser:
                 sel.ref = ev.arg
             elif ev.opt == "y":
                 for piece in ev.arg.split(","):
-                    if not _sched_policy_ok(piece):
+                    if sched_policy_value(piece) is None:
                         raise Fatal(f"foreach: {piece}: invalid scheduling policy\n")
                 sel.flags.add("y")
             else:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from vmdex.indexer.errors import VmdexError
-from vmdex.query.foreach import SCHED_POLICIES, _sched_policy_ok, comm_key, is_kernel_thread
+from vmdex.query.foreach import comm_key, is_kernel_thread, sched_policy_value
 from vmdex.query.index import DumpIndex, Task, u
 from vmdex.query.render.crashfmt import mk, task_header
 from vmdex.query.vm import Out, str_to_context
@@ -173,29 +173,15 @@ class Ps:
             elif t.task in self.shown:
                 return
             self.shown.add(t.task)
-        if "p" in f:
-            self.parent_list(t)
-            w("\n")
-            return
-        if "c" in f:
-            self.child_list(t)
-            w("\n")
-            return
-        if "l" in f:
-            self.last_run_lines(t)
-            return
-        if "m" in f:
-            self.msec_lines(t)
-            return
-        if "a" in f:
-            self.args(t)
-            return
-        if "r" in f:
-            self.rlimits(t)
-            return
-        if "g" in f:
-            self.tgid_list(t)
-            return
+        for letter, show, blank in (("p", self.parent_list, True), ("c", self.child_list, True),
+                                    ("l", self.last_run_lines, False),
+                                    ("m", self.msec_lines, False), ("a", self.args, False),
+                                    ("r", self.rlimits, False), ("g", self.tgid_list, False)):
+            if letter in f:           # show_ps_data's order: one of these, then done
+                show(t)
+                if blank:
+                    w("\n")
+                return
         active = self.idx.is_active(t.task)
         if "A" in f and not self.specified and not active:
             return
@@ -488,15 +474,13 @@ def _dtoi(s: str) -> int:
 
 
 def _policy_mask(spec: str) -> int:
+    """make_sched_policy: the policies of a comma-separated list, as a bit mask."""
     mask = 0
     for piece in spec.split(","):
-        if not _sched_policy_ok(piece):
+        v = sched_policy_value(piece)
+        if v is None:
             raise Fatal(f"ps: {piece}: invalid scheduling policy\n")
-        up = piece.upper()
-        for name, v in SCHED_POLICIES:
-            if up.startswith(name) or up == str(v) or up == f"0X{v:X}":
-                mask |= 1 << v
-                break
+        mask |= 1 << v
     return mask
 
 

@@ -65,6 +65,13 @@ def test_rows_are_in_the_matrix():
     assert WANTED and all(n in ROWS for n in WANTED), (WANTED, sorted(ROWS))
 
 
+def test_doc_table_keeps_rows_a_run_did_not_check():
+    head = "| name | kernel |\n|---|---|\n"
+    old = head + "| a | 6.1 |\n| b | 6.12 |\n| c | 7.2 |\n"
+    new = head + "| b | 6.12.9 |\n| d | 7.3 |\n"
+    assert M.merge_tables(old, new) == head + "| a | 6.1 |\n| b | 6.12.9 |\n| c | 7.2 |\n| d | 7.3 |\n"
+
+
 @pytest.mark.parametrize("row,variant", CASES, ids=[f"{n}:{v}" for n, v in CASES])
 def test_matrix_dump_matches_crash_oracle(built, matrix_index, row, variant):
     assert not built[row], f"{row}: could not build the dump: {built[row]}"

@@ -338,14 +338,29 @@ def table(results: list[Result], date: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def merge_tables(old: str, new: str) -> str:
+    """The doc's table with `new`'s rows put in place of the rows of the same name (a run
+    with --only must not drop the rows it did not check); rows new to the doc go last."""
+    def rows(text: str) -> list[str]:
+        return [l for l in text.splitlines() if l.startswith("| ") and not l.startswith("| name ")]
+
+    def name(line: str) -> str:
+        return line.split("|")[1].strip()
+
+    fresh = {name(l): l for l in rows(new)}
+    kept = [fresh.pop(name(l), l) for l in rows(old)]
+    head = new.splitlines()[:2]
+    return "\n".join(head + kept + list(fresh.values())) + "\n"
+
+
 def write_doc(text: str) -> None:
     doc = DOC.read_text() if DOC.exists() else ""
-    block = f"{BEGIN}\n{text}{END}"
     if BEGIN in doc and END in doc:
         head, rest = doc.split(BEGIN, 1)
-        doc = head + block + rest.split(END, 1)[1]
+        old, tail = rest.split(END, 1)
+        doc = head + f"{BEGIN}\n{merge_tables(old, text)}{END}" + tail
     else:
-        doc += "\n" + block + "\n"
+        doc += f"\n{BEGIN}\n{text}{END}\n"
     DOC.write_text(doc)
 
 

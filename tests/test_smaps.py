@@ -268,3 +268,77 @@ def test_parallel_walk_same_rows(smaps_index):
     assert rows[0] and [r[1:] for r in rows[0]] == [r[1:] for r in rows[1]]
     for n in ("w1", "w2"):
         vmdex("rm", n, db=db, check=True)
+
+
+def test_hugetlb_in_a_shared_page_table_is_shared(smaps_index, tmp_path):
+    """smaps_hugetlb_range counts a hugetlb page as shared when hugetlb_pmd_shared() says
+    its page table is shared (page_count of the table page > 1 on 6.1; ptdesc's
+    pt_share_count where the kernel has it). A copy of a real dump whose PMD table under
+    wl_huge's hugetlb VMA has one more reference: the same figures move from
+    Private_Hugetlb to Shared_Hugetlb, and nothing else changes."""
+    import struct
+    import zlib
+
+    from tests import damage as D
+    from vmdex.indexer.arch import detect
+    from vmdex.indexer.arch.memory import KernelMemory
+    from vmdex.indexer.arch.pagewalk import translate
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer.walk.kernel import Kernel
+
+    db, names = smaps_index
+    kernel = next((k for k in BOOT2 if _variant(k) != "vmcore.elf"), None)
+    if kernel is None:
+        pytest.skip("no fixture with SMAPS lines in kdump format")
+    exp = expected(kernel)
+    pid = next(p for (p, kind), (comm, _) in exp.items() if comm == "wl_huge")
+    full = exp[(pid, "full")][1]
+    start = next(int(line.split("-")[0], 16) for line in full.splitlines()
+                 if "anon_hugepage" in line)
+    pgd = json.loads(vmdex("sql", "--format", "json",
+                           "SELECT m.pgd FROM mms m JOIN tasks t ON t.dump_id = m.dump_id "
+                           "AND t.mm = m.mm JOIN dumps d ON d.id = m.dump_id WHERE "
+                           f"t.pid = {pid} AND d.name = '{names[kernel]}'", db=db,
+                           check=True).stdout)[0]["pgd"] & (2 ** 64 - 1)
+    src = F.dump(kernel, _variant(kernel))
+    types, symtab = load_kernel_types(F.vmlinux(kernel))
+    with open_dump(src) as phys:
+        info = VmcoreInfo.parse(phys.vmcoreinfo)
+        arch = detect(phys, info)
+        k = Kernel(KernelMemory(phys, arch), types, symtab.address, info.kerneloffset or 0)
+        arch.setup(k, info)
+        table = arch.user_root(pgd)      # down to the table that holds the huge leaf
+        for depth, shift in enumerate(arch.shifts):
+            e = arch.entries_of(phys.read(table + 8 * ((start >> shift) % arch.entries), 8))
+            huge, down = arch.classify(e, len(arch.shifts) - depth)
+            if huge[0]:
+                break
+            table = int(arch.table_pa(e)[0])
+        assert huge[0], "wl_huge's hugetlb page is not a huge leaf"
+        page = arch.struct_pages(k) + (table >> arch.page_shift) * types.sizeof("page")
+        refcount = translate(phys, arch, arch.kernel_pgd_pa, page) + \
+            types.offsetof("page", "_refcount")
+    raw = src.read_bytes()
+    lay = D.kdump_layout_of(raw)
+    idx = lay.desc_index(refcount >> 12)
+    off, size, flags, pf = lay.desc(raw, idx)
+    data = bytearray(zlib.decompress(raw[off:off + size]) if flags & 1 else raw[off:off + size])
+    at = refcount & 0xFFF
+    assert struct.unpack_from("<i", data, at)[0] == 1      # a table page nothing shares
+    struct.pack_into("<i", data, at, 2)
+    bad = D.patched_copy(src, tmp_path / "shared-table", {
+        lay.desc_offset(idx): struct.pack("<qIIQ", lay.size, 4096, 0, pf),
+        lay.size: bytes(data)})
+    vmdex("ingest", "--vmlinux", str(F.vmlinux(kernel)), "--name", "shared-table", str(bad),
+          db=db, check=True)
+    for kind, args in (("full", []), ("rollup", ["--rollup"])):
+        # the hugetlb VMA's lines (and the rollup's): the same size, now shared
+        want, n = re.subn(r"Shared_Hugetlb: +0 kB\nPrivate_Hugetlb: +([1-9]\d*) kB",
+                          lambda m: f"Shared_Hugetlb:{m[1]:>9} kB\nPrivate_Hugetlb:{0:>8} kB",
+                          exp[(pid, kind)][1])
+        assert n == 1, kind
+        p = vmdex("--dump", "shared-table", "smaps", *args, str(pid), db=db)
+        assert p.returncode == 0 and p.stdout.decode() == want, S.diff(want, p.stdout.decode())
+    vmdex("rm", "shared-table", db=db, check=True)

@@ -27,6 +27,8 @@ class LeafBatch:
     kind: np.ndarray     # int8 KIND_*
     value: np.ndarray    # uint64: crash's physical address (present) or raw PTE (swap)
     raw: np.ndarray | None = None  # uint64 raw entry (its flag bits: smaps' young/dirty)
+    table: np.ndarray | None = None  # uint64 physical address of the table page holding
+                                     # the entry (smaps' hugetlb_pmd_shared reads its page)
 
 
 @dataclass
@@ -148,17 +150,18 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
                                      exc.cause))
             return None
 
-    def pte_leaves(raws: list[bytes], bases: list[int]) -> int:
+    def pte_leaves(raws: list[bytes], bases: list[int], tables: list[int]) -> int:
         """Decode many PTE pages at once (numpy's cost is per call, not per entry)."""
         e = arch.entries_of(b"".join(raws)).reshape(len(raws), entries)
         vas = np.array(bases, dtype=np.uint64)[:, None] + idx * np.uint64(page)
+        pas = np.broadcast_to(np.array(tables, dtype=np.uint64)[:, None], e.shape)
         sel = e != 0
-        e, vas = e[sel], vas[sel]
+        e, vas, pas = e[sel], vas[sel], pas[sel]
         pres = arch.pte_present(e)
         n = len(e)
         pending.append((vas, np.ones(n, np.int64), np.full(n, LEVEL_PTE, np.int8),
                         np.where(pres, KIND_PRESENT, KIND_SWAP).astype(np.int8),
-                        np.where(pres, arch.leaf_pa(e, LEVEL_PTE), e), e))
+                        np.where(pres, arch.leaf_pa(e, LEVEL_PTE), e), e, pas))
         return n
 
     def visit(table_pa: int, base: int, depth: int, parent: int = 0, entry: int = 0):
@@ -186,12 +189,14 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
         # orders a chunk by address; chunks are cut only between PMD tables).
         raws: list[bytes] = []
         bases: list[int] = []
+        tables: list[int] = []
         for i in np.nonzero(huge | down)[0]:      # in address order, leaves and tables alike
             va = base + int(i) * span
             if huge[i]:
                 pending.append((vas[i:i + 1], np.full(1, span // page, np.int64),
                                 np.full(1, level, np.int8), np.full(1, KIND_PRESENT, np.int8),
-                                leaf_pa[i:i + 1], e[i:i + 1]))
+                                leaf_pa[i:i + 1], e[i:i + 1],
+                                np.full(1, table_pa, np.uint64)))
                 held[0] += max(1, span // page // MAX_RUN_PAGES)  # runs it becomes
                 if held[0] >= chunk_leaves and level != LEVEL_PMD:
                     yield flush()
@@ -202,11 +207,12 @@ def iter_user_leaves(phys, arch: Arch, top_pa: int, user_top: int,
                 if child is not None:
                     raws.append(child)
                     bases.append(va)
+                    tables.append(int(next_pa[i]))
             else:
                 yield from visit(int(next_pa[i]), va, depth + 1, table_pa, int(i))
         path.pop()
         if raws:
-            held[0] += pte_leaves(raws, bases)
+            held[0] += pte_leaves(raws, bases, tables)
         if level == LEVEL_PMD and held[0] >= chunk_leaves:
             yield flush()
 

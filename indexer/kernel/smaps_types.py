@@ -23,6 +23,8 @@ STRUCTS: dict[str, tuple[str, ...]] = {
     "shmem_sb_info": ("shmem_fill_super", "shmem_reconfigure", "shmem_get_inode"),
     "hugetlbfs_sb_info": ("hugetlbfs_fill_super", "hugetlb_file_setup"),
     "hstate": ("hugetlbfs_fill_super", "hugetlb_fault"),
+    # a page-table page's descriptor: pt_share_count (hugetlb_pmd_shared)
+    "ptdesc": ("huge_pmd_share", "huge_pmd_unshare", "__pte_alloc"),
     "cpuinfo_x86": ("get_cpu_cap", "identify_cpu"),
     "swap_info_struct": ("get_swap_device", "swap_info_get", "si_swapinfo"),
     # the swap table's layout (kernels without swap_info_struct.swap_map)

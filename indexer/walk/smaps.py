@@ -87,6 +87,8 @@ class SmapsPlan:
     swap_counts: SwapMap | SwapTable | SwapCountsUnknown    # each swap slot's count
     vma_flags: dict                 # mm -> [vm_flags of each VMA]
     why_no_frames: str = ""
+    pmd_shared: tuple[int, int] | None = None  # hugetlb_pmd_shared(): (offset in the table
+                                    # page's struct page, the value it must exceed), or None
 
 
 @dataclass
@@ -168,15 +170,17 @@ class MmGatherer:
             inside[ok] = self.starts[vi[ok]] <= batch.va[ok]
         vi, raw, kind, level = vi, batch.raw, batch.kind, batch.level
         npages = batch.npages
+        table = batch.table if batch.table is not None else np.zeros(len(vi), np.uint64)
         if not inside.all():
             if not inside.any():
                 return
-            vi, raw, kind, level, npages = (x[inside] for x in (vi, raw, kind, level, npages))
+            vi, raw, kind, level, npages, table = (
+                x[inside] for x in (vi, raw, kind, level, npages, table))
         huge = self.hugetlb[vi]
         pres = kind == KIND_PRESENT
         if (pres & huge).any():
             m = pres & huge
-            self._hugetlb(vi[m], raw[m], level[m], npages[m])
+            self._hugetlb(vi[m], raw[m], level[m], npages[m], table[m])
         m = pres & ~huge
         if m.any():
             self._present(vi[m], raw[m], level[m])
@@ -363,7 +367,7 @@ class MmGatherer:
             out[m] = arch.kernel_leaf_pa(raw[m], lv) >> np.uint64(arch.page_shift)
         return out
 
-    def _hugetlb(self, vi, raw, level, npages) -> None:
+    def _hugetlb(self, vi, raw, level, npages, table) -> None:
         if self.frames is None or self.plan.frames.entire is None:
             self._mark(vi, PAGE_BITS, self.plan.why_no_frames or "hugetlb mapcount not known")
             return
@@ -379,11 +383,22 @@ class MmGatherer:
             got, gok = self.frames.fields(head, {"e": (lay.entire, "i4")})
             mapcount = own["mapcount"].astype(np.int64) + 1 + got["e"].astype(np.int64) + 1
         ok &= gok
+        shared = mapcount >= 2
+        if self.plan.pmd_shared is not None:
+            # hugetlb_pmd_shared(pte): read from the struct page of the table page that
+            # holds the entry, whatever its level (the kernel asks it of PTE tables too)
+            offset, above = self.plan.pmd_shared
+            tpage = np.uint64(lay.vmemmap) + (table >> np.uint64(arch.page_shift)) * \
+                np.uint64(lay.size)
+            got, tok = self.frames.fields(tpage, {"v": (offset, "i4")})
+            shared |= got["v"].astype(np.int64) > above
+            ok &= tok
         if not ok.all():
-            self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's struct page is not in the dump")
+            self._mark(vi[~ok], PAGE_BITS, "a hugetlb page's or its page table's struct page "
+                       "is not in the dump")
         size = npages.astype(np.int64) * arch.page_size
-        self._add(vi, {"shared_hugetlb": np.where(ok & (mapcount >= 2), size, 0),
-                       "private_hugetlb": np.where(ok & (mapcount < 2), size, 0)})
+        self._add(vi, {"shared_hugetlb": np.where(ok & shared, size, 0),
+                       "private_hugetlb": np.where(ok & ~shared, size, 0)})
 
     # --- swap entries -------------------------------------------------------------------
     def _swap(self, vi, raw, level) -> None:
@@ -491,6 +506,25 @@ def vm_bits(mnemonics: list[str], pkey_bits: int) -> dict[str, int]:
     return out
 
 
+def hugetlb_pmd_shared_rule(k, lay: FrameLayout | None) -> tuple[int, int] | None:
+    """How smaps_hugetlb_range's hugetlb_pmd_shared(pte) reads the page-table page that holds
+    a hugetlb entry: (offset in its struct page, the value a shared table exceeds), or None
+    when the kernel shares no hugetlb page tables (the test is then false).
+
+    - ptdesc.pt_share_count (the kernel counts sharers there): shared when non-zero. The
+      counter overlays pt_index, which a PTE or PUD table page keeps from its last use, so a
+      table nothing shares can count as shared: the kernel says so and smaps follows it.
+    - else, with PMD sharing built in (huge_pmd_share exists): page_count(table) > 1.
+    """
+    if lay is None:
+        return None
+    if k.has("ptdesc", "pt_share_count"):
+        return k.types.offsetof("ptdesc", "pt_share_count"), 0
+    if k.sym("huge_pmd_share") is not None:
+        return lay.refcount, 1
+    return None
+
+
 def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict,
               mn: list[str] | None) -> SmapsPlan | None:
     """The plan, or None when the kernel lacks the VmFlags table (mn) or mem_size_stats."""
@@ -504,5 +538,6 @@ def make_plan(k, paging: Arch, kernel_pgd_pa: int | None, mms: dict,
         double_map_rule=k.sym("__page_mapcount") is not None, 
         has_markers=k.types.sizeof("pte_marker") is not None,
         swap_counts=counts, vma_flags={a: [v.flags for v in m.vmas] for a, m in mms.items()},
+        pmd_shared=hugetlb_pmd_shared_rule(k, lay),
         why_no_frames="" if lay else "the kernel's struct page layout or the vmemmap's "
         "place is not known")

@@ -127,3 +127,64 @@ def test_btf_truncated_is_one_line(cut):
     with pytest.raises(KernelError) as e:
         B.Btf(BTF[:cut])
     assert "\n" not in str(e.value)
+
+
+def _names_blob(raw: bytes):
+    """kallsyms_names .. kallsyms_token_table of the corpus, and num_syms."""
+    info = VmcoreInfo(KALLSYMS_INFO["vmcoreinfo"])
+    base = int(KALLSYMS_INFO["base"], 16)
+    names, table = info.symbol("kallsyms_names") - base, info.symbol("kallsyms_token_table") - base
+    n = struct.unpack_from("<I", KALLSYMS, info.symbol("kallsyms_num_syms") - base)[0]
+    return raw[names:table], n
+
+
+@FUZZ
+@given(st.data())
+def test_marker_walk_is_the_sequential_walk(data):
+    """The names walked from every kallsyms_markers entry at once (numpy) give what the
+    one-by-one walk gives, or nothing: on the real table and on mutated ones."""
+    blob, n = _names_blob(KALLSYMS)
+    if data.draw(st.booleans()):
+        blob = data.draw(mutated(blob))
+    markers = K.markers_before_tokens(blob, n)
+    for big in (True, False):
+        fast = K.records_from_markers(blob, n, big, markers) if markers else None
+        if fast is not None:
+            slow = K.records(blob, n, big)
+            assert slow is not None and fast == slow
+            assert K.markers_follow(blob, K.marker_offsets(slow[0], big), slow[1])
+
+
+def test_marker_walk_on_the_corpus():
+    blob, n = _names_blob(KALLSYMS)
+    markers = K.markers_before_tokens(blob, n)
+    assert markers and K.records_from_markers(blob, n, True, markers) == K.records(blob, n, True)
+
+
+@FUZZ
+@given(mutated(KALLSYMS), st.integers(0, 1 << 20))
+def test_kallsyms_scan_below_data_mutated(raw, gap):
+    """The scan that looks first below a data symbol VMCOREINFO names (kernels before 6.0),
+    over a small image: the same one-line errors, never another exception."""
+    base = int(KALLSYMS_INFO["base"], 16)
+
+    def read(va, n):
+        if va < base or va - base + n > len(raw):
+            raise KernelError("outside")
+        return raw[va - base:va - base + n]
+    info = VmcoreInfo({"SYMBOL(_stext)": f"{base:x}", "SYMBOL(init_uts_ns)":
+                       f"{base + min(gap, len(raw)):x}"})
+    try:
+        K.scan(read, info, 4096, size=len(raw) + 4096)
+    except VmdexError:
+        pass
+
+
+def test_scan_of_digit_runs_is_bounded():
+    """An image that is nothing but "0".."9" token-table look-alikes: a bounded look."""
+    import time
+
+    img = (K.DIGITS + bytes(12)) * ((8 << 20) // 32)
+    t0 = time.perf_counter()
+    assert K.find_token_index(img) is None
+    assert time.perf_counter() - t0 < 30

@@ -130,6 +130,9 @@ class Arm64(Arch):
         # Every symbol of an arm64 vmlinux, per-CPU ones included, is in the kernel image.
         return bool(addr >> 63)
 
+    def symbols_move(self, addrs: np.ndarray) -> np.ndarray:
+        return (addrs >> np.uint64(63)) != 0
+
     def kvtop_linear(self, va: int) -> int | None:
         lo, hi = self.kimage
         if lo <= va <= hi:

@@ -83,6 +83,10 @@ class Arch:
         """Whether a vmlinux symbol at `addr` moves with the KASLR offset."""
         raise NotImplementedError
 
+    def symbols_move(self, addrs: np.ndarray) -> np.ndarray:
+        """symbol_moves of each of many addresses (uint64)."""
+        return np.fromiter(map(self.symbol_moves, addrs.tolist()), bool, len(addrs))
+
     def kvtop_linear(self, va: int) -> int | None:
         """Kernel image or direct-map address → physical, without a table walk."""
         raise NotImplementedError

@@ -80,6 +80,9 @@ class X86_64(Arch):
         # Per-CPU symbols of older kernels are offsets near 0: KASLR does not move them.
         return addr >= START_KERNEL_MAP
 
+    def symbols_move(self, addrs: np.ndarray) -> np.ndarray:
+        return addrs >= np.uint64(START_KERNEL_MAP)
+
     def kvtop_linear(self, va: int) -> int | None:
         if va >= START_KERNEL_MAP:
             if self.image_end is not None and va >= self.image_end:

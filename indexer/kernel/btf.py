@@ -15,6 +15,7 @@ complete definitions is refused).
 from __future__ import annotations
 
 import struct
+import sys
 
 from vmdex.indexer.errors import KernelError
 
@@ -26,6 +27,9 @@ _EXTRA = {INT: (4, 0), PTR: (0, 0), ARRAY: (12, 0), STRUCT: (0, 12), UNION: (0, 
           ENUM: (0, 8), FWD: (0, 0), TYPEDEF: (0, 0), VOLATILE: (0, 0), CONST: (0, 0),
           RESTRICT: (0, 0), FUNC: (0, 0), FUNC_PROTO: (0, 8), VAR: (4, 0), DATASEC: (0, 12),
           FLOAT: (0, 0), DECL_TAG: (4, 0), TYPE_TAG: (0, 0), ENUM64: (0, 12)}
+# the same in u32 words, indexed by kind (-1: no such kind)
+_FIXED_WORDS = [_EXTRA[k][0] // 4 if k in _EXTRA else -1 for k in range(32)]
+_PER_WORDS = [_EXTRA[k][1] // 4 if k in _EXTRA else 0 for k in range(32)]
 QUALIFIERS = (VOLATILE, CONST, RESTRICT, TYPE_TAG)
 INT_SIGNED, INT_CHAR, INT_BOOL = 1, 2, 4
 MAX_CHAIN = 64          # qualifier/typedef chains longer than this are a loop
@@ -49,26 +53,66 @@ class Btf:
             raise KernelError("BTF type or string section lies past the end of .BTF")
         self.data = data
         self.strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
-        self.kind, self.name_off, self.kflag, self.vlen = [0], [0], [0], [0]
-        self.ref, self.at = [0], [0]
-        pos, end = hdr_len + type_off, hdr_len + type_off + type_len
+        start, end = hdr_len + type_off, hdr_len + type_off + type_len
+        if type_len % 4 == 0 and sys.byteorder == "little":
+            at = self._record_words(memoryview(data)[start:end].cast("I"))
+        else:
+            at = self._record_words_slow(data, start, end)
+        import numpy as np
+
+        words = np.frombuffer(data, "<u4", type_len // 4, start) if at else None
+        idx = np.array(at, np.int64)
+        info = words[idx + 1].astype(np.int64) if at else idx
+        self.kind = [0] + ((info >> 24) & 0x1F).tolist()
+        self.name_off = [0] + (words[idx].tolist() if at else [])
+        self.kflag = [0] + (info >> 31).tolist()
+        self.vlen = [0] + (info & 0xFFFF).tolist()
+        self.ref = [0] + (words[idx + 2].tolist() if at else [])
+        self.at = [0] + (start + 4 * idx + 12).tolist()
+        self._names: dict[int, str] = {}         # decoded names, by offset
+
+    def _record_words(self, words) -> list[int]:
+        """Where each type record starts (in u32 words from the type section's start):
+        only the info word is read here, the rest is gathered at once."""
+        fixed, per = _FIXED_WORDS, _PER_WORDS
+        at: list[int] = []
+        add = at.append
+        i, n = 0, len(words)
+        while i < n:
+            if i + 3 > n:
+                raise KernelError(f"BTF type {len(at) + 1} is truncated")
+            info = words[i + 1]
+            kind = (info >> 24) & 0x1F
+            f = fixed[kind]
+            if f < 0:
+                raise KernelError(f"BTF type {len(at) + 1} has unknown kind {kind}")
+            add(i)
+            i += 3 + f + per[kind] * (info & 0xFFFF)
+        if i != n:
+            raise KernelError(f"BTF type {len(at)} runs past the type section")
+        return at
+
+    @staticmethod
+    def _record_words_slow(data: bytes, pos: int, end: int) -> list[int]:
+        """The same for a type section that is not whole u32 words (or a big-endian
+        host): record by record with struct, in bytes, as word offsets only when aligned."""
+        at: list[int] = []
+        base = pos
         while pos < end:
             if pos + 12 > end:
-                raise KernelError(f"BTF type {len(self.kind)} is truncated")
-            name_off, info, ref = struct.unpack_from("<III", data, pos)
+                raise KernelError(f"BTF type {len(at) + 1} is truncated")
+            (info,) = struct.unpack_from("<I", data, pos + 4)
             kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
             extra = _EXTRA.get(kind)
             if extra is None:
-                raise KernelError(f"BTF type {len(self.kind)} has unknown kind {kind}")
-            self.kind.append(kind)
-            self.name_off.append(name_off)
-            self.kflag.append(info >> 31)
-            self.vlen.append(vlen)
-            self.ref.append(ref)
-            self.at.append(pos + 12)
+                raise KernelError(f"BTF type {len(at) + 1} has unknown kind {kind}")
+            if (pos - base) % 4:
+                raise KernelError(f"BTF type {len(at) + 1} is not 4-byte aligned")
+            at.append((pos - base) // 4)
             pos += 12 + extra[0] + extra[1] * vlen
         if pos != end:
-            raise KernelError(f"BTF type {len(self.kind) - 1} runs past the type section")
+            raise KernelError(f"BTF type {len(at)} runs past the type section")
+        return at
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -76,12 +120,16 @@ class Btf:
     def name(self, off: int) -> str | None:
         if off == 0:
             return None
+        got = self._names.get(off)
+        if got is not None:
+            return got
         if off >= len(self.strings):
             raise KernelError(f"BTF name offset {off} is past the string section")
         end = self.strings.find(b"\0", off)
         if end < 0:
             raise KernelError(f"BTF name at {off} is not terminated")
-        return self.strings[off:end].decode("latin-1")
+        got = self._names[off] = self.strings[off:end].decode("latin-1")
+        return got
 
     def type_name(self, tid: int) -> str | None:
         return self.name(self.name_off[tid])
@@ -125,10 +173,14 @@ class Btf:
 
     def by_name(self) -> dict[tuple[int, str], list[int]]:
         """{(kind, name): [type ids]} of the named structs, unions, enums and typedefs."""
+        import numpy as np
+
+        kinds = np.array(self.kind, np.int64)
+        named = np.isin(kinds, (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FWD)) & \
+            (np.array(self.name_off, np.int64) != 0)
         out: dict[tuple[int, str], list[int]] = {}
-        for tid, kind in enumerate(self.kind):
-            if kind in (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FWD) and self.name_off[tid]:
-                out.setdefault((kind, self.type_name(tid)), []).append(tid)
+        for tid in np.nonzero(named)[0].tolist():
+            out.setdefault((self.kind[tid], self.type_name(tid)), []).append(tid)
         return out
 
 

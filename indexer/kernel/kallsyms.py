@@ -41,10 +41,15 @@ class Kallsyms:
 
     def address(self, name: str) -> int | None:
         if not hasattr(self, "_idx"):
-            idx: dict[str, int] = {}
-            for i, n in enumerate(self.names):    # a global beats a local of the same name
-                if n not in idx or (self.letters[idx[n]].islower() and self.letters[i].isupper()):
-                    idx[n] = i
+            names, letters, n = self.names, self.letters, len(self.names)
+            # each name's first entry, then its first global one over it (a global beats a
+            # local of the same name)
+            idx = dict(zip(reversed(names), range(n - 1, -1, -1)))
+            if len(idx) < n:         # names that repeat: their first global entry wins
+                last = dict(zip(names, range(n)))
+                twice = {k for k, i in idx.items() if last[k] != i}
+                idx.update({names[i]: i for i in range(n - 1, -1, -1)
+                            if names[i] in twice and letters[i].isupper()})
             self._idx = idx
         i = self._idx.get(name)
         return None if i is None else self.addrs[i]
@@ -78,10 +83,12 @@ def token_table_size(index_raw: bytes) -> int:
     return min(max(struct.unpack_from("<256H", index_raw)) + 256, MAX_TOKEN_TABLE)
 
 
-def records(blob: bytes, n: int, big: bool) -> tuple[list[tuple[int, int]], int] | None:
-    """((start, length) of each of the n records' token bytes, end offset), or None when
-    they run past the blob."""
-    out = []
+def records(blob: bytes, n: int, big: bool) -> tuple[tuple[list[int], list[int]], int] | None:
+    """((starts, lengths) of the n records' token bytes, end offset), or None when they
+    run past the blob."""
+    starts: list[int] = []
+    lengths: list[int] = []
+    add_start, add_length = starts.append, lengths.append
     pos, size = 0, len(blob)
     for _ in range(n):
         if pos >= size:
@@ -95,20 +102,84 @@ def records(blob: bytes, n: int, big: bool) -> tuple[list[tuple[int, int]], int]
             pos += 1
         if length == 0 or pos + length > size:
             return None
-        out.append((pos, length))
+        add_start(pos)
+        add_length(length)
         pos += length
-    return out, pos
+    return (starts, lengths), pos
 
 
-def record_offsets(recs: list[tuple[int, int]], big: bool) -> list[int]:
-    """Where each record (its length bytes) starts."""
-    return [p - (2 if big and n >= 0x80 else 1) for p, n in recs]
+def markers_before_tokens(blob: bytes, n: int) -> list[int] | None:
+    """kallsyms_markers when `blob` runs from kallsyms_names to kallsyms_token_table (the
+    markers, one u32 per 256 names, end there, maybe 4 bytes before): None when the words
+    there do not look like them (0 first, increasing, inside the names)."""
+    m = (n + 255) // 256
+    for pad in (0, 4):
+        at = len(blob) - pad - 4 * m
+        if at <= 0:
+            return None
+        mk = _u32s(blob[at:at + 4 * m], m)
+        if mk[0] == 0 and all(a < b for a, b in zip(mk, mk[1:])) and mk[-1] < at:
+            return mk
+    return None
 
 
-def markers_follow(blob: bytes, offs: list[int], end: int) -> bool:
+def records_from_markers(blob: bytes, n: int, big: bool, markers: list[int]):
+    """What records() gives, walked from every marked record at once (numpy across the
+    256-name chunks): None unless each chunk ends exactly where the next one's marker
+    says and the markers sit right after the last name (4- or 8-byte aligned)."""
+    import numpy as np
+
+    m, size = len(markers), len(blob)
+    if m != (n + 255) // 256:
+        return None
+    b = np.frombuffer(blob, np.uint8)
+    pos = np.array(markers, np.int64)
+    count = np.full(m, 256, np.int64)
+    count[-1] = n - 256 * (m - 1)
+    starts = np.zeros((m, 256), np.int64)
+    lengths = np.zeros((m, 256), np.int64)
+    for k in range(256):
+        live = np.nonzero(count > k)[0]
+        if not len(live):
+            break
+        p = pos[live]
+        if int(p.max()) >= size:
+            return None
+        length = b[p].astype(np.int64)
+        p = p + 1
+        if big:
+            two = (length & 0x80) != 0
+            if two.any():
+                if int(p[two].max()) >= size:
+                    return None
+                high = b[np.minimum(p, size - 1)].astype(np.int64) << 7
+                length = np.where(two, (length & 0x7F) | high, length)
+                p = p + two
+        if not length.all() or int((p + length).max()) > size:
+            return None
+        starts[live, k], lengths[live, k] = p, length
+        pos[live] = p + length
+    end = int(pos[-1])
+    if pos[:-1].tolist() != markers[1:]:
+        return None
+    at = size - 4 * m - (0 if _u32s(blob[size - 4 * m:], m) == markers else 4)
+    if at not in ((end + 3) & ~3, (end + 7) & ~7):
+        return None
+    keep = np.arange(256)[None, :] < count[:, None]
+    return (starts[keep].tolist(), lengths[keep].tolist()), end
+
+
+def marker_offsets(recs: tuple[list[int], list[int]], big: bool) -> list[int]:
+    """Where records 0, 256, 512 ... (the first 8 kallsyms_markers) start, length bytes
+    included."""
+    starts, lengths = recs
+    return [p - (2 if big and n >= 0x80 else 1) for p, n in zip(starts[::256][:8],
+                                                             lengths[::256][:8])]
+
+
+def markers_follow(blob: bytes, want: list[int], end: int) -> bool:
     """Whether kallsyms_markers (u32 record offsets of symbols 0, 256, 512...) sit right
     after the names (4- or 8-byte aligned), agreeing with this decode."""
-    want = offs[::256][:8]
     for align in (4, 8):
         at = (end + align - 1) & ~(align - 1)
         if at + 4 * len(want) > len(blob):
@@ -118,42 +189,52 @@ def markers_follow(blob: bytes, offs: list[int], end: int) -> bool:
     return False
 
 
-def decode(blob: bytes, n: int, toks: list[bytes]) -> tuple[list[bytes], int]:
-    """Names (letter first) of the n records in `blob`, and where they end: the length
-    encoding (one byte; ULEB128 from 6.1) is the one kallsyms_markers confirms."""
+def decode(blob: bytes, n: int, toks: list[bytes]) -> tuple[bytes, int]:
+    """Names (letter first) of the n records in `blob`, NUL-separated, and where they end:
+    the length encoding (one byte; ULEB128 from 6.1) is the one kallsyms_markers confirms."""
     if not 0 < n <= min(MAX_SYMS, len(blob) // 2):
         raise KernelError(f"kallsyms_num_syms {n} does not fit kallsyms_names")
     # ULEB128 first: on a kernel without big names it reads the same (no length byte has
     # its top bit set); a kernel before 6.1 with a 128-token name fails the markers there
+    markers = markers_before_tokens(blob, n)
+    for big in (True, False) if markers else ():
+        r = records_from_markers(blob, n, big, markers)
+        if r is not None:
+            return expand(blob, r[0], toks), r[1]
     for big in (True, False):
         r = records(blob, n, big)
-        if r is not None and markers_follow(blob, record_offsets(r[0], big), r[1]):
+        if r is not None and markers_follow(blob, marker_offsets(r[0], big), r[1]):
             return expand(blob, r[0], toks), r[1]
     raise KernelError("kallsyms_names does not decode (no length encoding matches "
                       "kallsyms_markers)")
 
 
-def expand(blob: bytes, recs: list[tuple[int, int]], toks: list[bytes]) -> list[bytes]:
-    """Each record's token bytes replaced by their tokens (one gather over all records)."""
+def expand(blob: bytes, recs: tuple[list[int], list[int]], toks: list[bytes]) -> bytes:
+    """The records' token bytes replaced by their tokens (one gather over all records),
+    each record followed by a NUL but the last (tokens hold no NUL). The length bytes
+    between records become the NUL (code 256), or nothing (code 257: the first record's,
+    and a ULEB128 length's second byte)."""
     import numpy as np
 
-    if not recs:
-        return []
-    starts = np.fromiter((p for p, _ in recs), np.int64, len(recs))
-    counts = np.fromiter((n for _, n in recs), np.int64, len(recs))
-    before = np.cumsum(counts) - counts               # token bytes of earlier records
-    where = np.repeat(starts - before, counts) + np.arange(int(counts.sum()))
-    codes = np.frombuffer(blob, np.uint8)[where]       # every token byte, in order
-    table = np.frombuffer(b"".join(toks) or b"\0", np.uint8)
-    tok_len = np.array([len(t) for t in toks], np.int64)
-    tok_off = np.cumsum(tok_len) - tok_len
+    starts = np.array(recs[0], np.int64)
+    counts = np.array(recs[1], np.int64)
+    if not len(starts):
+        return b""
+    end = int(starts[-1] + counts[-1])
+    codes = np.frombuffer(blob, np.uint8, end).astype(np.int32)
+    first = np.zeros(len(starts), np.int64)        # where each record's length bytes start
+    first[1:] = starts[:-1] + counts[:-1]
+    codes[first] = 256
+    codes[starts - 1] = np.where(starts - 1 > first, 257, 256)   # a two-byte length
+    codes[first[0]:starts[0]] = 257
+    table = np.frombuffer(b"".join(toks) + b"\0", np.uint8)
+    tok_len = np.array([len(t) for t in toks] + [1, 0], np.int64)
+    tok_off = np.zeros(258, np.int64)
+    tok_off[:257] = np.cumsum(tok_len[:257]) - tok_len[:257]
     lens = tok_len[codes]
     out_before = np.cumsum(lens) - lens
     chars = table[np.repeat(tok_off[codes] - out_before, lens) + np.arange(int(lens.sum()))]
-    text = chars.tobytes()
-    ends = np.cumsum(np.add.reduceat(lens, before)) if len(codes) else np.zeros(len(recs))
-    ends = ends.tolist()
-    return [text[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    return chars.tobytes()
 
 
 def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,
@@ -162,41 +243,54 @@ def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,
     """Runtime addresses of all n symbols, in the encoding that puts `_stext` (entry
     stext_index) at VMCOREINFO's `_stext`: absolute (u64 values), base-relative
     (relative_base + u32), absolute-percpu (x86 up to 6.14: a negative s32 is relative to
-    relative_base, others absolute), place-relative (7.x: the entry's own address + s32)."""
-    rules: list[tuple[str, Callable[[int, int], int]]] = []
-    vals: list[int] = []
+    relative_base, others absolute), place-relative (7.x: the entry's own address + s32).
+    Each rule maps (indices, values) arrays to uint64 addresses (wrapping as the kernel's
+    unsigned long arithmetic does)."""
+    import numpy as np
+
+    u64 = np.uint64
+    rules: list[tuple[str, Callable]] = []
+    vals = np.zeros(0, np.int64)
     if absolute is not None and len(absolute) >= 8 * n:
-        vals = list(struct.unpack_from(f"<{n}Q", absolute))
-        rules.append(("absolute", lambda i, v: v))
+        vals = np.frombuffer(absolute, "<u8", n)
+        rules.append(("absolute", lambda i, v: v.astype(u64)))
     elif offsets is not None and len(offsets) >= 4 * n:
-        vals = _u32s(offsets, n, True)
+        vals = np.frombuffer(offsets, "<i4", n).astype(np.int64)
         if relative_base is not None:
-            rb = relative_base
-            rules.append(("base-relative", lambda i, v: (rb + (v & 0xFFFFFFFF)) & U64))
-            rules.append(("absolute-percpu", lambda i, v: v if v >= 0 else (rb - 1 - v) & U64))
+            rb = u64(relative_base & U64)
+            rules.append(("base-relative",
+                          lambda i, v: rb + (v & 0xFFFFFFFF).astype(u64)))
+            rules.append(("absolute-percpu",
+                          lambda i, v: np.where(v >= 0, v.astype(u64),
+                                                rb - u64(1) + (-v).astype(u64))))
         if offsets_va is not None:
-            va = offsets_va
-            rules.append(("place-relative", lambda i, v: (va + 4 * i + v) & U64))
-    for name, rule in rules:
-        if rule(stext_index, vals[stext_index]) == stext:
-            return [rule(i, v) for i, v in enumerate(vals)], name
+            va = u64(offsets_va & U64)
+            rules.append(("place-relative",
+                          lambda i, v: va + u64(4) * i.astype(u64) + v.astype(u64)))
+    at = np.array([stext_index])
+    with np.errstate(over="ignore"):
+        for name, rule in rules:
+            if int(rule(at, vals[at])[0]) == stext:
+                return rule(np.arange(n), vals).tolist(), name
     raise KernelError("unreadable kallsyms: no address encoding puts _stext where "
                       "VMCOREINFO does")
 
 
-def _finish(raw_names: list[bytes], addrs_of: Callable[[int], tuple[list[int], str]]) -> Kallsyms:
-    letters, names = [], []
-    for r in raw_names:
-        letters.append(chr(r[0]))
-        names.append(r[1:].decode("latin-1"))
-    if any(c not in LETTERS for c in letters):
+def _finish(joined: bytes, n: int, addrs_of: Callable[[int], tuple[list[int], str]]) -> Kallsyms:
+    """The n names of `joined` (NUL-separated, letter first) with their addresses."""
+    parts = joined.decode("latin-1").split("\0")
+    if len(parts) != n or not all(parts):     # a token that expands to nothing
+        raise KernelError("kallsyms_names decodes to garbage (an empty name)")
+    letters = "".join([p[0] for p in parts])
+    if not set(letters) <= LETTERS:
         raise KernelError("kallsyms_names decodes to garbage (unknown symbol type letters)")
+    names = [p[1:] for p in parts]
     try:
         stext_index = names.index("_stext")
     except ValueError:
         raise KernelError("kallsyms has no _stext") from None
     addrs, enc = addrs_of(stext_index)
-    return Kallsyms(names, "".join(letters), addrs, enc)
+    return Kallsyms(names, letters, addrs, enc)
 
 
 def from_vmcoreinfo(read: Read, info) -> Kallsyms | None:
@@ -217,7 +311,7 @@ def from_vmcoreinfo(read: Read, info) -> Kallsyms | None:
         span = table_va - names_va
         if not 0 < span <= MAX_NAMES_BYTES:
             raise KernelError("kallsyms_names does not lie before kallsyms_token_table")
-        raw_names, _ = decode(read(names_va, span), n, toks)
+        joined, _ = decode(read(names_va, span), n, toks)
         offsets_va, rb_va, abs_va = (sym("kallsyms_offsets"), sym("kallsyms_relative_base"),
                                      sym("kallsyms_addresses"))
         offsets = read(offsets_va, 4 * n) if offsets_va is not None else None
@@ -227,7 +321,8 @@ def from_vmcoreinfo(read: Read, info) -> Kallsyms | None:
         raise
     except VmdexError as exc:
         raise KernelError(f"kallsyms unreadable in the dump ({exc})") from None
-    return _finish(raw_names, lambda i: addresses(n, i, stext, offsets, offsets_va, rb, absolute))
+    return _finish(joined, n,
+                   lambda i: addresses(n, i, stext, offsets, offsets_va, rb, absolute))
 
 
 def _kinds() -> dict[str, int]:
@@ -252,58 +347,100 @@ def linker_labels(names: list[str]) -> set[str]:
     script's `__start_X`/`__stop_X`, `X_start`/`X_end`, `X`/`X_end`, `_sX`/`_eX` pairs,
     both present): size 0 in a vmlinux's .symtab, so gdb names no pointer after them."""
     have = set(names)
+    # the closing forms (the rarer ones), then each one's opening partner
+    starts = tuple(p2 for _, _, p2, _ in _PAIRS if p2)
+    ends = tuple(s2 for _, _, _, s2 in _PAIRS if s2)
+    candidates = [n for n in have if n.startswith(starts) or n.endswith(ends)]
     out: set[str] = set()
-    for n in have:
-        for pre, suf, pre2, suf2 in _PAIRS:
-            if n.startswith(pre) and n.endswith(suf) and len(n) > len(pre) + len(suf):
-                core = n[len(pre):len(n) - len(suf)]
-                other = pre2 + core + suf2
+    for pre, suf, pre2, suf2 in _PAIRS:
+        least = len(pre2) + len(suf2)
+        for n in candidates:
+            if len(n) > least and n.startswith(pre2) and n.endswith(suf2):
+                other = pre + n[len(pre2):len(n) - len(suf2)] + suf
                 if other != n and other in have:
                     out.update((n, other))
     return out
 
 
-def to_symtab(ks: Kallsyms, kaslr: int, moves: Callable[[int], bool]):
+def _by_address_then_name(addr, raw: list[bytes]):
+    """The order that sorts symbols by address, then name (stable): numpy sorts the
+    addresses; names are compared only among the few symbols that share one."""
+    import numpy as np
+
+    order = np.argsort(addr, kind="stable")
+    a = addr[order]
+    tie = np.nonzero(a[1:] == a[:-1])[0]
+    if not len(tie):
+        return order
+    out = order.tolist()
+    i, ties = 0, tie.tolist()
+    while i < len(ties):                       # each run of equal addresses
+        j = i
+        while j + 1 < len(ties) and ties[j + 1] == ties[j] + 1:
+            j += 1
+        lo, hi = ties[i], ties[j] + 2
+        out[lo:hi] = sorted(out[lo:hi], key=raw.__getitem__)
+        i = j + 1
+    return np.array(out, np.int64)
+
+
+def to_symtab(ks: Kallsyms, kaslr: int, moves):
     """The Symtab (indexer.kernel.symtab) of these symbols, unrelocated as a vmlinux's
-    (`runtime - KASLR offset` where the Arch says symbols move). kallsyms has no sizes or
-    sections: a symbol is taken to reach the next higher address, and the image
-    [_text, _end) is one section (crash lets gdb annotate only kernel addresses)."""
+    (`runtime - KASLR offset` where the Arch says symbols move: `moves` maps an array of
+    addresses to a mask). kallsyms has no sizes or sections: a symbol is taken to reach
+    the next higher address, and the image [_text, _end) is one section (crash lets gdb
+    annotate only kernel addresses)."""
     import numpy as np
 
     from vmdex.indexer.kernel import symtab as S
 
-    addrs = [(a - kaslr) & U64 if moves(a) else a for a in ks.addrs]
-    table = _kinds()
-    kinds = np.array([table[c] for c in ks.letters], np.uint8)
-    raw = [n.encode("latin-1") for n in ks.names]
-    order = sorted(range(len(addrs)), key=lambda i: (addrs[i], raw[i]))
-    keep, prev = [], None                     # exact duplicates go, as from a .symtab
-    for i in order:
-        key = (addrs[i], kinds[i] == S.ABS, raw[i])
-        if key != prev:
-            keep.append(i)
-        prev = key
-    sel = np.array(keep, np.int64)
-    addr = np.array(addrs, np.uint64)[sel]
-    kind = kinds[sel]
+    n = len(ks.names)
+    runtime = np.array(ks.addrs, np.uint64)
+    addr = np.where(moves(runtime), runtime - np.uint64(kaslr & U64), runtime)
+    lut = np.zeros(256, np.uint8)
+    for c, k in _kinds().items():
+        lut[ord(c)] = k
+    kind = lut[np.frombuffer(ks.letters.encode("latin-1"), np.uint8)]
+    raw = "\0".join(ks.names).encode("latin-1").split(b"\0") if n else []
+    order = _by_address_then_name(addr, raw)
+    addr, kind = addr[order], kind[order]
+    raw = np.array(raw, dtype=object)[order]
     is_abs = kind == S.ABS
-    image = np.unique(addr[~is_abs])
+    # exact duplicates go, as from a .symtab: the same address, absoluteness and name
+    same = np.zeros(n, bool)
+    same[1:] = (addr[1:] == addr[:-1]) & (is_abs[1:] == is_abs[:-1])
+    for i in np.nonzero(same)[0].tolist():
+        same[i] = raw[i] == raw[i - 1]
+    keep = ~same
+    addr, kind, is_abs = addr[keep], kind[keep], is_abs[keep]
+    names = raw[keep].tolist()
+    image = addr[~is_abs]                      # sorted: its distinct values
+    image = image[np.r_[True, image[1:] != image[:-1]]] if len(image) else image
     nxt = np.searchsorted(image, addr, side="right")
     size = np.where(nxt < len(image), image[np.minimum(nxt, len(image) - 1)] - addr, 0)
-    marks = linker_labels(ks.names)
-    labels = np.fromiter((ks.names[i] in marks for i in keep), bool, len(keep))
+    marks = {m.encode("latin-1") for m in linker_labels(ks.names)}
+    labels = np.fromiter(map(marks.__contains__, names), bool, len(names))
     size = np.where(is_abs | labels, 0, size).astype(np.uint64)
     shndx = np.where(is_abs, S.SHN_ABS, 1).astype(np.uint16)
-    names = [raw[i] for i in keep]
-    lengths = np.fromiter((len(n) + 1 for n in names), np.uint32, len(names))
+    lengths = np.fromiter(map(len, names), np.uint32, len(names)) + np.uint32(1)
     name_off = (np.cumsum(lengths) - lengths).astype(np.uint32)
     text, end = ks.address("_text"), ks.address("_end")
     secs = [(1, (text - kaslr) & U64, (end - kaslr) & U64)] if text and end else []
-    return S.Symtab(addr, size, kind, shndx, name_off, b"\0".join(names) + b"\0",
-                    np.array(secs, dtype=np.uint64).reshape(-1, 3))
+    out = S.Symtab(addr, size, kind, shndx, name_off, b"\0".join(names) + b"\0",
+                   np.array(secs, dtype=np.uint64).reshape(-1, 3))
+    # its name index is kallsyms' own (a global beats a local of the same name, then the
+    # lowest address), unrelocated: not built again from the table
+    ks.address("_stext")
+    index = ks._idx
+    shift = runtime - np.uint64(kaslr & U64)
+    unrelocated = np.where(moves(runtime), shift, runtime).tolist()
+    out._by_name = {name: unrelocated[i] for name, i in index.items()}
+    return out
 
 
 SCAN_BYTES = 64 << 20          # how much of the image, from _stext, the scan reads
+WINDOW_BYTES = 24 << 20        # how far below the kernel's data it looks first
+MAX_TOKEN_CANDIDATES = 256     # "0".."9" runs looked at as a token table (a kernel has few)
 DIGITS = b"".join(bytes([c]) + b"\0" for c in b"0123456789")
 
 
@@ -327,9 +464,13 @@ def find_token_index(img: bytes) -> tuple[int, int] | None:
     one-character tokens, and right after it (8-aligned) sits the index, 256 u16 from 0,
     strictly increasing, whose entry for '0' points at them."""
     at = img.find(DIGITS)
-    while at >= 0:
+    for _ in range(MAX_TOKEN_CANDIDATES):   # a crafted image full of digit runs: bounded
+        if at < 0:
+            break
         start = (at + 8) & ~7
         for p in range(start, min(start + MAX_TOKEN_TABLE, len(img) - 512), 8):
+            if img[p:p + 2] != b"\0\0" or img[p + 2:p + 4] == b"\0\0":
+                continue                  # index[0] is 0, index[1] is not
             idx = struct.unpack_from("<256H", img, p)
             if idx[0] != 0 or any(b <= a for a, b in zip(idx, idx[1:])):
                 continue
@@ -360,13 +501,66 @@ def find_markers(img: bytes, table: int) -> tuple[int, int] | None:
 
 def scan(read: Read, info, page: int, size: int = SCAN_BYTES) -> Kallsyms | None:
     """kallsyms of a kernel whose VMCOREINFO does not name the tables (before 6.0),
-    found by their shape in the first `size` bytes of the image (layout up to 6.0:
-    [offsets][relative_base][num_syms][names][markers][token_table][token_index]);
-    None when not found."""
+    found by their shape (layout up to 6.0: [offsets][relative_base][num_syms][names]
+    [markers][token_table][token_index]); None when not found in the first `size` bytes
+    of the image. The tables are read-only data linked just before the kernel's data, so
+    the few MiB below the lowest data symbol VMCOREINFO names are tried first."""
     stext = info.symbol("_stext")
     if stext is None:
         return None
-    img = read_image(read, stext, size, page)
+    above = [v for k, v in info.symbols().items() if stext < v < stext + size]
+    if above:                 # downward, 2 MiB more at a time, up to 24 MiB
+        hi = lo = min(above) & ~(page - 1)
+        img = b""
+        while lo > stext and hi - lo < WINDOW_BYTES:
+            more = min(2 << 20, lo - stext)
+            img = read_image(read, lo - more, more, page) + img
+            lo -= more
+            got = _scan_image(img, lo, stext)
+            if got is not None:
+                return got
+    return _scan_image(read_image(read, stext, size, page), stext, stext)
+
+
+def _scan_image(img: bytes, base: int, stext: int) -> Kallsyms | None:
+    """The tables in `img` (kernel memory from address `base`), or None."""
+    found = find_token_index(img)
+    if found is None:
+        return None
+    table, index = found
+    mk = find_markers(img, table)
+    if mk is None:
+        return None
+    markers, count = mk
+    toks = tokens(img[table:index], img[index:index + 512])
+    marks = _u32s(img[markers:markers + 4 * count], count)
+    last = marks[-1]
+    # names start 8-aligned, with num_syms (u32, in this marker count's range) 8 before
+    lo = max(8, markers - MAX_NAMES_BYTES)
+    for names in range((markers - last) & ~7, lo - 1, -8):
+        n = struct.unpack_from("<I", img, names - 8)[0]
+        if not 256 * (count - 1) < n <= 256 * count:
+            continue
+        blob = img[names:markers + 8 * count]
+        r = records_from_markers(img[names:markers + 4 * count], n, False, marks) or \
+            records(img[names:markers], n, False)
+        if r is None or not markers_follow(blob, marker_offsets(r[0], False), r[1]):
+            continue
+        rb_at = names - 16
+        rb = struct.unpack_from("<Q", img, rb_at)[0]
+        off_at = (rb_at - 4 * n) & ~7
+        abs_at = names - 8 - 8 * n
+        offsets = img[off_at:off_at + 4 * n] if off_at >= 0 else None
+        absolute = img[abs_at:abs_at + 8 * n] if abs_at >= 0 else None
+
+        def addrs_of(i, n=n, offsets=offsets, rb=rb, off_at=off_at, absolute=absolute):
+            try:
+                return addresses(n, i, stext, offsets, base + off_at, rb, None)
+            except KernelError:
+                return addresses(n, i, stext, None, None, None, absolute)
+        return _finish(expand(blob, r[0], toks), n, addrs_of)
+    return None
+    img = _image_to_tokens(read, stext, size, page)
     found = find_token_index(img)
     if found is None:
         return None
@@ -385,7 +579,7 @@ def scan(read: Read, info, page: int, size: int = SCAN_BYTES) -> Kallsyms | None
             continue
         blob = img[names:markers + 8 * count]
         r = records(img[names:markers], n, False)
-        if r is None or not markers_follow(blob, record_offsets(r[0], False), r[1]):
+        if r is None or not markers_follow(blob, marker_offsets(r[0], False), r[1]):
             continue
         rb_at = names - 16
         rb = struct.unpack_from("<Q", img, rb_at)[0]
@@ -399,5 +593,5 @@ def scan(read: Read, info, page: int, size: int = SCAN_BYTES) -> Kallsyms | None
                 return addresses(n, i, stext, offsets, stext + off_at, rb, None)
             except KernelError:
                 return addresses(n, i, stext, None, None, None, absolute)
-        return _finish(expand(blob, r[0], toks), addrs_of)
+        return _finish(expand(blob, r[0], toks), n, addrs_of)
     return None

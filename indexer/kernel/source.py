@@ -139,18 +139,23 @@ class DumpSource:
         if missing:
             raise self.refuse(f"its BTF has no struct {missing[0]}")
         variables = self._array_variables(g)
-        formats = T.find_formats(self._rodata())
+        formats = self._formats()
         kt = T.KernelTypes({"v": 1, "types": g.types, "named": g.named,
                             "enumerators": enumerators, "variables": variables,
                             "wanted": T.WANTED_DIGEST, "formats": formats})
         from vmdex.indexer.kernel.kallsyms import to_symtab
-        return kt, to_symtab(ks, self.info.kerneloffset, self.arch.symbol_moves)
+        return kt, to_symtab(ks, self.info.kerneloffset, self.arch.symbols_move)
 
     def _array_variables(self, g) -> dict[str, int]:
         """Array variables with the lengths BTF lacks: VMCOREINFO LENGTH(), else the
         gap to the next kallsyms symbol; one stderr line for each no rule gives."""
+        import numpy as np
+
         ks = self.kallsyms
-        image = sorted({a for a, c in zip(ks.addrs, ks.letters) if c not in "Aa"})
+        letters = np.frombuffer(ks.letters.encode("latin-1"), np.uint8)
+        absolute = (letters == ord("A")) | (letters == ord("a"))
+        image = np.sort(np.array(ks.addrs, np.uint64)[~absolute])
+        image = image[np.r_[True, image[1:] != image[:-1]]].tolist() if len(image) else []
         out = {}
         for name, (elem, zero_tail) in VARIABLE_ARRAYS.items():
             addr = ks.address(name)
@@ -188,23 +193,37 @@ class DumpSource:
             n -= 1
         return n or None
 
-    def _rodata(self) -> bytes:
-        """[__start_rodata, __end_rodata) as memory holds it (pages the dump left out
-        read as zeros: the formats looked for are never in them)."""
+    def _formats(self) -> dict[str, str]:
+        """The printf formats types.WANTED_FORMATS names, found in [__start_rodata,
+        __end_rodata) as memory holds it, read a chunk at a time until all are found
+        (pages the dump left out read as zeros: the formats are never in them)."""
+        from vmdex.indexer.kernel import types as T
+
         span = self._span("__start_rodata", "__end_rodata", 256 << 20)
         if span is None:
-            return b""
-        out = bytearray()
+            return {}
+        chunk, keep = 1 << 20, 4096        # a format straddling two chunks is in `keep`
         page = self.arch.page_size
+        found: dict[str, str] = {}
+        tail = b""
         va = span[0]
-        while va < span[1]:
-            n = min(span[1] - va, page - (va & (page - 1)))
-            try:
-                out += self.read(va, n)
-            except VmdexError:
-                out += bytes(n)
-            va += n
-        return bytes(out)
+        while va < span[1] and len(found) < len(T.WANTED_FORMATS):
+            stop = min(span[1], va + chunk)
+            out = bytearray(tail)
+            while va < stop:
+                n = min(stop - va, page - (va & (page - 1)))
+                try:
+                    out += self.read(va, n)
+                except VmdexError:
+                    out += bytes(n)
+                va += n
+            last = va >= span[1]
+            for k, v in T.find_formats(bytes(out)).items():
+                # a format cut by the chunk's end is found whole in the next one
+                if k not in found and (last or v.encode("latin-1") + b"\0" in out):
+                    found[k] = v
+            tail = bytes(out[-keep:])
+        return found
 
 
 # `vmlinux` values that are not a path: read the kernel from the dump at once

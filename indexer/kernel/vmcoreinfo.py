@@ -54,6 +54,16 @@ class VmcoreInfo:
     def symbol(self, name: str) -> int | None:
         return self._int(f"SYMBOL({name})", 16)
 
+    def symbols(self) -> dict[str, int]:
+        """Every SYMBOL(name) with a readable value."""
+        out = {}
+        for key in self.entries:
+            if key.startswith("SYMBOL(") and key.endswith(")"):
+                value = self.symbol(key[7:-1])
+                if value is not None:
+                    out[key[7:-1]] = value
+        return out
+
     def number(self, name: str) -> int | None:
         """Signed: int() accepts the leading '-'. Callers doing address arithmetic wrap
         modulo 2**64 themselves. Decimal, or hex with 0x (arm64 exports kimage_voffset,

@@ -78,13 +78,18 @@ class Result:
     questions: tuple[int, int] | None = None
     smaps: tuple[int, int] | None = None     # kernel's SMAPS lines: (identical, printed)
     error: str = ""
+    # the same checks with the kernel read from the dump (no vmlinux): (identical, asked)
+    # over oracle commands, generated questions and SMAPS lines together; or the refusal
+    without: tuple[int, int] | None = None
+    refused: str = ""                        # one-line refusal when the kernel config says so
 
     @property
     def identical(self) -> bool:
         return (not self.error and bool(self.formats)
                 and all(a == b for a, b in self.formats.values())
                 and (self.questions is None or self.questions[0] == self.questions[1])
-                and (self.smaps is None or self.smaps[0] == self.smaps[1]))
+                and (self.smaps is None or self.smaps[0] == self.smaps[1])
+                and (self.without is None or self.without[0] == self.without[1]))
 
 
 def read_rows(path: Path = HERE / "kernels.tsv") -> list[Row]:
@@ -278,7 +283,79 @@ def check(row: Row, diffs: list[str], questions: int = 300) -> Result:
             a, b = res.formats.get(name, (0, 0))
             res.formats[name] = (a + sys_same, b + 1)
         res.questions = ask_generated(folder, db, diffs, questions)
+        res.without, res.refused = check_without_vmlinux(folder, Path(tmp) / "btf.db", diffs)
     return res
+
+
+def kernel_config(folder: Path) -> dict[str, str]:
+    """The row kernel's build config (CONFIG_X -> value; "n" when not set), from the
+    package make-dumps.sh unpacked into the fixture cache."""
+    cache = Path(os.environ.get("VMDEX_FIXTURE_CACHE",
+                                Path.home() / ".cache" / "vmdex-fixtures"))
+    kver = built_kver(folder) or ""
+    out: dict[str, str] = {}
+    for path in (cache / "k" / kver / "img" / "boot").glob(f"config-{kver}"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("CONFIG_"):
+                key, _, value = line.partition("=")
+                out[key] = value
+            elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+                out[line[2:].split()[0]] = "n"
+    return out
+
+
+def expected_refusal(folder: Path) -> str | None:
+    """Why the kernel cannot be read from its dump, by its config: None when it can
+    (BTF and kallsyms with data symbols), "?" when the config is not at hand."""
+    cfg = kernel_config(folder)
+    if not cfg:
+        return "?"
+    if cfg.get("CONFIG_DEBUG_INFO_BTF") != "y":
+        return "CONFIG_DEBUG_INFO_BTF"
+    if cfg.get("CONFIG_KALLSYMS_ALL") != "y":
+        return "CONFIG_KALLSYMS_ALL"
+    return None
+
+
+def ingest_without_vmlinux(folder: Path, db: Path) -> str:
+    """Every dump of the folder into `db` with the kernel read from the dump itself; ''
+    or the first one-line refusal."""
+    from tests.generate.replay import dump_sets
+
+    for name, files in dump_sets(list(folder.glob("vmcore.*"))):
+        p = subprocess.run([VMDEX, "--db", str(db), "ingest", "--vmlinux-from-dump",
+                            "--name", name, *map(str, files)], capture_output=True, text=True)
+        if p.returncode != 0:
+            return p.stderr.strip()
+    return ""
+
+
+def check_without_vmlinux(folder: Path, db: Path, diffs: list[str]):
+    """((identical, asked) over the oracle, the generated questions and SMAPS lines with
+    the kernel read from the dump, or None), refusal text. A refusal counts as right
+    only when the kernel's config lacks BTF or KALLSYMS_ALL and the line says which."""
+    refusal = ingest_without_vmlinux(folder, db)
+    want = expected_refusal(folder)
+    if refusal:
+        if want and want != "?" and want in refusal and refusal.count("\n") == 0:
+            return None, f"refused ({want} not set)"
+        diffs.append(f"{folder.name}: without a vmlinux: {refusal[:300]}")
+        return (0, 1), ""
+    if want not in (None, "?"):
+        diffs.append(f"{folder.name}: read without a vmlinux though {want} is not set")
+        return (0, 1), ""
+    from tests.generate.replay import dump_sets
+
+    same = asked = 0
+    for name, _files in dump_sets(list(folder.glob("vmcore.*"))):
+        a, b = compare_oracle(folder, db, name, diffs)
+        same, asked = same + a, asked + b
+    from tests.generate import replay
+
+    for got in (compare_smaps(folder, db, diffs), replay.replay_folder(folder, db, diffs)):
+        if got is not None:
+            same, asked = same + got[0], asked + got[1]
+    return (same, asked), ""
 
 
 def compare_sys(folder: Path, db: Path, diffs: list[str]) -> int | None:
@@ -326,15 +403,16 @@ def ask_generated(folder: Path, db: Path, diffs: list[str], count: int) -> tuple
 
 def table(results: list[Result], date: str) -> str:
     out = ["| name | kernel | suite | flavour | paging | dumps (oracle commands identical) "
-           "| generated questions | smaps lines | date | result |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| generated questions | smaps lines | no vmlinux (BTF + kallsyms) | date | result |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         fmts = ", ".join(f"{v.removeprefix('vmcore.')} {a}/{b}" for v, (a, b) in r.formats.items())
         q = f"{r.questions[0]}/{r.questions[1]}" if r.questions else "-"
         sm = f"{r.smaps[0]}/{r.smaps[1]}" if r.smaps else "-"
+        nv = r.refused or (f"{r.without[0]}/{r.without[1]}" if r.without else "-")
         verdict = "identical" if r.identical else ("FAILED: " + r.error if r.error else "DIFFERS")
         out.append(f"| {r.row.name} | {r.release} | {r.row.suite} | {r.row.flavour} | "
-                   f"{r.paging} | {fmts or '-'} | {q} | {sm} | {date} | {verdict} |")
+                   f"{r.paging} | {fmts or '-'} | {q} | {sm} | {nv} | {date} | {verdict} |")
     return "\n".join(out) + "\n"
 
 
@@ -386,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         res = Result(row, error=err) if err else check(row, diffs, a.questions)
         results.append(res)
         print(f"[matrix] {row.name}: {'identical' if res.identical else 'NOT identical'} "
-              f"{res.formats} {res.questions or ''} smaps {res.smaps} {res.error}",
+              f"{res.formats} {res.questions or ''} smaps {res.smaps} "
+              f"without vmlinux {res.refused or res.without} {res.error}",
               file=sys.stderr, flush=True)
     date = datetime.date.today().isoformat()
     text = table(results, date)
@@ -399,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         a.json.write_text(json.dumps([{
             "name": r.row.name, "release": r.release, "paging": r.paging,
             "formats": r.formats, "questions": r.questions, "smaps": r.smaps,
-            "error": r.error,
+            "without_vmlinux": r.without, "refused": r.refused, "error": r.error,
             "identical": r.identical} for r in results], indent=1))
     return 0 if results and all(r.identical for r in results) else 1
 

@@ -431,6 +431,47 @@ def merge_tables(old: str, new: str) -> str:
     return "\n".join(head + kept + list(fresh.values())) + "\n"
 
 
+def without_vmlinux_only(rows: list[Row], doc: bool) -> int:
+    """The no-vmlinux checks of built rows, each written into its doc row's column."""
+    ok = True
+    for row in rows:
+        if not is_complete(row.folder):
+            continue
+        diffs: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="vmdex-matrix-") as tmp:
+            without, refused = check_without_vmlinux(row.folder, Path(tmp) / "btf.db", diffs)
+        cell = refused or f"{without[0]}/{without[1]}"
+        same = refused or without[0] == without[1]
+        ok &= bool(same)
+        print(f"[matrix] {row.name}: without vmlinux {cell}", *diffs[:20], sep="\n  ",
+              file=sys.stderr, flush=True)
+        if doc:
+            set_doc_cell(row.name, cell, same)
+    return 0 if ok else 1
+
+
+def set_doc_cell(name: str, cell: str, same: bool) -> None:
+    """Put `cell` in the no-vmlinux column of the doc row `name` (a row written before
+    the column existed gains it); a difference marks the row's result."""
+    doc = DOC.read_text()
+    head, rest = doc.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    lines = block.strip("\n").splitlines()
+    width = len(lines[0].split("|")) - 2
+    out = []
+    for line in lines:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if cells and cells[0] == name:
+            if len(cells) == width - 1:            # before the column: date, result follow
+                cells.insert(len(cells) - 2, "-")
+            cells[-3] = cell
+            if not same:
+                cells[-1] = "DIFFERS (without a vmlinux)"
+            line = "| " + " | ".join(cells) + " |"
+        out.append(line)
+    DOC.write_text(head + BEGIN + "\n" + "\n".join(out) + "\n" + END + tail)
+
+
 def write_doc(text: str) -> None:
     doc = DOC.read_text() if DOC.exists() else ""
     if BEGIN in doc and END in doc:
@@ -451,11 +492,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--questions", type=int, default=300,
                     help="generated questions per row, asked of live crash (0: none)")
+    ap.add_argument("--no-vmlinux-only", action="store_true",
+                    help="built rows only: the checks without a vmlinux, into the doc "
+                         "table's column (the rest of each row stays)")
     a = ap.parse_args(argv)
     rows = read_rows(a.rows)
     if a.only:
         want = set(a.only.split(","))
         rows = [r for r in rows if r.name in want]
+    if a.no_vmlinux_only:
+        return without_vmlinux_only(rows, a.doc)
     results, diffs = [], []
     for row in rows:
         err = "" if a.no_build else build(row, sys.stderr)

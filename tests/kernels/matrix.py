@@ -304,11 +304,36 @@ def kernel_config(folder: Path) -> dict[str, str]:
     return out
 
 
+def config_from_vmlinux(vmlinux: Path) -> dict[str, str]:
+    """What the two options left in the vmlinux file (packages without a config, 7.x):
+    a .BTF section; kallsyms_num_syms (in its .rodata) beyond the .symtab's functions,
+    so kallsyms lists data symbols too. Read with pyelftools, not vmdex's own readers."""
+    from elftools.elf.elffile import ELFFile
+
+    out: dict[str, str] = {}
+    with open(vmlinux, "rb") as f:
+        elf = ELFFile(f)
+        out["CONFIG_DEBUG_INFO_BTF"] = "y" if elf.get_section_by_name(".BTF") else "n"
+        symtab = elf.get_section_by_name(".symtab")
+        funcs, num = 0, None
+        for sym in symtab.iter_symbols():
+            if sym["st_info"]["type"] == "STT_FUNC":
+                funcs += 1
+            elif sym.name == "kallsyms_num_syms":
+                num = sym
+        if num is not None:
+            sec = elf.get_section(num["st_shndx"])
+            f.seek(sec["sh_offset"] + num["st_value"] - sec["sh_addr"])
+            count = int.from_bytes(f.read(4), "little")
+            out["CONFIG_KALLSYMS_ALL"] = "y" if count > funcs else "n"
+    return out
+
+
 def expected_refusal(folder: Path) -> str | None:
-    """Why the kernel cannot be read from its dump, by its config: None when it can
-    (BTF and kallsyms with data symbols), "?" when the config is not at hand."""
-    cfg = kernel_config(folder)
-    if not cfg:
+    """Why the kernel cannot be read from its dump, by its config (the package's, else
+    what the vmlinux shows): None when it can (BTF and kallsyms with data symbols)."""
+    cfg = kernel_config(folder) or config_from_vmlinux(folder / "vmlinux")
+    if "CONFIG_KALLSYMS_ALL" not in cfg:
         return "?"
     if cfg.get("CONFIG_DEBUG_INFO_BTF") != "y":
         return "CONFIG_DEBUG_INFO_BTF"

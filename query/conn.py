@@ -51,7 +51,10 @@ class Conn:
         self.dbapi.close()
 
 
-def connect(location: str | None) -> Conn:
+def connect(location: str | None, dbapi: bool = False):
+    """The index, read-only: a Conn, or for PostgreSQL on the answer path a
+    query.libpq.LibpqConn (same methods, no psycopg import). `dbapi`: a Conn over the
+    driver's DBAPI connection (`vmdex sql` runs statements on it)."""
     from vmdex.indexer.location import url_for
 
     url = url_for(location)
@@ -64,6 +67,13 @@ def connect(location: str | None) -> Conn:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)
         db.execute("PRAGMA query_only=ON")
         conn = Conn(db, False)
+    elif url.startswith(("postgresql", "postgres")) and not dbapi and _libpq() is not None:
+        from vmdex.query.libpq import LibpqConn
+
+        try:
+            conn = LibpqConn(_libpq(), "postgresql://" + url.split("://", 1)[1])
+        except ConnectionError as exc:
+            raise VmdexError(f"cannot connect to {_safe(url)}: {exc}") from None
     elif url.startswith(("postgresql", "postgres")):
         from vmdex.indexer.location import need_psycopg
 
@@ -87,6 +97,18 @@ def connect(location: str | None) -> Conn:
         raise VmdexError(f"unsupported index URL: {url}")
     _ensure_schema(conn, location)
     return conn
+
+
+_LIB: list = []
+
+
+def _libpq():
+    """libpq for the answer path (query.libpq), loaded once; None: use psycopg."""
+    if not _LIB:
+        from vmdex.query.libpq import load
+
+        _LIB.append(load())
+    return _LIB[0]
 
 
 def _safe(url: str) -> str:

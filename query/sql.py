@@ -124,7 +124,7 @@ def open_query(location: str | None, statement: str,
         raise VmdexError(f"sql: statement longer than {MAX_STATEMENT_BYTES} bytes")
     if timeout < 0:
         raise VmdexError("sql: --timeout must be 0 (none) or more seconds")
-    conn = connect(location)
+    conn = connect(location, dbapi=True)
     try:
         run = _PgQuery if conn.pyformat else _SqliteQuery
         q = run(conn.dbapi, statement, timeout)

@@ -53,7 +53,7 @@ def dump_content(db, name: str) -> dict:
     """Every row of one dump, per table, without dump ids, sorted; plus the dumps counts."""
     from vmdex.query.conn import connect
 
-    conn = connect(str(db))
+    conn = connect(str(db), dbapi=True)      # the driver's cursors: column names
     try:
         row = conn.one(f"SELECT id, {', '.join(COUNTS)} FROM dumps WHERE name = ?", (name,))
         assert row is not None, f"dump {name} missing from {db}"

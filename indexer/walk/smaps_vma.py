@@ -70,6 +70,8 @@ class VmaTexts:
         self.k, self.mn, self.vm = k, mnemonics, vm
         self.sym_special = k.sym("special_mapping_name")
         self.sym_simple_dname = k.sym("simple_dname")
+        self.backing_user_path = k.off("backing_file", "user_path") \
+            if k.has("backing_file", "user_path") else None
         self.shmem_aops = k.sym("shmem_aops")
         self.thp_flags = None
         sym = k.sym("transparent_hugepage_flags")
@@ -103,12 +105,41 @@ class VmaTexts:
         n = k.mem.u32(q + k.off("qstr", "len"))
         return k.mem.read(k.ptr(q + k.off("qstr", "name")), n) if n else b""
 
-    def d_path(self, file: int, root: tuple[int, int] | None) -> str | None:
-        """The kernel's d_path() of a struct file, relative to the task's root."""
+    def user_path(self, file: int) -> tuple[int, int, bool]:
+        """(mnt, dentry, is a backing file) the kernel shows for a mapped file: file_user_path().
+
+        Where struct backing_file has user_path, an overlayfs mapping's vm_file is a backing
+        file whose f_path is the layer's file and user_path the overlay's, which
+        /proc/PID/maps prints (with the overlay inode's dev and ino). Such a file has
+        FMODE_BACKING in f_mode, a #define DWARF lacks: it has been bit 25 and then bit 24,
+        and neither bit is set on an ordinary file in the layout of the other except bit 25
+        (FMODE_NONOTIFY_HSM) in the newer one; the user_path read past such a struct file
+        must name a dentry of the mount it names, or it is not taken."""
         k = self.k
         fp = k.off("file", "f_path")
         mnt = k.ptr(file + fp + k.off("path", "mnt"))
         dentry = k.ptr(file + fp + k.off("path", "dentry"))
+        if self.backing_user_path is None:
+            return mnt, dentry, False
+        if not k.mem.u32(file + k.off("file", "f_mode")) & (3 << 24):
+            return mnt, dentry, False
+        up = file + self.backing_user_path
+        try:
+            umnt = k.ptr(up + k.off("path", "mnt"))
+            udentry = k.ptr(up + k.off("path", "dentry"))
+            if umnt and udentry and k.ptr(udentry + k.off("dentry", "d_sb")) == \
+                    k.ptr(umnt + k.off("vfsmount", "mnt_sb")) != 0:
+                return umnt, udentry, True
+        except (MemoryReadError, WalkError):
+            pass
+        return mnt, dentry, False
+
+    def d_path(self, file: int, root: tuple[int, int] | None) -> str | None:
+        """The kernel's d_path() of a struct file's user path, relative to the reader's root
+        (dentry, mnt); a path that never meets it is named from the global root of its
+        mount tree."""
+        k = self.k
+        mnt, dentry, _ = self.user_path(file)
         d_op = k.ptr(dentry + k.off("dentry", "d_op")) if k.has("dentry", "d_op") else 0
         if d_op:
             dname = k.ptr(d_op + k.off("dentry_operations", "d_dname"))
@@ -177,9 +208,12 @@ class VmaTexts:
         try:
             if vma.file:
                 inode = k.ptr(vma.file + k.off("file", "f_inode"))
-                sb = k.ptr(inode + k.off("inode", "i_sb"))
+                # dev and ino of file_user_inode(): the overlay's for a backing file
+                _, udentry, backing = self.user_path(vma.file)
+                shown = k.ptr(udentry + k.off("dentry", "d_inode")) if backing else inode
+                sb = k.ptr(shown + k.off("inode", "i_sb"))
                 dev = k.mem.u32(sb + k.off("super_block", "s_dev"))
-                ino = k.ptr(inode + k.off("inode", "i_ino"))
+                ino = k.ptr(shown + k.off("inode", "i_ino"))
                 pgoff = vma.pgoff << self.page_shift
                 name = self.d_path(vma.file, root)
                 if name is None:

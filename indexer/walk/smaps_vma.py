@@ -140,17 +140,19 @@ class VmaTexts:
         mount tree."""
         k = self.k
         mnt, dentry, _ = self.user_path(file)
+        parent_off = k.off("dentry", "d_parent")
+        mnt_root_off = k.off("vfsmount", "mnt_root")
         d_op = k.ptr(dentry + k.off("dentry", "d_op")) if k.has("dentry", "d_op") else 0
-        if d_op:
+        # d_dname names the file unless it is the root of its own mount
+        if d_op and (k.ptr(dentry + parent_off) != dentry or
+                     dentry != k.ptr(mnt + mnt_root_off)):
             dname = k.ptr(d_op + k.off("dentry_operations", "d_dname"))
             if dname:
                 if dname != self.sym_simple_dname:
                     return None
                 return "/" + self._name(dentry).decode("utf-8", "surrogateescape") + \
                     " (deleted)"
-        parent_off = k.off("dentry", "d_parent")
         mnt_in_mount = k.off("mount", "mnt")
-        mnt_root_off = k.off("vfsmount", "mnt_root")
         deleted = False
         if k.has("dentry", "d_hash"):
             pprev = k.ptr(dentry + k.off("dentry", "d_hash") + 8)

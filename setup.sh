@@ -2,8 +2,9 @@
 # Set up vmdex on a fresh Debian machine, in a virtualenv in .venv.
 #   ./setup.sh          what vmdex needs to run: Python's venv, then vmdex installed from
 #                       its wheel (`pip install .`), as a user installs it
-#   ./setup.sh --tests  also what the tests need: PostgreSQL, debuginfod, and for the kernel
-#                       matrix QEMU, debootstrap, cross compilers; pytest and the test extras
+#   ./setup.sh --tests  also what the tests need: PostgreSQL, debuginfod, Java (Spark), and for
+#                       the kernel matrix QEMU, debootstrap, cross compilers; pytest and the
+#                       test extras (DuckDB, pyspark, pyarrow)
 set -euo pipefail
 cd "$(dirname "$0")"
 tests=0
@@ -19,6 +20,8 @@ dpkg -s xz-utils >/dev/null 2>&1 || need+=(xz-utils)     # the README unpacks a 
 if [ $tests = 1 ]; then
     ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)  # a real server
     dpkg -s debuginfod >/dev/null 2>&1 || need+=(debuginfod)   # tests/test_locate.py
+    # Spark (tests/test_export.py, pyspark in local mode) runs on Java 17+
+    command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
     # The kernel matrix (tests/test_matrix.py) builds fresh dumps with
     # ../shared/fixtures/tools/make-dumps.sh: QEMU, debootstrap for crash's sid chroot, and
     # what the guest's initramfs is made of (its README's host requirements).

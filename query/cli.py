@@ -141,6 +141,20 @@ def dumps(
 
 
 @app.command()
+def export(
+    dest: str = typer.Argument(..., help="Folder to write: <table>/dump=<name>/*.parquet "
+                               "and views.duckdb.sql, views.spark.sql."),
+    dump_names: Optional[List[str]] = typer.Option(None, "--dump-name", help="Only this "
+                                                   "dump (repeat for more; default: all)."),
+    force: bool = typer.Option(False, "--force", help="Replace DEST if it is not empty."),
+):
+    """Write the index as Parquet (Hive-style partitions by dump) for DuckDB, Spark, Trino."""
+    from vmdex.query.export import run_export
+
+    run_export(State.db, dest, dump_names or None, force)
+
+
+@app.command()
 def rm(name: str = typer.Argument(..., help="Name of the dump to remove.")):
     """Remove one dump from the index."""
     from vmdex.query.manage import run_rm

@@ -421,6 +421,15 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
     marks = {m.encode("latin-1") for m in linker_labels(ks.names)}
     labels = np.fromiter(map(marks.__contains__, names), bool, len(names))
     size = np.where(is_abs | labels, 0, size).astype(np.uint64)
+    # Before a page-aligned symbol (__page_aligned_data/bss) the linker leaves up to a page
+    # of padding: a pointer into the last (alignment - 1) bytes of such a gap may lie past
+    # the object, where gdb (knowing the ELF size) names nothing; only the vmlinux could
+    # tell, so it is said, not guessed. Smaller alignments leave a few bytes, taken as the
+    # object's (a pointer into them is not expected).
+    nxt_addr = image[np.minimum(nxt, max(len(image) - 1, 0))] if len(image) else addr
+    align = nxt_addr & (~nxt_addr + np.uint64(1))
+    pad = np.where(align >= np.uint64(PAGE_ALIGNED), align - np.uint64(1), np.uint64(0))
+    sure = np.where(size > pad, size - pad, np.uint64(1))
     shndx = np.where(is_abs, S.SHN_ABS, 1).astype(np.uint16)
     lengths = np.fromiter(map(len, names), np.uint32, len(names)) + np.uint32(1)
     name_off = (np.cumsum(lengths) - lengths).astype(np.uint32)
@@ -428,6 +437,7 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
     secs = [(1, (text - kaslr) & U64, (end - kaslr) & U64)] if text and end else []
     out = S.Symtab(addr, size, kind, shndx, name_off, b"\0".join(names) + b"\0",
                    np.array(secs, dtype=np.uint64).reshape(-1, 3))
+    out.certain = np.where(size > 0, sure, np.uint64(0)).astype(np.uint64)
     # its name index is kallsyms' own (a global beats a local of the same name, then the
     # lowest address), unrelocated: not built again from the table
     ks.address("_stext")
@@ -440,6 +450,7 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
 
 SCAN_BYTES = 64 << 20          # how much of the image, from _stext, the scan reads
 WINDOW_BYTES = 24 << 20        # how far below the kernel's data it looks first
+PAGE_ALIGNED = 4096            # an alignment this large is a page-aligned object's
 MAX_TOKEN_CANDIDATES = 256     # "0".."9" runs looked at as a token table (a kernel has few)
 DIGITS = b"".join(bytes([c]) + b"\0" for c in b"0123456789")
 

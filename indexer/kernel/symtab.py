@@ -38,6 +38,8 @@ SHT_NOBITS, SHT_SYMTAB, SHT_NOTE = 8, 2, 7
 SHN_ABS = 0xFFF1
 STT_SECTION, STT_FILE = 3, 4
 STB_LOCAL = 0
+# marks a symbol text the table cannot vouch for (indexer.kernel.pointers, query.structs)
+UNSURE = "\0?"
 MASK64 = (1 << 64) - 1
 
 
@@ -134,6 +136,10 @@ class Symtab:
         self.names = names
         self.sections = sections    # int64/uint64 array (n, 3): index, start, end (sorted)
         self._by_name = None
+        # kallsyms-made tables (no ELF sizes): for each symbol, the offset from which a
+        # pointer may lie in the alignment padding before the next symbol rather than in
+        # the object (None: sizes are the vmlinux's, exact)
+        self.certain: np.ndarray | None = None
         self._secs = [tuple(int(x) for x in row) for row in sections]
         self._sec_starts = [s[1] for s in self._secs]
 
@@ -216,15 +222,21 @@ class Symtab:
 
     # ---- serialisation -----------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"addr": self.addr, "size": self.size, "kind": self.kind,
-                "shndx": self.shndx, "name_off": self.name_off,
-                "names": np.frombuffer(self.names, np.uint8), "sections": self.sections}
+        out = {"addr": self.addr, "size": self.size, "kind": self.kind,
+               "shndx": self.shndx, "name_off": self.name_off,
+               "names": np.frombuffer(self.names, np.uint8), "sections": self.sections}
+        if self.certain is not None:
+            out["certain"] = self.certain
+        return out
 
     @classmethod
     def from_arrays(cls, a) -> "Symtab":
-        return cls(a["addr"], a["size"], a["kind"], a["shndx"], a["name_off"],
-                   np.asarray(a["names"], np.uint8).tobytes(),
-                   np.asarray(a["sections"], np.uint64).reshape(-1, 3))
+        out = cls(a["addr"], a["size"], a["kind"], a["shndx"], a["name_off"],
+                  np.asarray(a["names"], np.uint8).tobytes(),
+                  np.asarray(a["sections"], np.uint64).reshape(-1, 3))
+        if "certain" in a:
+            out.certain = np.asarray(a["certain"], np.uint64)
+        return out
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -328,10 +340,14 @@ class Symtab:
         # build_address_symbolic: zero-sized non-text symbols are not used
         if int(S[hi]) == 0 and int(K[hi]) not in (TEXT, FILE_TEXT):
             return None
-        return self.name(hi), a - int(A[hi])
+        off = a - int(A[hi])
+        if self.certain is not None and off and off >= int(self.certain[hi]):
+            return UNSURE + self.name(hi), off
+        return self.name(hi), off
 
     def symbolize(self, addr: int, offset: int = 0) -> str | None:
-        """What gdb prints inside `<...>` after a pointer value, or None."""
+        """What gdb prints inside `<...>` after a pointer value, or None; UNSURE first when
+        only the vmlinux's symbol sizes could tell (a kallsyms-made table)."""
         r = self.lookup(addr, offset)
         if r is None:
             return None

@@ -86,7 +86,8 @@ class LibpqConn:
             msg = (lib.PQerrorMessage(self.pg) or b"").decode(errors="replace").strip()
             lib.PQfinish(self.pg)
             self.pg = None
-            raise ConnectionError(msg.splitlines()[-1] if msg else "connection failed")
+            raise ConnectionError(" ".join(line.strip() for line in msg.splitlines())
+                                  or "connection failed")
         self._cursors = 0
         self._open = 0          # iter()s in progress: the first one owns the transaction
 

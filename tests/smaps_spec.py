@@ -13,6 +13,7 @@ from typing import Callable
 LINE = re.compile(r"^SMAPS (\d+) (\S+) (rollup|full): (.*)$")
 # a kernel message the serial console wrote into the middle of a line ("[   13.159814] ...")
 PRINTK = re.compile(r"\[ *\d+\.\d{6}\] .*$")
+STAMP = re.compile(r"\[ *\d+\.\d{6}\]")        # a kernel message's own line
 
 
 def expected(console: Path) -> dict[tuple[int, str], tuple[str, str]]:
@@ -22,13 +23,35 @@ def expected(console: Path) -> dict[tuple[int, str], tuple[str, str]]:
     if not console.is_file():
         return {}
     raw = console.read_bytes().decode("utf-8", "replace")
-    for line in raw.splitlines():
+    for line in _rejoined(raw.splitlines()):
         m = LINE.match(line.rstrip("\r"))
         if m:
             pid, comm, kind, text = int(m[1]), m[2], m[3], PRINTK.sub("", m[4])
             comms[pid] = comm
             out.setdefault((pid, kind), []).append(text + "\n")
     return {key: (comms[key[0]], "".join(v)) for key, v in out.items()}
+
+
+def _rejoined(lines: list[str]) -> list[str]:
+    """The console's lines with an SMAPS line that a kernel message cut in two made whole
+    again: "SMAPS 180 wl_man[   18.75] irq 4: nobody cared ...", the message's own lines,
+    then "yvma full: Shared_Dirty: ..." (the rest of the SMAPS line)."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip("\r")
+        cut = PRINTK.search(line)
+        if line.startswith("SMAPS ") and cut and cut.start() > 0:
+            j = i + 1
+            while j < len(lines) and STAMP.match(lines[j]):
+                j += 1
+            if j < len(lines) and j > i + 1 and not lines[j].startswith("SMAPS "):
+                out.append(line[:cut.start()] + lines[j].rstrip("\r"))
+                i = j + 1
+                continue
+        out.append(line)
+        i += 1
+    return out
 
 
 def has_smaps(folder: Path) -> bool:

@@ -342,3 +342,16 @@ def test_hugetlb_in_a_shared_page_table_is_shared(smaps_index, tmp_path):
         p = vmdex("--dump", "shared-table", "smaps", *args, str(pid), db=db)
         assert p.returncode == 0 and p.stdout.decode() == want, S.diff(want, p.stdout.decode())
     vmdex("rm", "shared-table", db=db, check=True)
+
+
+def test_console_line_cut_by_a_kernel_message_is_rejoined():
+    """A kernel warning written into the middle of an SMAPS line (seen on trixie-rt under
+    TCG: "irq 4: nobody cared") does not lose the line: its two halves are joined."""
+    lines = ["SMAPS 180 wl_manyvma full: Shared_Clean:          0 kB",
+             "SMAPS 180 wl_man[   18.756952] CPU: 1 UID: 0 PID: 150 Comm: irq/4-ttyS0",
+             "[   18.757214] Hardware name: QEMU Standard PC",
+             "[   18.767819] Disabling IRQ #4",
+             "yvma full: Shared_Dirty:          0 kB",
+             "SMAPS 180 wl_manyvma full: Private_Clean:         0 kB"]
+    assert S._rejoined(lines) == [lines[0], "SMAPS 180 wl_manyvma full: Shared_Dirty:"
+                                  "          0 kB", lines[5]]

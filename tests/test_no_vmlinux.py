@@ -143,21 +143,24 @@ LOOKED_UP = ("__cpu_present_mask __per_cpu_offset __thp_vma_allowable_orders _en
              "mnemonics.0 init_task panic_cpu crashing_cpu").split()
 
 
+def _symtab(db, kernel: str):
+    """The kernel's Symtab as an index stored it."""
+    from vmdex.indexer.kernel.symtab import Symtab
+
+    con = sqlite3.connect(db)
+    try:
+        return Symtab.from_bytes(bytes(con.execute(
+            "SELECT symtab FROM kernels WHERE release = ?", (F.release(kernel),)).fetchone()[0]))
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_symbols_match_symtab(btf_index, oracle_index, kernel):
     """kallsyms gives every looked-up name the vmlinux .symtab's (unrelocated) address,
     and lacks exactly the names .symtab lacks."""
-    from vmdex.indexer.kernel.symtab import Symtab
-
-    def symtab(path):
-        con = sqlite3.connect(path)
-        try:
-            return Symtab.from_bytes(bytes(con.execute(
-                "SELECT symtab FROM kernels WHERE release = ?",
-                (F.release(kernel),)).fetchone()[0]))
-        finally:
-            con.close()
-    dw, ks = symtab(oracle_index[kernel][0]), symtab(_ingested(btf_index, kernel)[0])
+    dw, ks = _symtab(oracle_index[kernel][0], kernel), \
+        _symtab(_ingested(btf_index, kernel)[0], kernel)
     assert {n: ks.address(n) for n in LOOKED_UP} == {n: dw.address(n) for n in LOOKED_UP}
 
 
@@ -169,17 +172,10 @@ def test_pointer_symbols_are_gdbs_or_unsure(btf_index, oracle_index, kernel):
     (printed bare with a stderr line), never a name gdb would not print."""
     import numpy as np
 
-    from vmdex.indexer.kernel.symtab import BSS, DATA, UNSURE, Symtab
+    from vmdex.indexer.kernel.symtab import BSS, DATA, UNSURE
 
-    def symtab(path):
-        con = sqlite3.connect(path)
-        try:
-            return Symtab.from_bytes(bytes(con.execute(
-                "SELECT symtab FROM kernels WHERE release = ?",
-                (F.release(kernel),)).fetchone()[0]))
-        finally:
-            con.close()
-    dw, ks = symtab(oracle_index[kernel][0]), symtab(_ingested(btf_index, kernel)[0])
+    dw, ks = _symtab(oracle_index[kernel][0], kernel), \
+        _symtab(_ingested(btf_index, kernel)[0], kernel)
     assert ks.certain is not None and dw.certain is None
     from vmdex.query import structs
     assert structs.UNSURE == UNSURE        # the query side's copy of the mark

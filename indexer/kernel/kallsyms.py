@@ -571,38 +571,3 @@ def _scan_image(img: bytes, base: int, stext: int) -> Kallsyms | None:
                 return addresses(n, i, stext, None, None, None, absolute)
         return _finish(expand(blob, r[0], toks), n, addrs_of)
     return None
-    img = _image_to_tokens(read, stext, size, page)
-    found = find_token_index(img)
-    if found is None:
-        return None
-    table, index = found
-    mk = find_markers(img, table)
-    if mk is None:
-        return None
-    markers, count = mk
-    toks = tokens(img[table:index], img[index:index + 512])
-    last = struct.unpack_from("<I", img, markers + 4 * (count - 1))[0]
-    # names start 8-aligned, with num_syms (u32, in this marker count's range) 8 before
-    lo = max(8, markers - MAX_NAMES_BYTES)
-    for names in range((markers - last) & ~7, lo - 1, -8):
-        n = struct.unpack_from("<I", img, names - 8)[0]
-        if not 256 * (count - 1) < n <= 256 * count:
-            continue
-        blob = img[names:markers + 8 * count]
-        r = records(img[names:markers], n, False)
-        if r is None or not markers_follow(blob, marker_offsets(r[0], False), r[1]):
-            continue
-        rb_at = names - 16
-        rb = struct.unpack_from("<Q", img, rb_at)[0]
-        off_at = (rb_at - 4 * n) & ~7
-        abs_at = names - 8 - 8 * n
-        offsets = img[off_at:off_at + 4 * n] if off_at >= 0 else None
-        absolute = img[abs_at:abs_at + 8 * n] if abs_at >= 0 else None
-
-        def addrs_of(i, n=n, offsets=offsets, rb=rb, off_at=off_at, absolute=absolute):
-            try:
-                return addresses(n, i, stext, offsets, stext + off_at, rb, None)
-            except KernelError:
-                return addresses(n, i, stext, None, None, None, absolute)
-        return _finish(expand(blob, r[0], toks), n, addrs_of)
-    return None

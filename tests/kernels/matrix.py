@@ -445,7 +445,8 @@ def merge_tables(old: str, new: str) -> str:
     """The doc's table with `new`'s rows put in place of the rows of the same name (a run
     with --only must not drop the rows it did not check); rows new to the doc go last."""
     def rows(text: str) -> list[str]:
-        return [l for l in text.splitlines() if l.startswith("| ") and not l.startswith("| name ")]
+        return [l for l in text.splitlines() if l.startswith("| ")
+                and not l.startswith("| name ") and not l.startswith("| ---")]
 
     def name(line: str) -> str:
         return line.split("|")[1].strip()
@@ -492,6 +493,8 @@ def set_doc_cell(name: str, cell: str, same: bool) -> None:
             cells[-3] = cell
             if not same:
                 cells[-1] = "DIFFERS (without a vmlinux)"
+            elif cells[-1] == "DIFFERS (without a vmlinux)":
+                cells[-1] = "identical"
             line = "| " + " | ".join(cells) + " |"
         out.append(line)
     DOC.write_text(head + BEGIN + "\n" + "\n".join(out) + "\n" + END + tail)

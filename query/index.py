@@ -84,7 +84,9 @@ def _task(r) -> Task:
 class DumpIndex:
     def __init__(self, conn: Conn, name: str | None):
         self.c = conn
-        rows = conn.all("SELECT id, name FROM dumps ORDER BY name")
+        # the whole list only when no name is given or the name is not there (a fleet
+        # index holds thousands of dumps; each answer names one)
+        rows = conn.all("SELECT id, name FROM dumps ORDER BY name") if name is None else []
         if name is None:
             if len(rows) == 1:
                 name = rows[0][1]
@@ -99,6 +101,7 @@ class DumpIndex:
             "release, phys_base, ram_end, task_state_names, section_size_bits, max_physmem_bits, "
             "arch, page_size, paging_levels, ram_start FROM dumps WHERE name = ?", (name,))
         if row is None:
+            rows = rows or conn.all("SELECT id, name FROM dumps ORDER BY name")
             raise VmdexError(f"no dump named {name!r} in the index (have: "
                              + ", ".join(r[1] for r in rows) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,

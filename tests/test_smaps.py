@@ -6,6 +6,7 @@ the real CLI.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -186,19 +187,33 @@ def test_bad_words(smaps_index):
     assert p.returncode == 1 and p.stdout == b"" and err.count("\n") == 1 and "no mm" in err
 
 
+@contextlib.contextmanager
+def _kernel_of(kernel: str, dump):
+    """(physical memory, Arch, Kernel) of a fixture dump read with its vmlinux: where a
+    test aims its damage (a struct page's place in the file)."""
+    from vmdex.indexer.arch import detect
+    from vmdex.indexer.arch.memory import KernelMemory
+    from vmdex.indexer.dumpfile import open_dump
+    from vmdex.indexer.kernel.types import load_kernel_types
+    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+    from vmdex.indexer.walk.kernel import Kernel
+
+    types, symtab = load_kernel_types(F.vmlinux(kernel))
+    with open_dump(dump) as phys:
+        info = VmcoreInfo.parse(phys.vmcoreinfo)
+        arch = detect(phys, info)
+        k = Kernel(KernelMemory(phys, arch), types, symtab.address, info.kerneloffset or 0)
+        arch.setup(k, info)
+        yield phys, arch, k
+
+
 def test_lost_struct_page(smaps_index, tmp_path):
     """The dump lacks the page of struct pages (mem_map) of a frame pid X maps: its smaps
     figures that depend on it are unknown — printed as `?`, named in one stderr line —
     never a number; `vm` of the same task is unaffected."""
     from tests import damage as D
 
-    from vmdex.indexer.arch import detect
-    from vmdex.indexer.arch.memory import KernelMemory
     from vmdex.indexer.arch.pagewalk import translate
-    from vmdex.indexer.dumpfile import open_dump
-    from vmdex.indexer.kernel.types import load_kernel_types
-    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
-    from vmdex.indexer.walk.kernel import Kernel
 
     db, names = smaps_index
     kernel = next((k for k in BOOT2 if _variant(k) != "vmcore.elf"), None)
@@ -211,12 +226,8 @@ def test_lost_struct_page(smaps_index, tmp_path):
                             f"AND t.mm = p.mm_i64 WHERE t.pid = {pid} AND p.kind = 'present' "
                             f"AND p.dump = '{names[kernel]}' LIMIT 1", db=db, check=True).stdout)
     src = F.dump(kernel, _variant(kernel))
-    types, symtab = load_kernel_types(F.vmlinux(kernel))
-    with open_dump(src) as phys:       # where that frame's struct page lies in the dump
-        info = VmcoreInfo.parse(phys.vmcoreinfo)
-        arch = detect(phys, info)
-        k = Kernel(KernelMemory(phys, arch), types, symtab.address, info.kerneloffset or 0)
-        arch.setup(k, info)
+    with _kernel_of(kernel, src) as (phys, arch, k):   # where that frame's struct page lies
+        types = k.types
         pfn = rows[0]["pa_i64"] >> arch.page_shift
         page = arch.struct_pages(k) + pfn * types.sizeof("page")
         target = translate(phys, arch, arch.kernel_pgd_pa, page) >> arch.page_shift
@@ -280,13 +291,7 @@ def test_hugetlb_in_a_shared_page_table_is_shared(smaps_index, tmp_path):
     import zlib
 
     from tests import damage as D
-    from vmdex.indexer.arch import detect
-    from vmdex.indexer.arch.memory import KernelMemory
     from vmdex.indexer.arch.pagewalk import translate
-    from vmdex.indexer.dumpfile import open_dump
-    from vmdex.indexer.kernel.types import load_kernel_types
-    from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
-    from vmdex.indexer.walk.kernel import Kernel
 
     db, names = smaps_index
     kernel = next((k for k in BOOT2 if _variant(k) != "vmcore.elf"), None)
@@ -303,12 +308,8 @@ def test_hugetlb_in_a_shared_page_table_is_shared(smaps_index, tmp_path):
                            f"t.pid = {pid} AND d.name = '{names[kernel]}'", db=db,
                            check=True).stdout)[0]["pgd"] & (2 ** 64 - 1)
     src = F.dump(kernel, _variant(kernel))
-    types, symtab = load_kernel_types(F.vmlinux(kernel))
-    with open_dump(src) as phys:
-        info = VmcoreInfo.parse(phys.vmcoreinfo)
-        arch = detect(phys, info)
-        k = Kernel(KernelMemory(phys, arch), types, symtab.address, info.kerneloffset or 0)
-        arch.setup(k, info)
+    with _kernel_of(kernel, src) as (phys, arch, k):
+        types = k.types
         table = arch.user_root(pgd)      # down to the table that holds the huge leaf
         for depth, shift in enumerate(arch.shifts):
             e = arch.entries_of(phys.read(table + 8 * ((start >> shift) % arch.entries), 8))

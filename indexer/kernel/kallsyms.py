@@ -40,6 +40,11 @@ class Kallsyms:
     encoding: str               # which address encoding reproduced _stext
 
     def address(self, name: str) -> int | None:
+        i = self.index().get(name)
+        return None if i is None else self.addrs[i]
+
+    def index(self) -> dict[str, int]:
+        """{name: entry} of the entry a lookup by name takes, built once."""
         if not hasattr(self, "_idx"):
             names, letters, n = self.names, self.letters, len(self.names)
             # each name's first entry, then its first global one over it (a global beats a
@@ -51,8 +56,7 @@ class Kallsyms:
                 idx.update({names[i]: i for i in range(n - 1, -1, -1)
                             if names[i] in twice and letters[i].isupper()})
             self._idx = idx
-        i = self._idx.get(name)
-        return None if i is None else self.addrs[i]
+        return self._idx
 
     def has_data_symbols(self) -> bool:
         """Built with CONFIG_KALLSYMS_ALL: objects (init_task) are listed, not only code."""
@@ -397,6 +401,7 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
     n = len(ks.names)
     runtime = np.array(ks.addrs, np.uint64)
     addr = np.where(moves(runtime), runtime - np.uint64(kaslr & U64), runtime)
+    unrelocated = addr.tolist()                # in kallsyms' order, for the name index
     lut = np.zeros(256, np.uint8)
     for c, k in _kinds().items():
         lut[ord(c)] = k
@@ -440,11 +445,7 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
     out.certain = np.where(size > 0, sure, np.uint64(0)).astype(np.uint64)
     # its name index is kallsyms' own (a global beats a local of the same name, then the
     # lowest address), unrelocated: not built again from the table
-    ks.address("_stext")
-    index = ks._idx
-    shift = runtime - np.uint64(kaslr & U64)
-    unrelocated = np.where(moves(runtime), shift, runtime).tolist()
-    out._by_name = {name: unrelocated[i] for name, i in index.items()}
+    out._by_name = {name: unrelocated[i] for name, i in ks.index().items()}
     return out
 
 

@@ -176,11 +176,20 @@ class Btf:
         import numpy as np
 
         kinds = np.array(self.kind, np.int64)
-        named = np.isin(kinds, (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FWD)) & \
-            (np.array(self.name_off, np.int64) != 0)
-        out: dict[tuple[int, str], list[int]] = {}
-        for tid in np.nonzero(named)[0].tolist():
-            out.setdefault((self.kind[tid], self.type_name(tid)), []).append(tid)
+        offs = np.array(self.name_off, np.int64)
+        tids = np.flatnonzero(np.isin(kinds, (STRUCT, UNION, ENUM, ENUM64, TYPEDEF, FWD)) &
+                              (offs != 0))
+        offs = offs[tids]
+        # every name's end at once: the first NUL at or after its offset
+        nuls = np.flatnonzero(np.frombuffer(self.strings, np.uint8) == 0)
+        end_at = np.searchsorted(nuls, offs)
+        bad = (offs >= len(self.strings)) | (end_at >= len(nuls))
+        if bad.any():
+            self.name(int(offs[np.argmax(bad)]))      # raises the one-line error
+        s, out = self.strings, {}
+        for tid, kind, a, b in zip(tids.tolist(), kinds[tids].tolist(), offs.tolist(),
+                                   nuls[np.minimum(end_at, len(nuls) - 1)].tolist()):
+            out.setdefault((kind, s[a:b].decode("latin-1")), []).append(tid)
         return out
 
 
@@ -396,6 +405,41 @@ def _complete(btf: Btf, index: dict, kinds: tuple[int, ...], name: str) -> int |
     return found[0]
 
 
+def _enums_naming(btf: Btf, names: set[str]) -> list[int]:
+    """The ENUM/ENUM64 type ids (ascending) with an enumerator of one of `names`, found
+    without decoding every enumerator: all enumerators' name offsets are gathered at once
+    and only those whose string is one of the names (same first byte and length) are
+    decoded."""
+    import numpy as np
+
+    kinds = np.array(btf.kind, np.int64)
+    enums = np.flatnonzero((kinds == ENUM) | (kinds == ENUM64))
+    counts = np.array(btf.vlen, np.int64)[enums]
+    if not len(enums) or not counts.sum():
+        return []
+    stride = np.where(kinds[enums] == ENUM64, 12, 8)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    at = np.repeat(np.array(btf.at, np.int64)[enums], counts) + \
+        (np.arange(int(counts.sum())) - first) * np.repeat(stride, counts)
+    raw = np.frombuffer(btf.data, np.uint8)
+    off = raw[at].astype(np.int64) | raw[at + 1].astype(np.int64) << 8 | \
+        raw[at + 2].astype(np.int64) << 16 | raw[at + 3].astype(np.int64) << 24
+    longest = max(len(n) for n in names)
+    strs = np.frombuffer(btf.strings + b"\0" * (longest + 1), np.uint8)
+    off = np.minimum(off, len(btf.strings))
+    owner = np.repeat(enums, counts)
+    hit = np.zeros(len(off), bool)
+    for name in names:
+        b = name.encode("latin-1")
+        if not b:
+            continue
+        maybe = (strs[off] == b[0]) & (strs[off + len(b)] == 0)
+        for j in np.flatnonzero(maybe).tolist():
+            o = int(off[j])
+            hit[j] = hit[j] or btf.strings[o:o + len(b)] == b
+    return sorted(set(owner[hit].tolist()))
+
+
 def extract(btf: Btf, structs, typedefs, enums, enumerators,
             char_signed: bool) -> tuple[GraphBuilder, dict]:
     """The wanted items (name lists as indexer.kernel.types keeps them) as graph nodes:
@@ -424,13 +468,11 @@ def _extract(btf, structs, typedefs, enums, enumerators, char_signed):
     wanted_enums = [t for name in enums
                     for t in [_complete(btf, index, (ENUM, ENUM64), name)] if t is not None]
     pending = set(enumerators)
-    if pending:
-        for tid, kind in enumerate(btf.kind):
-            if kind in (ENUM, ENUM64) and pending:
-                names = {n for n, _ in btf.enumerators(tid)}
-                if names & pending:
-                    wanted_enums.append(tid)
-                    pending -= names
+    for tid in _enums_naming(btf, pending) if pending else ():
+        names = {n for n, _ in btf.enumerators(tid)}
+        if names & pending:                # each wanted name from the first enum with it
+            wanted_enums.append(tid)
+            pending -= names
     for tid in wanted_enums:
         gid = g.type_id(tid)
         values.update({n: v for n, v in g.types[gid]["e"]})

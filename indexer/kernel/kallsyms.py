@@ -16,16 +16,21 @@ crafted table gives a KernelError, never a hang.
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from vmdex.indexer.errors import KernelError, VmdexError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Read = Callable[[int, int], bytes]      # (virtual address, size) -> bytes
 
 MAX_NAMES_BYTES = 64 << 20     # kallsyms_names of the largest kernels is a few MiB
 MAX_SYMS = 4 << 20
+MAX_EXPANDED = 256 << 20     # the names expanded (7.x: 5 MiB)
 MAX_TOKEN_TABLE = 1 << 16
 U64 = (1 << 64) - 1
 # nm letters kallsyms emits (upper = global); anything else means a wrong decode
@@ -35,33 +40,40 @@ LETTERS = set("TtDdBbRrAaWwVvUuNnGgSsCcIi?")
 @dataclass
 class Kallsyms:
     names: list[str]
-    letters: str
-    addrs: list[int]            # runtime addresses (KASLR applied), absolute ones as is
+    letters: bytes              # nm's type letter of each name
+    addrs: "np.ndarray"         # uint64 runtime addresses (KASLR applied), absolute as is
     encoding: str               # which address encoding reproduced _stext
+    text: str = ""              # the names joined by NULs (what `names` was split from)
 
     def address(self, name: str) -> int | None:
         i = self.index().get(name)
-        return None if i is None else self.addrs[i]
+        return None if i is None else int(self.addrs[i])
 
     def index(self) -> dict[str, int]:
-        """{name: entry} of the entry a lookup by name takes, built once."""
+        """{name: entry} of the entry a lookup by name takes, built once: a name's first
+        global entry, else its first entry (a global beats a local of the same name)."""
         if not hasattr(self, "_idx"):
-            names, letters, n = self.names, self.letters, len(self.names)
-            # each name's first entry, then its first global one over it (a global beats a
-            # local of the same name)
+            import numpy as np
+
+            names, n = self.names, len(self.names)
             idx = dict(zip(reversed(names), range(n - 1, -1, -1)))
-            if len(idx) < n:         # names that repeat: their first global entry wins
-                last = dict(zip(names, range(n)))
-                twice = {k for k, i in idx.items() if last[k] != i}
-                idx.update({names[i]: i for i in range(n - 1, -1, -1)
-                            if names[i] in twice and letters[i].isupper()})
+            if len(idx) < n:         # names repeat: overwrite with each one's first global
+                glob = np.flatnonzero(_is_global(self.letters))[::-1].tolist()
+                idx.update(zip(map(names.__getitem__, glob), glob))
             self._idx = idx
         return self._idx
 
     def has_data_symbols(self) -> bool:
         """Built with CONFIG_KALLSYMS_ALL: objects (init_task) are listed, not only code."""
-        i = self.address("init_task")
-        return i is not None
+        return self.address("init_task") is not None
+
+
+def _is_global(letters: bytes):
+    """Which entries are global symbols (nm's upper-case letters)."""
+    import numpy as np
+
+    c = np.frombuffer(letters, np.uint8)
+    return (c >= ord("A")) & (c <= ord("Z"))
 
 
 def _u32s(raw: bytes, n: int, signed: bool = False) -> list[int]:
@@ -220,30 +232,37 @@ def expand(blob: bytes, recs: tuple[list[int], list[int]], toks: list[bytes]) ->
     and a ULEB128 length's second byte)."""
     import numpy as np
 
-    starts = np.array(recs[0], np.int64)
-    counts = np.array(recs[1], np.int64)
+    starts = np.asarray(recs[0], np.int64)
+    counts = np.asarray(recs[1], np.int64)
     if not len(starts):
         return b""
     end = int(starts[-1] + counts[-1])
-    codes = np.frombuffer(blob, np.uint8, end).astype(np.int32)
+    codes = np.frombuffer(blob, np.uint8, end).astype(np.int16)
     first = np.zeros(len(starts), np.int64)        # where each record's length bytes start
     first[1:] = starts[:-1] + counts[:-1]
     codes[first] = 256
     codes[starts - 1] = np.where(starts - 1 > first, 257, 256)   # a two-byte length
     codes[first[0]:starts[0]] = 257
+    # int32 throughout (names are a few MiB): half the memory traffic of int64
     table = np.frombuffer(b"".join(toks) + b"\0", np.uint8)
-    tok_len = np.array([len(t) for t in toks] + [1, 0], np.int64)
-    tok_off = np.zeros(258, np.int64)
+    tok_len = np.array([len(t) for t in toks] + [1, 0], np.int32)
+    tok_off = np.zeros(258, np.int32)
     tok_off[:257] = np.cumsum(tok_len[:257]) - tok_len[:257]
     lens = tok_len[codes]
-    out_before = np.cumsum(lens) - lens
-    chars = table[np.repeat(tok_off[codes] - out_before, lens) + np.arange(int(lens.sum()))]
-    return chars.tobytes()
+    if int(lens.sum(dtype=np.int64)) > MAX_EXPANDED:   # crafted tokens: bounded, and int32
+        raise KernelError("kallsyms_names expands past any kernel's symbol names")
+    out_before = np.cumsum(lens, dtype=np.int32)
+    out_before -= lens
+    base = tok_off[codes]                  # each output byte's table index, less its place
+    base -= out_before
+    at = np.repeat(base, lens)
+    at += np.arange(len(at), dtype=np.int32)
+    return table[at].tobytes()
 
 
 def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,
               offsets_va: int | None, relative_base: int | None,
-              absolute: bytes | None) -> tuple[list[int], str]:
+              absolute: bytes | None) -> tuple["np.ndarray", str]:
     """Runtime addresses of all n symbols, in the encoding that puts `_stext` (entry
     stext_index) at VMCOREINFO's `_stext`: absolute (u64 values), base-relative
     (relative_base + u32), absolute-percpu (x86 up to 6.14: a negative s32 is relative to
@@ -275,26 +294,35 @@ def addresses(n: int, stext_index: int, stext: int, offsets: bytes | None,
     with np.errstate(over="ignore"):
         for name, rule in rules:
             if int(rule(at, vals[at])[0]) == stext:
-                return rule(np.arange(n), vals).tolist(), name
+                return rule(np.arange(n), vals).astype(u64), name
     raise KernelError("unreadable kallsyms: no address encoding puts _stext where "
                       "VMCOREINFO does")
 
 
-def _finish(joined: bytes, n: int, addrs_of: Callable[[int], tuple[list[int], str]]) -> Kallsyms:
+def _finish(joined: bytes, n: int, addrs_of: Callable[[int], tuple["np.ndarray", str]]) -> Kallsyms:
     """The n names of `joined` (NUL-separated, letter first) with their addresses."""
-    parts = joined.decode("latin-1").split("\0")
-    if len(parts) != n or not all(parts):     # a token that expands to nothing
+    import numpy as np
+
+    chars = np.frombuffer(joined, np.uint8)
+    first = np.flatnonzero(chars == 0) + 1          # where each name but the first starts
+    first = np.r_[0, first]
+    ends = np.r_[first[1:] - 1, len(joined)]
+    # a token that expands to nothing (or a NUL in one) leaves an empty name
+    if len(first) != n or (ends == first).any():
         raise KernelError("kallsyms_names decodes to garbage (an empty name)")
-    letters = "".join([p[0] for p in parts])
-    if not set(letters) <= LETTERS:
+    letters = chars[first].tobytes()
+    if not set(letters.decode("latin-1")) <= LETTERS:
         raise KernelError("kallsyms_names decodes to garbage (unknown symbol type letters)")
-    names = [p[1:] for p in parts]
+    keep = np.ones(len(chars), bool)
+    keep[first] = False
+    text = chars[keep].tobytes().decode("latin-1")
+    names = text.split("\0")
     try:
         stext_index = names.index("_stext")
     except ValueError:
         raise KernelError("kallsyms has no _stext") from None
     addrs, enc = addrs_of(stext_index)
-    return Kallsyms(names, letters, addrs, enc)
+    return Kallsyms(names, letters, addrs, enc, text)
 
 
 def from_vmcoreinfo(read: Read, info) -> Kallsyms | None:
@@ -346,15 +374,25 @@ _PAIRS = (("__start_", "", "__stop_", ""), ("", "_start", "", "_end"),
           ("_s", "", "_e", ""))
 
 
-def linker_labels(names: list[str]) -> set[str]:
+_LABEL_ENDS = re.compile("|".join(re.escape(s2) + "\0" for *_, s2 in _PAIRS if s2))
+_LABEL_STARTS = re.compile("|".join("\0" + re.escape(p2) for _, _, p2, _ in _PAIRS if p2))
+
+
+def linker_labels(text: str, have) -> set[str]:
     """Names that mark where a region starts or ends rather than an object (a linker
     script's `__start_X`/`__stop_X`, `X_start`/`X_end`, `X`/`X_end`, `_sX`/`_eX` pairs,
-    both present): size 0 in a vmlinux's .symtab, so gdb names no pointer after them."""
-    have = set(names)
-    # the closing forms (the rarer ones), then each one's opening partner
-    starts = tuple(p2 for _, _, p2, _ in _PAIRS if p2)
-    ends = tuple(s2 for _, _, _, s2 in _PAIRS if s2)
-    candidates = [n for n in have if n.startswith(starts) or n.endswith(ends)]
+    both present): size 0 in a vmlinux's .symtab, so gdb names no pointer after them.
+    `text` holds the names joined by NULs, `have` answers whether a name exists."""
+    # the closing forms (the rarer ones), found as substrings of the joined names, then
+    # each one's opening partner
+    text = "\0" + text + "\0"
+    candidates = set()
+    for m in _LABEL_ENDS.finditer(text):
+        end = m.end() - 1
+        candidates.add(text[text.rfind("\0", 0, end) + 1:end])
+    for m in _LABEL_STARTS.finditer(text):
+        start = m.start() + 1
+        candidates.add(text[start:text.index("\0", start)])
     out: set[str] = set()
     for pre, suf, pre2, suf2 in _PAIRS:
         least = len(pre2) + len(suf2)
@@ -366,9 +404,10 @@ def linker_labels(names: list[str]) -> set[str]:
     return out
 
 
-def _by_address_then_name(addr, raw: list[bytes]):
-    """The order that sorts symbols by address, then name (stable): numpy sorts the
-    addresses; names are compared only among the few symbols that share one."""
+def _by_address_then_name(addr, names: list[str]):
+    """The order that sorts symbols by address, then name (stable; latin-1 names compare
+    as their bytes do): numpy sorts the addresses; names are compared only among the few
+    symbols that share one."""
     import numpy as np
 
     order = np.argsort(addr, kind="stable")
@@ -383,9 +422,21 @@ def _by_address_then_name(addr, raw: list[bytes]):
         while j + 1 < len(ties) and ties[j + 1] == ties[j] + 1:
             j += 1
         lo, hi = ties[i], ties[j] + 2
-        out[lo:hi] = sorted(out[lo:hi], key=raw.__getitem__)
+        out[lo:hi] = sorted(out[lo:hi], key=names.__getitem__)
         i = j + 1
     return np.array(out, np.int64)
+
+
+class _NameIndex:
+    """A Symtab's name index taken from kallsyms' own (a global beats a local of the same
+    name, then the lowest address), answering unrelocated addresses: not built again."""
+
+    def __init__(self, index: dict[str, int], unrelocated):
+        self.index, self.unrelocated = index, unrelocated
+
+    def get(self, name: str) -> int | None:
+        i = self.index.get(name)
+        return None if i is None else int(self.unrelocated[i])
 
 
 def to_symtab(ks: Kallsyms, kaslr: int, moves):
@@ -398,34 +449,33 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
 
     from vmdex.indexer.kernel import symtab as S
 
-    n = len(ks.names)
-    runtime = np.array(ks.addrs, np.uint64)
-    addr = np.where(moves(runtime), runtime - np.uint64(kaslr & U64), runtime)
-    unrelocated = addr.tolist()                # in kallsyms' order, for the name index
+    names = ks.names
+    n = len(names)
+    runtime = np.asarray(ks.addrs, np.uint64)
+    unrelocated = np.where(moves(runtime), runtime - np.uint64(kaslr & U64), runtime)
     lut = np.zeros(256, np.uint8)
     for c, k in _kinds().items():
         lut[ord(c)] = k
-    kind = lut[np.frombuffer(ks.letters.encode("latin-1"), np.uint8)]
-    raw = "\0".join(ks.names).encode("latin-1").split(b"\0") if n else []
-    order = _by_address_then_name(addr, raw)
-    addr, kind = addr[order], kind[order]
-    raw = np.array(raw, dtype=object)[order]
+    kind = lut[np.frombuffer(ks.letters, np.uint8)]
+    order = _by_address_then_name(unrelocated, names)
+    addr, kind = unrelocated[order], kind[order]
     is_abs = kind == S.ABS
     # exact duplicates go, as from a .symtab: the same address, absoluteness and name
     same = np.zeros(n, bool)
     same[1:] = (addr[1:] == addr[:-1]) & (is_abs[1:] == is_abs[:-1])
     for i in np.nonzero(same)[0].tolist():
-        same[i] = raw[i] == raw[i - 1]
+        same[i] = names[order[i]] == names[order[i - 1]]
     keep = ~same
-    addr, kind, is_abs = addr[keep], kind[keep], is_abs[keep]
-    names = raw[keep].tolist()
+    order, addr, kind, is_abs = order[keep], addr[keep], kind[keep], is_abs[keep]
     image = addr[~is_abs]                      # sorted: its distinct values
     image = image[np.r_[True, image[1:] != image[:-1]]] if len(image) else image
     nxt = np.searchsorted(image, addr, side="right")
     size = np.where(nxt < len(image), image[np.minimum(nxt, len(image) - 1)] - addr, 0)
-    marks = {m.encode("latin-1") for m in linker_labels(ks.names)}
-    labels = np.fromiter(map(marks.__contains__, names), bool, len(names))
-    size = np.where(is_abs | labels, 0, size).astype(np.uint64)
+    index = ks.index()
+    label = np.zeros(n, bool)                  # in kallsyms' order: every entry of a mark
+    marks = linker_labels(ks.text or "\0".join(names), index)
+    label[[i for i, name in enumerate(names) if name in marks] if marks else []] = True
+    size = np.where(is_abs | label[order], 0, size).astype(np.uint64)
     # Before a page-aligned symbol (__page_aligned_data/bss) the linker leaves up to a page
     # of padding: a pointer into the last (alignment - 1) bytes of such a gap may lie past
     # the object, where gdb (knowing the ELF size) names nothing; only the vmlinux could
@@ -436,16 +486,16 @@ def to_symtab(ks: Kallsyms, kaslr: int, moves):
     pad = np.where(align >= np.uint64(PAGE_ALIGNED), align - np.uint64(1), np.uint64(0))
     sure = np.where(size > pad, size - pad, np.uint64(1))
     shndx = np.where(is_abs, S.SHN_ABS, 1).astype(np.uint16)
-    lengths = np.fromiter(map(len, names), np.uint32, len(names)) + np.uint32(1)
+    kept = [names[i] for i in order.tolist()]
+    lengths = np.fromiter(map(len, kept), np.uint32, len(kept)) + np.uint32(1)
     name_off = (np.cumsum(lengths) - lengths).astype(np.uint32)
     text, end = ks.address("_text"), ks.address("_end")
     secs = [(1, (text - kaslr) & U64, (end - kaslr) & U64)] if text and end else []
-    out = S.Symtab(addr, size, kind, shndx, name_off, b"\0".join(names) + b"\0",
+    out = S.Symtab(addr, size, kind, shndx, name_off,
+                   ("\0".join(kept) + "\0").encode("latin-1"),
                    np.array(secs, dtype=np.uint64).reshape(-1, 3))
     out.certain = np.where(size > 0, sure, np.uint64(0)).astype(np.uint64)
-    # its name index is kallsyms' own (a global beats a local of the same name, then the
-    # lowest address), unrelocated: not built again from the table
-    out._by_name = {name: unrelocated[i] for name, i in ks.index().items()}
+    out._by_name = _NameIndex(index, unrelocated)
     return out
 
 

@@ -152,9 +152,9 @@ class DumpSource:
         import numpy as np
 
         ks = self.kallsyms
-        letters = np.frombuffer(ks.letters.encode("latin-1"), np.uint8)
+        letters = np.frombuffer(ks.letters, np.uint8)
         absolute = (letters == ord("A")) | (letters == ord("a"))
-        image = np.sort(np.array(ks.addrs, np.uint64)[~absolute])
+        image = np.sort(np.asarray(ks.addrs, np.uint64)[~absolute])
         image = image[np.r_[True, image[1:] != image[:-1]]].tolist() if len(image) else []
         out = {}
         for name, (elem, zero_tail) in VARIABLE_ARRAYS.items():

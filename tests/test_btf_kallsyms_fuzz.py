@@ -155,6 +155,17 @@ def test_marker_walk_is_the_sequential_walk(data):
             assert K.markers_follow(blob, K.marker_offsets(slow[0], big), slow[1])
 
 
+def test_names_that_expand_past_any_kernel_are_refused():
+    """Tokens point anywhere in a 64 KiB table: a few thousand token bytes of a long token
+    would expand to hundreds of MiB. The expansion is refused before it is made."""
+    toks = [b"A" * 60000] * 256
+    codes = 5000
+    blob = bytes([0x80 | (codes & 0x7F), codes >> 7]) + bytes(codes)
+    with pytest.raises(KernelError, match="expands past"):
+        K.expand(blob, ([2], [codes]), toks)
+    assert K.expand(blob[:2 + 10], ([2], [10]), [b"x"] * 256) == b"x" * 10
+
+
 def test_marker_walk_on_the_corpus():
     blob, n = _names_blob(KALLSYMS)
     markers = K.markers_before_tokens(blob, n)

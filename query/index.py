@@ -11,6 +11,16 @@ from vmdex.indexer.errors import VmdexError
 from vmdex.indexer.runs import MAX_RUN_PAGES  # bounds the range scans below
 from vmdex.query.conn import Conn
 
+NAMES_SHOWN = 10      # an error lists this many dump names: a fleet index holds thousands
+
+
+def some_names(names: list[str]) -> str:
+    """Dump names for an error line: all of a few, the first NAMES_SHOWN of many."""
+    if len(names) <= NAMES_SHOWN:
+        return ", ".join(names) or "none"
+    return (", ".join(names[:NAMES_SHOWN]) +
+            f", ... ({len(names)} in all: `vmdex dumps` lists them)")
+
 U64 = (1 << 64) - 1
 
 
@@ -94,7 +104,7 @@ class DumpIndex:
                 raise VmdexError("the index holds no dumps (run `vmdex ingest` first)")
             else:
                 raise VmdexError("the index holds several dumps; choose one with --dump: "
-                                 + ", ".join(r[1] for r in rows))
+                                 + some_names([r[1] for r in rows]))
         row = conn.one(
             "SELECT id, name, paddr_prlen, default_task, swap_lines, swap_info_len, "
             "has_expand_upwards, has_pmd_huge_pte, kernel_id, kaslr_offset, init_mm, page_offset, "
@@ -103,7 +113,7 @@ class DumpIndex:
         if row is None:
             rows = rows or conn.all("SELECT id, name FROM dumps ORDER BY name")
             raise VmdexError(f"no dump named {name!r} in the index (have: "
-                             + ", ".join(r[1] for r in rows) + ")")
+                             + some_names([r[1] for r in rows]) + ")")
         (self.id, self.name, self.paddr_prlen, default_task, self.swap_lines, self.swap_info_len,
          self.has_expand_upwards, self.has_pmd_huge_pte, self.kernel_id, kaslr, init_mm,
          page_offset, self.release, self.phys_base, ram_end, state_names, self.section_bits,

@@ -40,8 +40,8 @@ def run_rm(location: str | None, name: str) -> None:
     _, rows = list_dumps(location)  # also: the index exists and has the current schema
     names = [r[0] for r in rows]
     if name not in names:
-        have = ", ".join(names) if names else "none"
-        raise VmdexError(f"no dump named {name!r} in the index (have: {have})")
+        from vmdex.query.index import some_names
+        raise VmdexError(f"no dump named {name!r} in the index (have: {some_names(names)})")
     engine = make_engine(location)
     try:
         if not remove_dump(engine, name):   # removed meanwhile by someone else

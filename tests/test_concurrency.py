@@ -156,3 +156,29 @@ def test_ingest_jobs(empty_index, reference, tmp_path):
     p = vmdex("dumps", "--format", "json", db=empty_index, check=True)
     assert sorted(d["name"] for d in json.loads(p.stdout)) == ["vmcore.kdump-zlib",
                                                                "vmcore.mdf-c-d31"]
+
+
+def test_fleet_errors_name_a_few_dumps_not_all(oracle_index, tmp_path):
+    """A fleet index holds thousands of dumps: an unknown or missing --dump names the first
+    few and how many there are, in one line, not every name."""
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "many.db"
+    shutil.copy(next(iter(oracle_index.values()))[0], db)
+    with sqlite3.connect(db) as c:
+        cols = [r[1] for r in c.execute("PRAGMA table_info(dumps)") if r[1] not in ("id", "name")]
+        for k in range(30):
+            c.execute(f"INSERT INTO dumps (name, {', '.join(cols)}) SELECT name || '#{k:02d}', "
+                      f"{', '.join(cols)} FROM dumps WHERE id = (SELECT min(id) FROM dumps)")
+        total = c.execute("SELECT count(*) FROM dumps").fetchone()[0]
+        first = [n for (n,) in c.execute("SELECT name FROM dumps ORDER BY name LIMIT 10")]
+    listed = ", ".join(first) + f", ... ({total} in all: `vmdex dumps` lists them)"
+    for args, want in ((("--dump", "nope", "vm", "1"),
+                        f"vmdex: no dump named 'nope' in the index (have: {listed})\n"),
+                       (("vm", "1"), "vmdex: the index holds several dumps; choose one with "
+                                     f"--dump: {listed}\n"),
+                       (("rm", "nope"), f"vmdex: no dump named 'nope' in the index (have: "
+                                        f"{listed})\n")):
+        p = vmdex(*args, db=db)
+        assert (p.returncode, p.stderr.decode()) == (2, want)

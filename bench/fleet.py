@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -110,8 +109,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--copies", type=int, default=125, help="copies of each real dump")
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--index", help="an existing fleet index (URL): only the questions are "
+                    "timed (the index is not built)")
     ap.add_argument("pairs", nargs="*")
     a = ap.parse_args()
+    if a.index:
+        print(f"### Fleet questions on {a.index.rsplit('/', 1)[-1]} ({today()}; {machine()})\n")
+        return questions(a.index, a.runs)
     real = [(str(F.dump(k, primary_variant(k))), str(F.vmlinux(k))) for k in F.kernels()]
     real += list(zip(a.pairs[::2], a.pairs[1::2]))
     print(f"### Fleet: {len(real)} real dumps × {a.copies + 1} in one PostgreSQL index "
@@ -129,35 +133,42 @@ def main() -> None:
         copy_dumps(url, a.copies)
         made = time.perf_counter() - t0
         with psql(url) as db:
-            ndumps = db.execute("SELECT count(*) FROM dumps").fetchone()[0]
             size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
             entries = db.execute("SELECT sum(npages) FROM page_runs").fetchone()[0]
             runs = db.execute("SELECT count(*) FROM page_runs").fetchone()[0]
+            ndumps = db.execute("SELECT count(*) FROM dumps").fetchone()[0]
         print(f"\n{ndumps} dumps (copies made in {made:.0f} s); index {size / 2**30:.2f} GiB: "
               f"{size / ndumps / 2**20:.1f} MiB per dump, "
               f"{size / (entries / 1e6) / 2**20:.1f} MiB per million page-table entries "
               f"({runs} page runs for {entries} entries)\n")
-        name = f"real{[k for k in F.kernels()].index(K61)}-{K61}"
-        cases = json.loads((F.oracle_dir(K61) / "cases.json").read_text())
-        phys, pid = cases["phys_anon"], str(cases["roles"]["filemap"])
-        crash = crash_timings(F.kernel_dir(K61))
-        print("| question (whole `vmdex` process) | p50 s | p99 s | output | crash 9.0.2 |")
-        print("|---|---|---|---|---|")
-        asks = [(f"foreach vm -R {phys}", ["foreach", "vm", "-R", phys],
-                 crash.get("foreach_vm_R_phys", "?")),
-                (f"vm -p {pid}", ["vm", "-p", pid], "-"), ("ps", ["ps"], "-")]
-        for label, words, c in asks:
-            p50, p99, out = latency([VMDEX, "--db", url, "--dump", name, *words], a.runs)
-            print(f"| `{label}` on one of {ndumps} dumps | {p50:.3f} | {p99:.3f} | {out} | {c} |",
-                  flush=True)
-        reader = new_reader(url)      # vmdex sql runs as a plain reader role
-        text = (REPO / "docs" / "schema.md").read_text()
-        for ex, sql in re.findall(r"<!-- example: (\w+) -->\s*```sql\n(.*?)```", text, re.S):
-            p50, p99, out = latency([VMDEX, "--db", reader, "sql", "--timeout", "0",
-                                     "--format", "csv", sql], max(3, a.runs // 4))
-            print(f"| docs/schema.md `{ex}` over all {ndumps} dumps (`vmdex sql`) | {p50:.3f} "
-                  f"| {p99:.3f} | {out} | - |", flush=True)
+        questions(url, a.runs)
 
+
+def questions(url: str, runs: int) -> None:
+    """p50/p99 of each question as a whole `vmdex` process on the index at `url`."""
+    with psql(url) as db:
+        ndumps = db.execute("SELECT count(*) FROM dumps").fetchone()[0]
+        name = db.execute("SELECT name FROM dumps WHERE name LIKE %s ORDER BY id LIMIT 1",
+                          (f"real%-{K61}",)).fetchone()[0]
+    cases = json.loads((F.oracle_dir(K61) / "cases.json").read_text())
+    phys, pid = cases["phys_anon"], str(cases["roles"]["filemap"])
+    crash = crash_timings(F.kernel_dir(K61))
+    print("| question (whole `vmdex` process) | p50 s | p99 s | output | crash 9.0.2 |")
+    print("|---|---|---|---|---|")
+    asks = [(f"foreach vm -R {phys}", ["foreach", "vm", "-R", phys],
+             crash.get("foreach_vm_R_phys", "?")),
+            (f"vm -p {pid}", ["vm", "-p", pid], "-"), ("ps", ["ps"], "-")]
+    for label, words, c in asks:
+        p50, p99, out = latency([VMDEX, "--db", url, "--dump", name, *words], runs)
+        print(f"| `{label}` on one of {ndumps} dumps | {p50:.3f} | {p99:.3f} | {out} | {c} |",
+              flush=True)
+    reader = new_reader(url)      # vmdex sql runs as a plain reader role
+    text = (REPO / "docs" / "schema.md").read_text()
+    for ex, sql in re.findall(r"<!-- example: (\w+) -->\s*```sql\n(.*?)```", text, re.S):
+        p50, p99, out = latency([VMDEX, "--db", reader, "sql", "--timeout", "0",
+                                 "--format", "csv", sql], max(3, runs // 4))
+        print(f"| docs/schema.md `{ex}` over all {ndumps} dumps (`vmdex sql`) | {p50:.3f} "
+              f"| {p99:.3f} | {out} | - |", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

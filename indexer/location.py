@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
 def default_location() -> str:
@@ -13,7 +12,7 @@ def url_for(location: str | None) -> str:
     loc = location or default_location()
     if "://" in loc:
         return loc
-    return "sqlite:///" + str(Path(loc).expanduser().absolute())
+    return "sqlite:///" + os.path.abspath(os.path.expanduser(loc))
 
 
 def need_psycopg() -> None:

@@ -6,7 +6,7 @@ with `?` placeholders and adapted to the driver's style here.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from vmdex.indexer.errors import VmdexError
 
@@ -62,7 +62,7 @@ def connect(location: str | None, dbapi: bool = False):
         import sqlite3
 
         path = url.split("///", 1)[1]
-        if not Path(path).exists():
+        if not os.path.exists(path):
             raise VmdexError(f"no index at {path} (run `vmdex ingest` first)")
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)
         db.execute("PRAGMA query_only=ON")

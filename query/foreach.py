@@ -5,10 +5,10 @@ task filters of foreach() (task.c); only the `vm` command can be answered from t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from vmdex.indexer.errors import VmdexError
 from vmdex.query.index import DumpIndex, Task
+from vmdex.query.record import factory, record
 from vmdex.indexer.walk.taskstate import INVALID, SELECTORS, selector_value
 from vmdex.query.vm import Out, RefSearch, TaskAbort, VmCommand, str_to_context
 from vmdex.query.words import Fatal, VmArgs, getopt, is_number
@@ -39,16 +39,16 @@ class Usage(Exception):
     """crash's cmd_usage(SYNOPSIS): the usage text, then the command stops."""
 
 
-@dataclass
+@record
 class Selection:
     """What cmd_foreach gathered: crash's struct foreach_data, the parts vm needs."""
-    flags: set[str] = field(default_factory=set)   # option letters, x for -h too
+    flags: set[str] = factory(set)   # option letters, x for -h too
     ref: str | None = None
     keyword: str | None = None
-    pids: list[int] = field(default_factory=list)
-    tasks: list[int] = field(default_factory=list)
-    comms: list[str] = field(default_factory=list)
-    regexes: list[re.Pattern] = field(default_factory=list)
+    pids: list[int] = factory(list)
+    tasks: list[int] = factory(list)
+    comms: list[str] = factory(list)
+    regexes: list[re.Pattern] = factory(list)
     specified: bool = False        # FOREACH_SPECIFIED: a selector was given (or bogus)
     kernel: bool = False
     user: bool = False

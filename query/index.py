@@ -5,11 +5,10 @@ Python ints here, so everything above this module sees kernel values as the kern
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vmdex.indexer.errors import VmdexError
 from vmdex.indexer.runs import MAX_RUN_PAGES  # bounds the range scans below
 from vmdex.query.conn import Conn
+from vmdex.query.record import record
 
 NAMES_SHOWN = 10      # an error lists this many dump names: a fleet index holds thousands
 
@@ -33,7 +32,7 @@ def s64(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
 
-@dataclass
+@record
 class Task:
     seq: int
     task: int
@@ -51,7 +50,7 @@ class Task:
     exit_state: int = 0
 
 
-@dataclass
+@record
 class Mm:
     mm: int
     pgd: int
@@ -60,7 +59,7 @@ class Mm:
     raw: bytes | None = None
 
 
-@dataclass
+@record
 class Vma:
     seq: int
     vma: int
@@ -72,7 +71,7 @@ class Vma:
     raw: bytes | None = None
 
 
-@dataclass
+@record
 class Run:
     va: int
     npages: int

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-from decimal import Decimal
 
 from vmdex.indexer.errors import VmdexError
 
@@ -42,9 +41,14 @@ def _bytea(v: bytes) -> bytes:
     return bytes.fromhex(v[2:].decode()) if v.startswith(b"\\x") else v
 
 
+def _decimal(v: bytes):
+    from decimal import Decimal      # rare on the answer path: imported when met
+    return Decimal(v.decode())
+
+
 # type OID -> conversion of the text form (others stay str)
 _CONVERT = {20: int, 21: int, 23: int, 26: int, 16: lambda v: v == b"t",
-            700: float, 701: float, 1700: lambda v: int(v) if b"." not in v else Decimal(v.decode()),
+            700: float, 701: float, 1700: lambda v: int(v) if b"." not in v else _decimal(v),
             17: _bytea}
 
 

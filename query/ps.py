@@ -5,11 +5,11 @@ runqueue clocks, total pages). Options and messages are crash 9.0.2's, in its or
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from vmdex.indexer.errors import VmdexError
 from vmdex.query.foreach import comm_key, is_kernel_thread, sched_policy_value
 from vmdex.query.index import DumpIndex, Task, u
+from vmdex.query.record import factory, record
 from vmdex.query.render.crashfmt import mk, task_header
 from vmdex.query.vm import Out, str_to_context
 from vmdex.query.words import Fatal, getopt, is_number
@@ -33,15 +33,15 @@ class Usage(Exception):
     """crash's cmd_usage(SYNOPSIS)."""
 
 
-@dataclass
+@record
 class PsArgs:
-    flags: set[str] = field(default_factory=set)
+    flags: set[str] = factory(set)
     cpus: set[int] | None = None
     policy: int = 0                        # bit mask of 1 << policy
-    targets: list[tuple[str, object]] = field(default_factory=list)  # (kind, value)
+    targets: list[tuple[str, object]] = factory(list)  # (kind, value)
 
 
-@dataclass
+@record
 class Info:
     """What ps reads beyond the tasks table, per task (task_info) and per dump."""
     tasks: dict[int, tuple]

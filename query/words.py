@@ -7,7 +7,8 @@ side effects (an immediate `-f`, a fatal `-x -d`) happen exactly where crash has
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+
+from vmdex.query.record import factory, record
 
 VM_OPTSTRING = "f:pmvR:P:xdM:"
 _HEX = set(string.hexdigits)
@@ -40,7 +41,7 @@ def crash_words(line: str) -> list[str]:
     return words
 
 
-@dataclass
+@record
 class GetoptEvent:
     opt: str              # the option letter, or "?" for an error
     arg: str | None = None
@@ -121,19 +122,19 @@ def htol(s: str, cmd: str = "vm") -> int:
     return n
 
 
-@dataclass
+@record
 class VmArgs:
-    mode: set[str] = field(default_factory=set)   # subset of {"p", "m", "v", "P"}
+    mode: set[str] = factory(set)   # subset of {"p", "m", "v", "P"}
     ref: str | None = None
     single_vma: int | None = None
     mm: int | None = None
     radix: int | None = None
     flags_value: int | None = None                # -f: print and stop
-    words: list[str] = field(default_factory=list)
+    words: list[str] = factory(list)
     usage: bool = False                          # argerrs: print the usage text
     # what the option loop printed, in its order: ("err", glibc getopt's complaint) or
     # ("out", crash's INFO message)
-    notes: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = factory(list)
 
 
 def parse_vm(args: list[str], page_offset=None, untagged=None) -> VmArgs:

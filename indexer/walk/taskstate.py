@@ -14,28 +14,16 @@ Pure functions only: the query side imports this module without the walkers.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 U64 = (1 << 64) - 1
 INVALID = -1   # crash's TASK_STATE_UNINITIALIZED
 
 
-@dataclass(frozen=True)
-class States:
-    running: int
-    interruptible: int
-    uninterruptible: int
-    stopped: int
-    tracing_stopped: int
-    zombie: int
-    dead: int
-    swapping: int
-    exclusive: int
-    wakekill: int
-    waking: int
-    parked: int
-    noload: int
-    new: int
+# crash's task-state bit values, frozen (a namedtuple: the answer path imports this module,
+# and dataclasses would pull in inspect)
+States = namedtuple("States", "running interruptible uninterruptible stopped tracing_stopped "
+                              "zombie dead swapping exclusive wakekill waking parked noload new")
 
 
 def read_state_names(k) -> list[str] | None:

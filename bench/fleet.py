@@ -111,11 +111,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--index", help="an existing fleet index (URL): only the questions are "
                     "timed (the index is not built)")
+    ap.add_argument("--one", help="with --index: an index holding only the 6.1 fixture dump, "
+                    "for the 1-dump column")
     ap.add_argument("pairs", nargs="*")
     a = ap.parse_args()
     if a.index:
         print(f"### Fleet questions on {a.index.rsplit('/', 1)[-1]} ({today()}; {machine()})\n")
-        return questions(a.index, a.runs)
+        return questions(a.index, a.runs, a.one)
     real = [(str(F.dump(k, primary_variant(k))), str(F.vmlinux(k))) for k in F.kernels()]
     real += list(zip(a.pairs[::2], a.pairs[1::2]))
     print(f"### Fleet: {len(real)} real dumps × {a.copies + 1} in one PostgreSQL index "
@@ -141,11 +143,16 @@ def main() -> None:
               f"{size / ndumps / 2**20:.1f} MiB per dump, "
               f"{size / (entries / 1e6) / 2**20:.1f} MiB per million page-table entries "
               f"({runs} page runs for {entries} entries)\n")
-        questions(url, a.runs)
+        one = new_database(server, "one")
+        subprocess.run([VMDEX, "--db", one, "ingest", "--vmlinux", str(F.vmlinux(K61)),
+                        "--name", f"real0-{K61}", str(F.dump(K61, primary_variant(K61)))],
+                       check=True, capture_output=True)
+        questions(url, a.runs, one)
 
 
-def questions(url: str, runs: int) -> None:
-    """p50/p99 of each question as a whole `vmdex` process on the index at `url`."""
+def questions(url: str, runs: int, one: str | None = None) -> None:
+    """p50/p99 of each question as a whole `vmdex` process on the index at `url`, and the
+    p50 of the same on an index holding that one dump (`one`): what the fleet costs."""
     with psql(url) as db:
         ndumps = db.execute("SELECT count(*) FROM dumps").fetchone()[0]
         name = db.execute("SELECT name FROM dumps WHERE name LIKE %s ORDER BY id LIMIT 1",
@@ -153,22 +160,27 @@ def questions(url: str, runs: int) -> None:
     cases = json.loads((F.oracle_dir(K61) / "cases.json").read_text())
     phys, pid = cases["phys_anon"], str(cases["roles"]["filemap"])
     crash = crash_timings(F.kernel_dir(K61))
-    print("| question (whole `vmdex` process) | p50 s | p99 s | output | crash 9.0.2 |")
-    print("|---|---|---|---|---|")
+    print("| question (whole `vmdex` process) | p50 s | p99 s | 1-dump index p50 s | output "
+          "| crash 9.0.2 |")
+    print("|---|---|---|---|---|---|")
     asks = [(f"foreach vm -R {phys}", ["foreach", "vm", "-R", phys],
              crash.get("foreach_vm_R_phys", "?")),
-            (f"vm -p {pid}", ["vm", "-p", pid], "-"), ("ps", ["ps"], "-")]
+            (f"vm -p {pid}", ["vm", "-p", pid], "-"), ("ps", ["ps"], "-"),
+            (f"smaps {pid}", ["smaps", pid], "-")]
     for label, words, c in asks:
         p50, p99, out = latency([VMDEX, "--db", url, "--dump", name, *words], runs)
-        print(f"| `{label}` on one of {ndumps} dumps | {p50:.3f} | {p99:.3f} | {out} | {c} |",
-              flush=True)
+        alone = "-"
+        if one:
+            alone = f"{latency([VMDEX, '--db', one, *words], runs)[0]:.3f}"
+        print(f"| `{label}` on one of {ndumps} dumps | {p50:.3f} | {p99:.3f} | {alone} | {out} "
+              f"| {c} |", flush=True)
     reader = new_reader(url)      # vmdex sql runs as a plain reader role
     text = (REPO / "docs" / "schema.md").read_text()
     for ex, sql in re.findall(r"<!-- example: (\w+) -->\s*```sql\n(.*?)```", text, re.S):
         p50, p99, out = latency([VMDEX, "--db", reader, "sql", "--timeout", "0",
                                  "--format", "csv", sql], max(3, runs // 4))
         print(f"| docs/schema.md `{ex}` over all {ndumps} dumps (`vmdex sql`) | {p50:.3f} "
-              f"| {p99:.3f} | {out} | - |", flush=True)
+              f"| {p99:.3f} | - | {out} | - |", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ from vmdex.indexer.errors import VmdexError
 from vmdex.indexer.location import need_psycopg, url_for
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-HEAD = "0009"  # newest migration id; checked cheaply before Alembic is imported (query/conn.py too)
+HEAD = "0010"  # newest migration id; checked cheaply before Alembic is imported (query/conn.py too)
 
 
 def make_engine(location: str | None = None, readonly: bool = False) -> Engine:

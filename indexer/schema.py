@@ -58,6 +58,7 @@ dumps = Table(
     Column("vma_count", Integer, nullable=False),
     Column("page_run_count", Integer, nullable=False),
     Column("error_count", Integer, nullable=False),
+    Column("kernel_source", String(16)),     # "vmlinux" or "dump": what it was ingested with (0010)
     Index("ix_dumps_source", "source_path", "source_size"),   # `vmdex ingest DIR` skips
 )
 

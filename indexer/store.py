@@ -159,7 +159,7 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
         p = img.arch
         dump_id = conn.execute(insert(S.dumps).values(
             name=img.name, kernel_id=kernel_id, source_path=img.source_path,
-            source_size=img.source_size, format=img.format,
+            source_size=img.source_size, format=img.format, kernel_source=img.kernel_source,
             compression=img.compression, release=img.release,
             ingested_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             ingest_seconds=round(seconds), kaslr_offset=to_signed(img.kaslr_offset),

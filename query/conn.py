@@ -10,7 +10,7 @@ import os
 
 from vmdex.indexer.errors import VmdexError
 
-HEAD = "0009"  # must equal indexer.db.HEAD (checked by a test)
+HEAD = "0010"  # must equal indexer.db.HEAD (checked by a test)
 
 
 class Conn:

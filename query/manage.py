@@ -15,8 +15,10 @@ def list_dumps(location: str | None) -> tuple[list[str], list[tuple]]:
 
     conn = connect(location)
     try:
-        # kernel_from: where the dump's kernel types and symbols were read (kernels.source)
-        rows = conn.all("SELECT d.name, d.release, COALESCE(k.source, 'vmlinux'), "
+        # kernel_from: where the kernel types and symbols this dump was ingested with were
+        # read (older rows: their kernel row's source)
+        rows = conn.all("SELECT d.name, d.release, "
+                        "COALESCE(d.kernel_source, k.source, 'vmlinux'), "
                         "d.source_path, d.ingested_at, d.task_count, d.vma_count, "
                         "d.page_run_count FROM dumps d JOIN kernels k ON k.id = d.kernel_id "
                         "ORDER BY d.name")

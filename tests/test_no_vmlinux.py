@@ -226,6 +226,10 @@ def test_a_vmlinux_later_replaces_the_dump_row(tmp_path):
     assert source() == [("vmlinux",)]
     vmdex("ingest", "--vmlinux-from-dump", "--name", "c", dump, db=db, check=True)
     assert source() == [("vmlinux",)]
+    # each dump still says what it was ingested with, whatever the kernel row became
+    rows = json.loads(vmdex("dumps", "--format", "json", db=db, check=True).stdout)
+    assert {r["name"]: r["kernel_from"] for r in rows} == {"a": "dump", "b": "vmlinux",
+                                                           "c": "dump"}
     p = vmdex("ingest", "--vmlinux-from-dump", "--vmlinux", "x", dump, db=db)
     assert p.returncode == 2 and p.stderr.count(b"\n") == 1
 

@@ -26,6 +26,7 @@ class Out:
         self.size = 0
         self.failed = False
         self.pending = None   # lines held for rendering in bulk: settled before anything else
+        self.raw, self.raw_any = _byte_stream(stdout)
 
     def write(self, s: str) -> None:
         if self.pending is not None:
@@ -34,6 +35,18 @@ class Out:
         self.size += len(s)
         if self.size > 1 << 20:
             self.flush()
+
+    def write_bytes(self, data, ascii: bool = True) -> None:
+        """Text already encoded as UTF-8 (surrogateescape), e.g. a numpy buffer of page
+        lines: a big piece goes straight to the byte stream (no str built, decoded and
+        encoded again) when the text stream would have written the same bytes."""
+        if self.pending is not None:
+            self.pending()
+        if len(data) < RAW_MIN or self.raw is None or not (ascii or self.raw_any):
+            self.write(bytes(data).decode("utf-8", "surrogateescape"))
+            return
+        self.flush()
+        self.raw.write(data)
 
     def lines(self, it) -> None:
         """Many lines at once: joined in bounded chunks (a 64 GiB VMA is 16M lines)."""
@@ -56,6 +69,29 @@ class Out:
             self.stdout.write("".join(self.buf))
             self.buf, self.size = [], 0
         self.stdout.flush()
+
+
+RAW_MIN = 1 << 16   # smaller pieces join the text buffer: fewer, larger writes
+
+
+def _byte_stream(stdout):
+    """(the binary stream under a text stdout or None, whether it takes any UTF-8 text
+    byte for byte). ASCII goes raw whenever the encoding is ASCII's superset; other text
+    only when the stream encodes UTF-8 with surrogateescape, as vmdex decodes paths."""
+    raw = getattr(stdout, "buffer", None)
+    enc = getattr(stdout, "encoding", None)
+    if raw is None or not enc:
+        return None, False
+    import codecs
+
+    try:
+        name = codecs.lookup(enc).name
+    except LookupError:
+        return None, False
+    if "0123456789abcdef (not mapped)\n".encode(name, "strict") != \
+            b"0123456789abcdef (not mapped)\n":
+        return None, False
+    return raw, name == "utf-8" and getattr(stdout, "errors", None) == "surrogateescape"
 
 
 def name_match(path: str | None, ref: str) -> bool:

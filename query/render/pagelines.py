@@ -43,6 +43,12 @@ def _hex(vals: np.ndarray, width: int) -> np.ndarray:
 
 def render(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None,
            width: int = 0, tail: bytes = b"") -> str:
+    return render_bytes(va, dv, mid, second, width, tail).tobytes().decode(
+        "utf-8", "surrogateescape")
+
+
+def render_bytes(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None,
+                 width: int = 0, tail: bytes = b"") -> np.ndarray:
     """One line per element of `va` (uint64, all with dv hex digits). `second`, if given, is
     printed right-justified in `width` columns; none of its values has more digits."""
     left = max(dv, UVADDR_PRLEN)
@@ -57,7 +63,7 @@ def render(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None
         ndigits = np.searchsorted(_POWERS[:width - 1], second, side="right") + 1
         np.copyto(field, _SPACE, where=np.arange(width) < (width - ndigits)[:, None])
         buf[:, at:at + width] = field
-    return buf.tobytes().decode("utf-8", "surrogateescape")
+    return buf.reshape(-1)
 
 
 def lines(va: int, n: int, mid: bytes, second: int | None = None, second_width: int = 0,
@@ -88,9 +94,11 @@ class PresentBatch:
     Runs are added in output order; whatever else is printed must flush() first."""
 
     MAX_LINES = 65_536
+    PRINTF_LINES = 256    # below this a batch costs less formatted line by line
 
-    def __init__(self, write, pwidth: int, page: int):
-        self.write, self.pw, self.page = write, pwidth, page
+    def __init__(self, out, pwidth: int, page: int):
+        self.write, self.write_text = out.write_bytes, out.write
+        self.pw, self.page = pwidth, page
         self.vas: list[int] = []
         self.pas: list[int] = []
         self.ns: list[int] = []
@@ -119,6 +127,9 @@ class PresentBatch:
     def flush(self) -> None:
         if not self.ns:
             return
+        if self.lines < self.PRINTF_LINES:
+            self._printf()
+            return
         ns = np.array(self.ns, dtype=np.int64)
         first = np.cumsum(ns) - ns                       # line index where each run starts
         offset = (first * self.page).astype(np.uint64)
@@ -127,4 +138,111 @@ class PresentBatch:
         va = np.repeat(np.array(self.vas, dtype=np.uint64) - offset, ns) + steps
         pa = np.repeat(np.array(self.pas, dtype=np.uint64) - offset, ns) + steps
         self.vas, self.pas, self.ns, self.lines = [], [], [], 0
-        self.write(render(va, self.dv, b"  ", pa, self.pw, b"\n"))   # (may call flush())
+        self.write(render_bytes(va, self.dv, b"  ", pa, self.pw, b"\n"))   # (may call flush())
+
+    def _printf(self) -> None:
+        """A few lines (a short run between two gaps): cheaper printf-style than numpy."""
+        fmt, page = "%%-10x  %%%dx\n" % self.pw, self.page
+        text = "".join(fmt % (va + i * page, pa + i * page)
+                       for va, pa, n in zip(self.vas, self.pas, self.ns) for i in range(n))
+        self.vas, self.pas, self.ns, self.lines = [], [], [], 0
+        self.write_text(text)
+
+
+# --- whole blocks: lines that differ only in their low digits ----------------------------
+# Lines va = v0 + i*page inside one aligned 16**L block differ only in their low L digits,
+# which repeat identically in every block: one template of the block's lines is copied per
+# block and only the few high digits are written, a memcpy-speed loop instead of per-line
+# digit work (a 64 GiB reservation is 16 M "(not mapped)" lines).
+CHUNK_BYTES = 1 << 22   # text per returned chunk: memory stays flat, writes stay large
+
+
+def _block_digits(dv: int, ds: int | None, page: int) -> int:
+    """L: the low-digit count of a block (0: no block layout fits this stretch)."""
+    for low in (6, 5, 4):
+        if 16 ** low % page == 0 and 16 ** low // page >= 16 and low < dv \
+                and (ds is None or low < ds):
+            return low
+    return 0
+
+
+def _layout(pre: bytes, dv: int, vwidth: int, mid: bytes, sfield: int, tail: bytes):
+    """(row template, va column, second column): pre, va left-justified in vwidth, mid,
+    the second number right-justified in sfield columns, tail."""
+    row = pre + b" " * max(dv, vwidth) + mid + b" " * sfield + tail
+    at_s = len(pre) + max(dv, vwidth) + len(mid)
+    return np.frombuffer(row, dtype=np.uint8), len(pre), at_s
+
+
+def _segment(pre, v0, n, page, vwidth, mid, s0, swidth, tail):
+    """Chunks (uint8 arrays, whole lines) of n lines whose numbers keep their digit counts."""
+    dv = digits(v0)
+    ds = None if s0 is None else digits(s0)
+    sfield = 0 if s0 is None else max(ds, swidth)
+    low = _block_digits(dv, ds, page)
+    row, at_v, at_s = _layout(pre, dv, vwidth, mid, sfield, tail)
+    if not low or n < 4 * (16 ** low // page):
+        yield from _plain(row, at_v, dv, at_s, ds, sfield, v0, n, page, s0)
+        return
+    yield from _blocks(row, at_v, dv, at_s, ds, sfield, v0, n, page, s0, low)
+
+
+def _plain(row, at_v, dv, at_s, ds, sfield, v0, n, page, s0):
+    """Every line's digits computed (short stretches, small numbers)."""
+    per = max(1, CHUNK_BYTES // len(row))
+    steps = np.arange(min(n, per), dtype=np.uint64) * np.uint64(page)
+    for a in range(0, n, per):
+        k = min(per, n - a)
+        buf = np.empty((k, len(row)), dtype=np.uint8)
+        buf[:] = row
+        buf[:, at_v:at_v + dv] = _hex(steps[:k] + np.uint64(v0 + a * page), dv)
+        if s0 is not None:
+            buf[:, at_s + sfield - ds:at_s + sfield] = _hex(steps[:k] + np.uint64(s0 + a * page), ds)
+        yield buf.reshape(-1)
+
+
+def _blocks(row, at_v, dv, at_s, ds, sfield, v0, n, page, s0, low):
+    B = 16 ** low
+    m = B // page                       # lines per block
+    a = (v0 % B) // page                # line of v0 inside its block
+    vstart = v0 - a * page              # first (virtual) line of the first block
+    j = np.arange(m, dtype=np.uint64) * np.uint64(page)
+    tmpl = np.empty((m, len(row)), dtype=np.uint8)
+    tmpl[:] = row
+    tmpl[:, at_v + dv - low:at_v + dv] = _hex(j + np.uint64(vstart % B), low)
+    if s0 is not None:
+        sstart = s0 - a * page          # >= 0: s0 has more than `low` digits, a*page < 16**low
+        ps = sstart % B
+        tmpl[:, at_s + sfield - low:at_s + sfield] = _hex((j + np.uint64(ps)) % np.uint64(B), low)
+        cut = m if ps == 0 else -(-(B - ps) // page)   # line where the second's high part steps
+    per = max(1, CHUNK_BYTES // (m * len(row)))   # blocks per chunk
+    total = -(-(a + n) // m)
+    for b0 in range(0, total, per):
+        nb = min(per, total - b0)
+        buf = np.empty((nb, m, len(row)), dtype=np.uint8)
+        buf[:] = tmpl
+        k = np.arange(b0, b0 + nb, dtype=np.uint64)
+        buf[:, :, at_v:at_v + dv - low] = _hex(k + np.uint64(vstart // B), dv - low)[:, None, :]
+        if s0 is not None:
+            sh = sstart // B + k                # the second's high part at each block start
+            cols = slice(at_s + sfield - ds, at_s + sfield - low)
+            buf[:, :cut, cols] = _hex(sh, ds - low)[:, None, :]
+            buf[:, cut:, cols] = _hex(sh + np.uint64(1), ds - low)[:, None, :]
+        flat = buf.reshape(-1)
+        first = max(0, a - b0 * m)
+        last = min(nb * m, a + n - b0 * m)
+        yield flat[first * len(row):last * len(row)]
+
+
+def chunks(va: int, n: int, page: int, mid: bytes, second: int | None = None,
+           swidth: int = 0, tail: bytes = b"", *, pre: bytes = b"", vwidth: int = UVADDR_PRLEN):
+    """The bytes of n lines `pre va mid second tail` for pages va, va+page, ... (second, if
+    given, advancing with va, right-justified in swidth columns), as uint8 arrays of whole
+    lines; what lines() returns, without building one string per stretch."""
+    cuts = set(digit_cuts(va, n, page))
+    if second is not None:
+        cuts.update(digit_cuts(second, n, page))
+    bounds = [0] + sorted(cuts) + [n]
+    for a, b in zip(bounds, bounds[1:]):
+        yield from _segment(pre, va + a * page, b - a, page, vwidth, mid,
+                            None if second is None else second + a * page, swidth, tail)

@@ -54,11 +54,9 @@ class TextSink:
     def _vector_lines(self, lo: int, n: int, mid: bytes, second=None, width=0, tail=b""):
         from vmdex.query.render import pagelines
 
-        for i in range(0, n, VECTOR_CHUNK):   # bounded text per write (a VMA may be 16 M lines)
-            m = min(VECTOR_CHUNK, n - i)
-            self.out.write(pagelines.lines(lo + i * self.page, m, mid,
-                                           None if second is None else second + i * self.page,
-                                           width, tail, page=self.page))
+        ascii = mid.isascii()
+        for chunk in pagelines.chunks(lo, n, self.page, mid, second, width, tail):
+            self.out.write_bytes(chunk, ascii)   # bounded: a VMA may be 16 M lines
 
     def empty_pages(self, v, lo: int, hi: int) -> None:
         """Pages with no entry: FILE lines for file VMAs, `(not mapped)` otherwise."""
@@ -84,7 +82,7 @@ class TextSink:
             if self.batch is None:
                 from vmdex.query.render.pagelines import PresentBatch
 
-                self.batch = PresentBatch(self.out.write, self.pw, self.page)
+                self.batch = PresentBatch(self.out, self.pw, self.page)
                 self.out.pending = self.batch.flush
             if self.batch.fits(lo, n, pa):
                 self.batch.add(lo, n, pa)
@@ -129,6 +127,7 @@ class JsonSink:
         self.tasks = 0            # tasks written so far
         self.open: list[str] = []  # what is open inside the current task: "vmas", "vma", ...
         self.items = 0            # items written in the innermost open list
+        self.count = 0            # page records so far
         self.out.write('{"tasks": [')
 
     def _w(self, s: str) -> None:
@@ -181,18 +180,51 @@ class JsonSink:
             self._w(("," if self.items else "") + "\n   " + json.dumps(rec))
             self.items = 1
 
+    # Page records come by the million: each kind has a fixed layout around its numbers
+    # (what json.dumps prints for the record), so they are formatted printf-style, and a
+    # long stretch of a long answer in bulk (render.pagelines), like the text sink's lines.
+    def _records(self, lo: int, hi: int, layout: str, second=None) -> None:
+        """Records ',\n   ' + layout % (va, second...) for the pages lo..hi."""
+        n = (hi - lo) // self.page
+        if not self.items and n:     # the list's first record has no comma before it
+            self._w("\n   " + (layout % ((lo,) if second is None else (lo, second))))
+            self.items = 1
+            lo, n = lo + self.page, n - 1
+            second = None if second is None else second + self.page
+        self.count += n
+        if n >= VECTOR_MIN_LINES and self.count >= VECTOR_AFTER_LINES:
+            self._bulk(lo, n, layout, second)
+            return
+        fmt = ",\n   " + layout
+        if second is None:
+            self.out.lines(map(fmt.__mod__, range(lo, lo + n * self.page, self.page)))
+        else:
+            self.out.lines(map(fmt.__mod__, zip(range(lo, lo + n * self.page, self.page),
+                                                range(second, second + n * self.page, self.page))))
+
+    def _bulk(self, lo: int, n: int, layout: str, second) -> None:
+        from vmdex.query.render import pagelines
+
+        pre, mid, tail = (",\n   " + layout.replace("%%", "\0")).split("%x")[:3] + [""] * (
+            second is None)
+        pre, mid, tail = (x.replace("\0", "%").encode("utf-8", "surrogateescape")
+                          for x in (pre, mid, tail))
+        ascii = (pre + mid + tail).isascii()
+        for chunk in pagelines.chunks(lo, n, self.page, mid, second, 0, tail, pre=pre,
+                                      vwidth=0):
+            self.out.write_bytes(chunk, ascii)
+
     def empty_pages(self, v, lo, hi) -> None:
         if v.path:
             base = v.start - v.pgoff * self.page
-            self._pages({"virtual": _hex(va), "kind": "file", "file": v.path,
-                         "offset": _hex(va - base)} for va in range(lo, hi, self.page))
+            name = json.dumps(v.path).replace("%", "%%")
+            self._records(lo, hi, '{"virtual": "%x", "kind": "file", "file": ' + name
+                          + ', "offset": "%x"}', lo - base)
         else:
-            self._pages({"virtual": _hex(va), "kind": "not_mapped"}
-                        for va in range(lo, hi, self.page))
+            self._records(lo, hi, '{"virtual": "%x", "kind": "not_mapped"}')
 
     def present_pages(self, v, lo, hi, pa) -> None:
-        self._pages({"virtual": _hex(va), "kind": "present", "physical": _hex(pa + va - lo)}
-                    for va in range(lo, hi, self.page))
+        self._records(lo, hi, '{"virtual": "%x", "kind": "present", "physical": "%x"}', pa)
 
     def swap_pages(self, v, lo, hi, typ, offset) -> None:
         dev = self.swapdev(typ)
@@ -240,6 +272,7 @@ class CsvSink:
         self.started = False
         self.row: dict = {}
         self.pending = None   # a task or VMA row not yet covered by a more detailed row
+        self.count = 0        # page rows so far
 
     def _emit(self, **more) -> None:
         if not self.started:
@@ -276,17 +309,60 @@ class CsvSink:
     def page_header(self) -> None:
         self.pending = None
 
+    # One row per page: the columns before `virtual` are the task's and the VMA's, the same
+    # for every page of a stretch, so they are quoted once and the rows are formatted
+    # printf-style, or in bulk for a long stretch of a long answer (render.pagelines).
+    def _rows(self, lo: int, hi: int, tail: str, second=None) -> None:
+        """Rows prefix + '%x,' + tail % second... for the pages lo..hi."""
+        n = (hi - lo) // self.page
+        if not self.started and n:   # the header row first, through the csv writer
+            self._page_row(lo, tail, second)
+            lo, n = lo + self.page, n - 1
+            second = None if second is None else second + self.page
+        self.count += n
+        fmt = self._prefix().replace("%", "%%") + "%x," + tail
+        if n >= VECTOR_MIN_LINES and self.count >= VECTOR_AFTER_LINES:
+            from vmdex.query.render import pagelines
+
+            pre, mid, end = (fmt.replace("%%", "\0").split("%x") + [""])[:3]
+            pre, mid, end = (x.replace("\0", "%").encode("utf-8", "surrogateescape")
+                             for x in (pre, mid, end))
+            ascii = (pre + mid + end).isascii()
+            for chunk in pagelines.chunks(lo, n, self.page, mid, second, 0, end, pre=pre,
+                                          vwidth=0):
+                self.out.write_bytes(chunk, ascii)
+        elif second is None:
+            self.out.lines(map(fmt.__mod__, range(lo, lo + n * self.page, self.page)))
+        else:
+            self.out.lines(map(fmt.__mod__, zip(range(lo, lo + n * self.page, self.page),
+                                                range(second, second + n * self.page, self.page))))
+
+    def _page_row(self, va: int, tail: str, second) -> None:
+        kind = tail.split(",")[0]
+        if kind == "present":
+            self._emit(virtual=_hex(va), kind=kind, physical=_hex(second))
+        elif kind == "file":
+            self._emit(virtual=_hex(va), kind=kind, file_offset=_hex(second))
+        else:
+            self._emit(virtual=_hex(va), kind=kind)
+
+    def _prefix(self) -> str:
+        """The row's columns up to `file`, as the csv writer quotes them, and a comma."""
+        import io
+
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(
+            [self.row.get(c) if self.row.get(c) is not None else "" for c in self.COLS[:12]])
+        return buf.getvalue()[:-1] + ","
+
     def empty_pages(self, v, lo, hi) -> None:
-        for va in range(lo, hi, self.page):
-            if v.path:
-                self._emit(virtual=_hex(va), kind="file",
-                           file_offset=_hex((va - v.start) + v.pgoff * self.page))
-            else:
-                self._emit(virtual=_hex(va), kind="not_mapped")
+        if v.path:
+            self._rows(lo, hi, "file,,,,%x\n", (lo - v.start) + v.pgoff * self.page)
+        else:
+            self._rows(lo, hi, "not_mapped,,,,\n")
 
     def present_pages(self, v, lo, hi, pa) -> None:
-        for va in range(lo, hi, self.page):
-            self._emit(virtual=_hex(va), kind="present", physical=_hex(pa + va - lo))
+        self._rows(lo, hi, "present,%x,,,\n", pa)
 
     def swap_pages(self, v, lo, hi, typ, offset) -> None:
         dev = self.swapdev(typ)

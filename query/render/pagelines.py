@@ -215,30 +215,48 @@ def _blocks(row, at_v, dv, at_s, ds, sfield, v0, n, page, s0, low):
         ps = sstart % B
         tmpl[:, at_s + sfield - low:at_s + sfield] = _hex((j + np.uint64(ps)) % np.uint64(B), low)
         cut = m if ps == 0 else -(-(B - ps) // page)   # line where the second's high part steps
-    per = max(1, CHUNK_BYTES // (m * len(row)))   # blocks per chunk
     total = -(-(a + n) // m)
+    per = min(total, max(16, CHUNK_BYTES // (m * len(row))) // 16 * 16)   # blocks per chunk
+    # One buffer for every chunk: a chunk advances each block by `per` (a multiple of 16)
+    # blocks, so mostly one digit column of the high part changes, and only the columns
+    # that change are written: the template is copied once per answer, not per chunk.
+    buf = np.empty((per, m, len(row)), dtype=np.uint8)
+    buf[:] = tmpl
+    k = np.arange(per, dtype=np.uint64)
+    vcols = buf[:, :, at_v:at_v + dv - low]
+    if s0 is not None:
+        scols = buf[:, :, at_s + sfield - ds:at_s + sfield - low]
+    old = None
     for b0 in range(0, total, per):
-        nb = min(per, total - b0)
-        buf = np.empty((nb, m, len(row)), dtype=np.uint8)
-        buf[:] = tmpl
-        k = np.arange(b0, b0 + nb, dtype=np.uint64)
-        buf[:, :, at_v:at_v + dv - low] = _hex(k + np.uint64(vstart // B), dv - low)[:, None, :]
+        new = [_hex(k + np.uint64(vstart // B + b0), dv - low)]
         if s0 is not None:
-            sh = sstart // B + k                # the second's high part at each block start
-            cols = slice(at_s + sfield - ds, at_s + sfield - low)
-            buf[:, :cut, cols] = _hex(sh, ds - low)[:, None, :]
-            buf[:, cut:, cols] = _hex(sh + np.uint64(1), ds - low)[:, None, :]
+            sh = k + np.uint64(sstart // B + b0)   # the second's high part at each block start
+            new += [_hex(sh, ds - low), _hex(sh + np.uint64(1), ds - low)]
+        _set_columns(vcols, old and old[0], new[0])
+        if s0 is not None:
+            _set_columns(scols[:, :cut], old and old[1], new[1])
+            _set_columns(scols[:, cut:], old and old[2], new[2])
+        old = new
         flat = buf.reshape(-1)
         first = max(0, a - b0 * m)
-        last = min(nb * m, a + n - b0 * m)
+        last = min(per * m, a + n - b0 * m)
         yield flat[first * len(row):last * len(row)]
+
+
+def _set_columns(view: np.ndarray, old, new: np.ndarray) -> None:
+    """view[block, line, c] = new[block, c] for the digit columns c where new differs
+    from what the view holds (old; None: all of them)."""
+    cols = range(new.shape[1]) if old is None else np.flatnonzero((old != new).any(axis=0))
+    for c in cols:
+        view[:, :, c] = new[:, c, None]
 
 
 def chunks(va: int, n: int, page: int, mid: bytes, second: int | None = None,
            swidth: int = 0, tail: bytes = b"", *, pre: bytes = b"", vwidth: int = UVADDR_PRLEN):
     """The bytes of n lines `pre va mid second tail` for pages va, va+page, ... (second, if
     given, advancing with va, right-justified in swidth columns), as uint8 arrays of whole
-    lines; what lines() returns, without building one string per stretch."""
+    lines; what lines() returns, without building one string per stretch. A chunk is
+    valid until the next one is taken (the buffer is reused)."""
     cuts = set(digit_cuts(va, n, page))
     if second is not None:
         cuts.update(digit_cuts(second, n, page))

@@ -50,6 +50,9 @@ class Out:
 
     def lines(self, it) -> None:
         """Many lines at once: joined in bounded chunks (a 64 GiB VMA is 16M lines)."""
+        if isinstance(it, (list, tuple)) and len(it) <= 65536:   # (no islice for a few lines)
+            self.write("".join(it))
+            return
         it = iter(it)
         while True:
             chunk = "".join(islice(it, 65536))

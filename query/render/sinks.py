@@ -16,6 +16,11 @@ VECTOR_AFTER_LINES = 50_000  # ... once the answer has this many page lines
 VECTOR_CHUNK = 65_536
 
 
+def _few(lines, n: int):
+    """A short stretch's lines as a list (written in one go), a long one's left lazy."""
+    return list(lines) if n <= 4096 else lines
+
+
 def _hex(v):
     return None if v is None else f"{v:x}"
 
@@ -68,12 +73,12 @@ class TextSink:
                 self._vector_lines(lo, n, mid, lo - base, 0, b"\n")
                 return
             fmt = "%-10x  FILE: " + v.path.replace("%", "%%") + "  OFFSET: %x\n"
-            self.out.lines(map(fmt.__mod__, zip(range(lo, hi, self.page),
-                                                range(lo - base, hi - base, self.page))))
+            self.out.lines(_few(map(fmt.__mod__, zip(range(lo, hi, self.page),
+                                                     range(lo - base, hi - base, self.page))), n))
         elif self._vector(n):
             self._vector_lines(lo, n, b"  (not mapped)\n")
         else:
-            self.out.lines(map("%-10x  (not mapped)\n".__mod__, range(lo, hi, self.page)))
+            self.out.lines(_few(map("%-10x  (not mapped)\n".__mod__, range(lo, hi, self.page)), n))
 
     def present_pages(self, v, lo: int, hi: int, pa: int) -> None:
         n = (hi - lo) // self.page
@@ -91,7 +96,8 @@ class TextSink:
             return
         self.count += n
         fmt = "%%-10x  %%%dx\n" % self.pw
-        self.out.lines(map(fmt.__mod__, zip(range(lo, hi, self.page), range(pa, pa + hi - lo, self.page))))
+        self.out.lines(_few(map(fmt.__mod__, zip(range(lo, hi, self.page),
+                                                 range(pa, pa + hi - lo, self.page))), n))
 
     def swap_pages(self, v, lo: int, hi: int, typ: int, offset: int) -> None:
         fmt = "%-10x  SWAP: " + self.swapdev(typ).replace("%", "%%") + "  OFFSET: %d\n"

@@ -199,7 +199,7 @@ class JsonSink:
             second = None if second is None else second + self.page
         self.count += n
         if n >= VECTOR_MIN_LINES and self.count >= VECTOR_AFTER_LINES:
-            self._bulk(lo, n, layout, second)
+            _bulk_records(self.out, ",\n   " + layout, lo, n, self.page, second)
             return
         fmt = ",\n   " + layout
         if second is None:
@@ -207,18 +207,6 @@ class JsonSink:
         else:
             self.out.lines(map(fmt.__mod__, zip(range(lo, lo + n * self.page, self.page),
                                                 range(second, second + n * self.page, self.page))))
-
-    def _bulk(self, lo: int, n: int, layout: str, second) -> None:
-        from vmdex.query.render import pagelines
-
-        pre, mid, tail = (",\n   " + layout.replace("%%", "\0")).split("%x")[:3] + [""] * (
-            second is None)
-        pre, mid, tail = (x.replace("\0", "%").encode("utf-8", "surrogateescape")
-                          for x in (pre, mid, tail))
-        ascii = (pre + mid + tail).isascii()
-        for chunk in pagelines.chunks(lo, n, self.page, mid, second, 0, tail, pre=pre,
-                                      vwidth=0):
-            self.out.write_bytes(chunk, ascii)
 
     def empty_pages(self, v, lo, hi) -> None:
         if v.path:
@@ -328,15 +316,7 @@ class CsvSink:
         self.count += n
         fmt = self._prefix().replace("%", "%%") + "%x," + tail
         if n >= VECTOR_MIN_LINES and self.count >= VECTOR_AFTER_LINES:
-            from vmdex.query.render import pagelines
-
-            pre, mid, end = (fmt.replace("%%", "\0").split("%x") + [""])[:3]
-            pre, mid, end = (x.replace("\0", "%").encode("utf-8", "surrogateescape")
-                             for x in (pre, mid, end))
-            ascii = (pre + mid + end).isascii()
-            for chunk in pagelines.chunks(lo, n, self.page, mid, second, 0, end, pre=pre,
-                                          vwidth=0):
-                self.out.write_bytes(chunk, ascii)
+            _bulk_records(self.out, fmt, lo, n, self.page, second)
         elif second is None:
             self.out.lines(map(fmt.__mod__, range(lo, lo + n * self.page, self.page)))
         else:
@@ -392,6 +372,18 @@ class CsvSink:
 
     def close(self) -> None:
         self._flush_pending()
+
+
+def _bulk_records(out, fmt: str, lo: int, n: int, page: int, second) -> None:
+    """n records `fmt % (va[, second])` (fmt: text, "%x", text[, "%x", text]; no other
+    conversion) for the pages from lo, rendered in bulk by render.pagelines."""
+    from vmdex.query.render import pagelines
+
+    parts = (fmt.replace("%%", "\0").split("%x") + [""])[:3]    # (NUL: in no path or name)
+    pre, mid, tail = (x.replace("\0", "%").encode("utf-8", "surrogateescape") for x in parts)
+    ascii = (pre + mid + tail).isascii()
+    for chunk in pagelines.chunks(lo, n, page, mid, second, 0, tail, pre=pre, vwidth=0):
+        out.write_bytes(chunk, ascii)
 
 
 class _Writer:

@@ -141,6 +141,9 @@ def parallel_runs(mms: dict, dump_path: str | list[str], arch, user_top: int, wo
     todo_pieces = pieces(mms, arch)
     _job["pieces"] = todo_pieces       # inherited by the fork
     _job["smaps"] = smaps              # indexer.walk.smaps_ingest.SmapsImage (its plan)
+    if smaps is not None:   # struct page facts read once for all workers, not once each
+        from vmdex.indexer.walk.frames import SharedFacts
+        smaps.plan.shared_facts = SharedFacts.for_layout(smaps.plan.frames)
     ctx = multiprocessing.get_context("fork")
     todo, results = ctx.Queue(), ctx.Queue(QUEUE_CHUNKS)
     for i in range(len(todo_pieces)):
@@ -197,6 +200,8 @@ def parallel_runs(mms: dict, dump_path: str | list[str], arch, user_top: int, wo
             if p.is_alive():
                 p.kill()
         _job.clear()
+        if smaps is not None:
+            smaps.plan.shared_facts = None
     rewalk.update(a for a, n in left.items() if n)   # pieces no worker could take
     for a in mms:
         if a in rewalk:

@@ -127,7 +127,10 @@ def _cross_linked(edge_arrays: list) -> bool:
     """Whether some table page is reached from two different entries."""
     import numpy as np
 
-    e = np.unique(np.concatenate(edge_arrays), axis=0)
+    e = np.concatenate(edge_arrays)
+    if len(np.unique(e[:, 0])) == len(e):   # no table page reached twice: the usual case
+        return False
+    e = np.unique(e, axis=0)    # the same entry read by two pieces is one edge
     return len(np.unique(e[:, 0])) < len(e)
 
 

@@ -52,8 +52,11 @@ def question(dump_dir: Path) -> str:
     raise SystemExit(f"{dump_dir}: no foreach vm -R <phys> in oracle/commands.tsv")
 
 
-def ingest_cmd(vmdex: str, db: str, vmlinux: Path, dump: Path, workers: int | None):
+def ingest_cmd(vmdex: str, db: str, vmlinux: Path, dump: Path, workers: int | None,
+               name: str | None = None):
     cmd = [vmdex, "--db", db, "ingest", "--vmlinux", str(vmlinux)]
+    if name:
+        cmd += ["--name", name]
     if workers:
         cmd += ["--workers", str(workers)]
     return cmd + [str(dump)]
@@ -64,13 +67,15 @@ def ingest_cmd(vmdex: str, db: str, vmlinux: Path, dump: Path, workers: int | No
 # dump-reading part when a read/decompress frame is in the stack.
 PHASES = [
     ("kernel types + symbols (vmlinux DWARF, .symtab)", ["choose_kernel"]),
-    ("smaps: VMA header lines", ["prepare (indexer/walk/smaps_ingest.py"]),
+    ("smaps: VMA header lines", ["prepare (indexer/walk/smaps_ingest.py", "read_texts ("]),
     ("walk: page tables", ["iter_user_leaves"]),
     ("walk: runs from leaves", ["RunBuilder."]),
     ("smaps: per-page figures", ["MmGatherer.", "gatherer ("]),
-    ("walk: tasks, mms, VMAs, ps, sys", ["walk_dump"]),
+    ("walk: tasks, mms, VMAs, ps, sys", ["walk_dump", "_walk_rest"]),
+    ("open the dump", ["open_dump"]),
     ("pointer symbols (vm -m/-v)", ["_pointer_symbols"]),
-    ("store (SQLite)", ["store_dump", "store_kernel", "upgrade (indexer/db.py"]),
+    ("index schema (Alembic upgrade)", ["upgrade (indexer/db.py"]),
+    ("store (SQLite)", ["store_dump", "store_kernel"]),
     ("Python start-up + imports", ["_find_and_load", "<module>"]),
 ]
 READS = [
@@ -121,6 +126,8 @@ def main() -> None:
     ap.add_argument("--drgn", default="/work/drgn-venv/bin/drgn")
     ap.add_argument("--phys", help="the question (default: the oracle's first foreach vm -R)")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--baseline", help="another vmdex (e.g. the code before a change), timed "
+                    "in the same rounds and profiled the same way")
     a = ap.parse_args()
     d = a.dump_dir
     vmlinux = d / "vmlinux"
@@ -133,22 +140,38 @@ def main() -> None:
     print(f"### {today()} {time.strftime('%H:%M')}; {machine()}\n")
     print(f"Dump `{d}` ({ct.get('tasks', '?')}); question `foreach vm -R {phys}`; "
           f"{a.runs} runs each, alternating.\n")
-    print("| dump file | vmdex ingest s min / median (CPU s median) | drgn 0.3.0 rmap s min / "
-          "median (CPU s) | crash start-up + foreach vm -R s | ingest / drgn (median; min) |")
-    print("|---|---|---|---|---|")
+    base_col = " baseline ingest s min / median (CPU s) |" if a.baseline else ""
+    print("| dump file | vmdex ingest s min / median (CPU s median) | warm: the index holds the "
+          "kernel s min / median |" + base_col +
+          " drgn 0.3.0 rmap s min / median (CPU s) | crash start-up + foreach vm -R s |"
+          " ingest / drgn (median; min) |")
+    print("|---|---|---|---|---|---|" + ("---|" if a.baseline else ""))
     crash_start = min(float(ct[k]) for k in ct if k.startswith("startup_only_session_run"))
     crash_cmd = float(ct.get(f"foreach vm -R {phys} > /dev/null", "nan"))
     crash_file = ct.get("primary dump", "?").split()[0]
     for fmt in a.formats.split(","):
         dump = d / f"vmcore.{fmt}"
-        ing, drg, drg_err = [], [], None
+        ing, warm, base, drg, drg_err = [], [], [], [], None
         with tempfile.TemporaryDirectory() as tmp:
+            warm_db = str(Path(tmp) / "warm.db")    # a first dump of the kernel: its types
+            if timed_run(ingest_cmd(a.vmdex, warm_db, vmlinux, dump, None, "seed"))[2].returncode:
+                raise SystemExit("seed ingest failed")
             for i in range(a.runs):
+                w, c, p = timed_run(ingest_cmd(a.vmdex, warm_db, vmlinux, dump, None, f"w{i}"))
+                if p.returncode:
+                    raise SystemExit(p.stderr.decode())
+                warm.append(w)
                 db = str(Path(tmp) / f"i{i}.db")
                 w, c, p = timed_run(ingest_cmd(a.vmdex, db, vmlinux, dump, None))
                 if p.returncode:
                     raise SystemExit(p.stderr.decode())
                 ing.append((w, c))
+                if a.baseline:
+                    w, c, p = timed_run(ingest_cmd(a.baseline, str(Path(tmp) / f"b{i}.db"),
+                                                   vmlinux, dump, None))
+                    if p.returncode:
+                        raise SystemExit(p.stderr.decode())
+                    base.append((w, c))
                 if drg_err is None:
                     w, c, p = timed_run([a.drgn, "-q", "-c", str(dump), "-s", str(vmlinux),
                                          str(REPO / "bench" / "drgn_rmap.py"), phys, "--quiet"])
@@ -158,7 +181,12 @@ def main() -> None:
                         drg.append((w, c))
         iw = [w for w, _ in ing]
         ic = statistics.median(c for _, c in ing)
-        cell_i = f"{min(iw):.2f} / {statistics.median(iw):.2f} ({ic:.2f})"
+        cell_i = f"{min(iw):.2f} / {statistics.median(iw):.2f} ({ic:.2f}) | " \
+                 f"{min(warm):.2f} / {statistics.median(warm):.2f}"
+        if base:
+            bw = [w for w, _ in base]
+            cell_i += f" | {min(bw):.2f} / {statistics.median(bw):.2f} " \
+                      f"({statistics.median(c for _, c in base):.2f})"
         if drg:
             dw = [w for w, _ in drg]
             dc = statistics.median(c for _, c in drg)
@@ -177,18 +205,27 @@ def main() -> None:
     if a.no_profile:
         return
     for fmt in a.formats.split(","):
-        rows = profile(a.vmdex, vmlinux, d / f"vmcore.{fmt}")
-        if not rows:
+        runs = [("now", profile(a.vmdex, vmlinux, d / f"vmcore.{fmt}"))]
+        if a.baseline:
+            runs.append(("baseline", profile(a.baseline, vmlinux, d / f"vmcore.{fmt}")))
+        if not runs[0][1]:
             continue
-        total = sum(s for _, s, _ in rows)
-        print(f"\nWhere a one-worker ingest of `vmcore.{fmt}` spends its time (py-spy, "
-              f"{total:.2f} s of samples):\n")
-        print("| phase | s | share | of which reading the dump (decompress / other reads) |")
-        print("|---|---|---|---|")
-        for ph, s, rd in rows:
-            parts = f"{rd.get('decompress', 0):.2f} / {rd.get('dump reads', 0):.2f}" \
-                if rd else "–"
-            print(f"| {ph} | {s:.2f} | {100 * s / total:.0f} % | {parts} |")
+        totals = {k: sum(s for _, s, _ in rows) for k, rows in runs}
+        print(f"\nWhere a one-worker ingest of `vmcore.{fmt}` spends its time (py-spy "
+              "samples of the whole process, s; in brackets the part reading the dump: "
+              "decompress / other reads):\n")
+        print("| phase | " + " | ".join(f"{k} ({totals[k]:.2f} s)" for k, _ in runs) + " |")
+        print("|---|" + "---|" * len(runs))
+        table = {k: {ph: (s, rd) for ph, s, rd in rows} for k, rows in runs}
+        for ph, _, _ in runs[0][1] + [r for r in (runs[1][1] if len(runs) > 1 else [])
+                                      if r[0] not in table["now"]]:
+            cells = []
+            for k, _ in runs:
+                s_, rd = table[k].get(ph, (0.0, {}))
+                extra = f" ({rd.get('decompress', 0):.2f} / {rd.get('dump reads', 0):.2f})" \
+                    if rd else ""
+                cells.append(f"{s_:.2f}{extra}")
+            print(f"| {ph} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

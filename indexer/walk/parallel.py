@@ -26,6 +26,8 @@ from vmdex.indexer.arch.pagewalk import iter_user_leaves
 QUEUE_UNIT = 1 << 16    # the results queue is bounded in bytes, these a unit:
 QUEUE_UNITS = 512       # 32 MiB in flight at most (plus one chunk per worker), so workers
                         # started early run ahead while the parent does its other reading
+BUNDLE_UNITS = 16       # a worker sends its results in bundles of about 1 MiB
+BUNDLE_ITEMS = 64       # or this many items (the runs of small mms come by the dozen)
 PIECE_PAGES = 1 << 20   # aim: pieces of about 4 GiB of VMA each (balance, not a bound)
 MIN_PARALLEL_PAGES = 1 << 16   # below 256 MiB of VMAs in all, forking costs more than it saves
 
@@ -95,9 +97,21 @@ def _worker(todo, queue, budget, gate, dump_path: str | list[str], arch,
                 os._exit(1)
 
     class results:
-        @staticmethod
-        def put(item):
-            units = _units(item)
+        """Items go in bundles of BUNDLE_UNITS (one queue message, one pickle, one
+        semaphore round each, instead of three or four per mm of a few runs)."""
+        held: list = []
+        units = 0
+
+        @classmethod
+        def put(cls, item, flush: bool = False):
+            cls.held.append(item)
+            cls.units += _units(item)
+            if flush or cls.units >= BUNDLE_UNITS or len(cls.held) >= BUNDLE_ITEMS:
+                cls.send()
+
+        @classmethod
+        def send(cls):
+            units = min(cls.units, QUEUE_UNITS)
             if units == 1:
                 wait(budget)
             else:   # one worker at a time gathers several units: two half-served workers
@@ -107,17 +121,18 @@ def _worker(todo, queue, budget, gate, dump_path: str | list[str], arch,
                         wait(budget)
                 finally:
                     gate.release()
-            queue.put((units, item))
+            queue.put((units, cls.held))
+            cls.held, cls.units = [], 0
 
     try:
         phys = open_dump(dump_path)   # its own file handle, opened after the fork
     except Exception:   # noqa: BLE001 - the parent walks what no worker took
-        results.put(("failed", os.getpid()))
+        results.put(("failed", os.getpid()), flush=True)
         return
     while True:
         n = todo.get()
         if n is None:
-            results.put(("done", os.getpid()))
+            results.put(("done", os.getpid()), flush=True)
             return
         p = _job["pieces"][n]
         faults: list = []
@@ -222,7 +237,7 @@ class ParallelWalk:
         try:
             while running:
                 try:
-                    units, (kind, value) = results.get(timeout=2)
+                    units, bundle = results.get(timeout=2)
                 except Empty:   # a worker that died without a word (killed, out of memory)
                     for p in procs:
                         if not p.is_alive() and p.pid not in ended:
@@ -231,27 +246,28 @@ class ParallelWalk:
                     continue
                 for _ in range(units):
                     self.budget.release()
-                if kind == "runs":
-                    yield value
-                elif kind == "piece":
-                    n, fs, es, error = value
-                    mm = todo_pieces[n].mm
-                    for f in fs:   # a table several pieces read is one fault
-                        faults[mm][(f.va_start, f.va_end, f.level, f.pa, f.reason)] = f
-                        if "points back" in f.reason or "more than" in f.reason:
-                            rewalk.add(mm)   # counted over the whole mm by the single walk
-                    if error is not None:
-                        rewalk.add(mm)
-                    edges[mm].append(es)
-                    left[mm] -= 1
-                    if left[mm] == 0:
-                        if _cross_linked(edges.pop(mm)):
+                for kind, value in bundle:
+                    if kind == "runs":
+                        yield value
+                    elif kind == "piece":
+                        n, fs, es, error = value
+                        mm = todo_pieces[n].mm
+                        for f in fs:   # a table several pieces read is one fault
+                            faults[mm][(f.va_start, f.va_end, f.level, f.pa, f.reason)] = f
+                            if "points back" in f.reason or "more than" in f.reason:
+                                rewalk.add(mm)   # counted over the whole mm by the single walk
+                        if error is not None:
                             rewalk.add(mm)
-                        settled += 1
-                        progress("page tables", settled, len(mms))
-                elif value not in ended:   # "done", or "failed" (that worker took no piece)
-                    ended.add(value)
-                    running -= 1
+                        edges[mm].append(es)
+                        left[mm] -= 1
+                        if left[mm] == 0:
+                            if _cross_linked(edges.pop(mm)):
+                                rewalk.add(mm)
+                            settled += 1
+                            progress("page tables", settled, len(mms))
+                    elif value not in ended:   # "done", or "failed" (that worker took no piece)
+                        ended.add(value)
+                        running -= 1
             self._draining = True
         finally:
             self.close()

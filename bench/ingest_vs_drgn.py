@@ -117,6 +117,22 @@ def profile(vmdex: str, vmlinux: Path, dump: Path, rate: int = 200) -> list[tupl
             for ph, n in phases.most_common()]
 
 
+def profiles(vmdex: str, vmlinux: Path, dump: Path, n: int) -> list[tuple]:
+    """profile() n times, each phase's figures the median over the runs (load varies)."""
+    got = [{ph: (sec, rd) for ph, sec, rd in profile(vmdex, vmlinux, dump)} for _ in range(n)]
+    got = [g for g in got if g]
+    if not got:
+        return []
+    phases = {ph for g in got for ph in g}
+    out = []
+    for ph in phases:
+        secs = statistics.median(g.get(ph, (0.0, {}))[0] for g in got)
+        parts = {k: statistics.median(g.get(ph, (0.0, {}))[1].get(k, 0.0) for g in got)
+                 for k in {k for g in got for k in g.get(ph, (0, {}))[1]}}
+        out.append((ph, secs, parts))
+    return sorted(out, key=lambda r: -r[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dump_dir", type=Path)
@@ -126,6 +142,8 @@ def main() -> None:
     ap.add_argument("--drgn", default="/work/drgn-venv/bin/drgn")
     ap.add_argument("--phys", help="the question (default: the oracle's first foreach vm -R)")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--profile-runs", type=int, default=3,
+                    help="profiled ingests per dump file (the breakdown is their median)")
     ap.add_argument("--baseline", help="another vmdex (e.g. the code before a change), timed "
                     "in the same rounds and profiled the same way")
     a = ap.parse_args()
@@ -205,15 +223,16 @@ def main() -> None:
     if a.no_profile:
         return
     for fmt in a.formats.split(","):
-        runs = [("now", profile(a.vmdex, vmlinux, d / f"vmcore.{fmt}"))]
+        runs = [("now", profiles(a.vmdex, vmlinux, d / f"vmcore.{fmt}", a.profile_runs))]
         if a.baseline:
-            runs.append(("baseline", profile(a.baseline, vmlinux, d / f"vmcore.{fmt}")))
+            runs.append(("baseline", profiles(a.baseline, vmlinux, d / f"vmcore.{fmt}",
+                                              a.profile_runs)))
         if not runs[0][1]:
             continue
         totals = {k: sum(s for _, s, _ in rows) for k, rows in runs}
         print(f"\nWhere a one-worker ingest of `vmcore.{fmt}` spends its time (py-spy "
-              "samples of the whole process, s; in brackets the part reading the dump: "
-              "decompress / other reads):\n")
+              f"samples of the whole process, s, median of {a.profile_runs} runs per phase; "
+              "in brackets the part reading the dump: decompress / other reads):\n")
         print("| phase | " + " | ".join(f"{k} ({totals[k]:.2f} s)" for k, _ in runs) + " |")
         print("|---|" + "---|" * len(runs))
         table = {k: {ph: (s, rd) for ph, s, rd in rows} for k, rows in runs}

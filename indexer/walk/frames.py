@@ -230,9 +230,9 @@ class SharedFacts:
     walk's workers fork: a chunk is read from the vmemmap once, by whichever process meets
     it first, instead of once per worker (each worker used to read nearly all of them,
     the bulk pages of every mm being spread over all of RAM). Pages of the mapping no
-    process writes take no memory. A word without FACT_FILLED is not there yet: it is
-    read again (a chunk two workers fill at once gets the same values twice; on a weakly
-    ordered CPU a half-seen chunk is filled again, never read as zeros)."""
+    process writes take no memory. Each word is written whole, FACT_FILLED with it: a word
+    without it is not there yet and its chunk is read again (two workers filling one chunk
+    at once write the same values; a half-written chunk is never read as zeros)."""
 
     def __init__(self, highest_pfn: int):
         n = ((highest_pfn >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT

@@ -25,7 +25,7 @@ from vmdex.indexer.walk.kernel import Kernel
 from vmdex.indexer.walk.mm import Mm, crash_rss, read_mm
 from vmdex.indexer.walk.modules import read_modules
 from vmdex.indexer.walk.pages import PageRuns, RunBuilder
-from vmdex.indexer.walk.parallel import MIN_PARALLEL_PAGES, parallel_runs, total_pages
+from vmdex.indexer.walk.parallel import MIN_PARALLEL_PAGES, ParallelWalk, total_pages
 from vmdex.indexer.walk.paths import PathResolver, swap_devices
 from vmdex.indexer.walk.taskstate import read_state_names, state_string, states_from_names, task_state
 from vmdex.indexer.walk.tasks import Task, cpu_count, walk_tasks
@@ -139,7 +139,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     faults: list = []
     from vmdex.indexer.walk.smaps_ingest import prepare as smaps_prepare
     stage.what = "the smaps layouts"
-    smaps = smaps_prepare(k, arch, arch.kernel_pgd_pa, tasks, mms, errors)
+    smaps = smaps_prepare(k, arch, arch.kernel_pgd_pa, tasks, mms, errors, texts=False)
     stage.what = "the kernel"
 
     user_top = arch.user_top
@@ -171,19 +171,42 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
                 yield gather.abandon("the page tables could not be walked to the end")
         faults.extend((a, f) for f in mm_faults)
 
+    # With several workers the mms are walked in other processes (walk.parallel), started
+    # now: they walk while this process reads the rest (VMA texts, ps, sys, modules) and
+    # the store begins; their results wait in a queue bounded in bytes.
+    walk = None
+    if workers > 1 and total_pages(mms, arch.page_size) >= MIN_PARALLEL_PAGES:
+        source = getattr(phys, "paths", None) or str(phys.path)   # a split set: its files
+        walk = ParallelWalk(mms, source, arch, user_top, workers, smaps)
+
     def page_runs() -> Iterator:
         """Every mm's page runs. The store writes them inside its transaction as they
-        come, so memory holds a few chunks, never a whole address space or the dump.
-        With several workers the mms are walked in other processes (walk.parallel)."""
-        if workers > 1 and total_pages(mms, arch.page_size) >= MIN_PARALLEL_PAGES:
-            source = getattr(phys, "paths", None) or str(phys.path)   # a split set: its files
-            yield from parallel_runs(mms, source, arch, user_top, workers, walk_mm,
-                                     faults, progress, smaps=smaps)
+        come, so memory holds a few chunks, never a whole address space or the dump."""
+        if walk is not None:
+            yield from walk.runs(walk_mm, faults, progress)
             return
         for i, a in enumerate(mms):
             yield from walk_mm(a)
             progress("page tables", i + 1, len(mms))
 
+    # stops the workers when the ingest fails before the store reads their results
+    page_runs.close = walk.close if walk is not None else (lambda: None)
+    try:
+        return _walk_rest(phys, info, k, arch, kaslr, vmlinux_build_id, name, stage, errors,
+                          tasks, rss, mms, paths, smaps, page_runs, faults, state_names)
+    except BaseException:
+        page_runs.close()
+        raise
+
+
+def _walk_rest(phys, info, k, arch, kaslr, vmlinux_build_id, name, stage, errors, tasks, rss,
+               mms, paths, smaps, page_runs, faults, state_names) -> DumpImage:
+    """What the walk reads besides the page tables (while the workers walk those)."""
+    if smaps is not None:
+        from vmdex.indexer.walk.smaps_ingest import read_texts
+        stage.what = "the smaps layouts"
+        read_texts(smaps, k, arch, tasks, mms, errors)
+        stage.what = "the kernel"
     kmap_faults: list = []
     kernel_maps = kernel_map_runs(phys, arch, kmap_faults)
     if kmap_faults:
@@ -395,30 +418,33 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         progress("types", 1, 1)
         img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kc.label, bid,
                         name or set_name(paths), progress, workers)
-        img.source_path = os.path.abspath(dump_path)
-        img.source_size = _file_size(dump_path)
-        img.kernel_from = kernel_from
-        img.kernel_source = kc.source
-        # sys's KERNEL and DUMPFILE: the paths as typed (crash prints its command line's);
-        # a kernel from the index's cache names the file it was first read from (absolute)
-        img.info["dumpfile"] = "\n".join(str(p) for p in paths)
-        if vmlinux_path is not None:
-            img.info["kernel"] = str(vmlinux_path)
-            img.info["kernel_file"] = os.path.abspath(vmlinux_path)
-        else:
+        try:
+            img.source_path = os.path.abspath(dump_path)
+            img.source_size = _file_size(dump_path)
+            img.kernel_from = kernel_from
+            img.kernel_source = kc.source
+            # sys's KERNEL and DUMPFILE: the paths as typed (crash prints its command line's);
+            # a kernel from the index's cache names the file it was first read from (absolute)
+            img.info["dumpfile"] = "\n".join(str(p) for p in paths)
+            if vmlinux_path is not None:
+                img.info["kernel"] = str(vmlinux_path)
+                img.info["kernel_file"] = os.path.abspath(vmlinux_path)
+            else:
+                with index_errors(engine):
+                    first = store.kernel_source(engine, bid)
+                read_now = kc.cached is None      # from this dump's BTF and kallsyms
+                img.info["kernel"] = img.info["kernel_file"] = \
+                    kc.label if read_now else first or kernel_from
+            img.pointer_symbols = _pointer_symbols(img, types, symtab)
             with index_errors(engine):
-                first = store.kernel_source(engine, bid)
-            read_now = kc.cached is None      # from this dump's BTF and kallsyms
-            img.info["kernel"] = img.info["kernel_file"] = \
-                kc.label if read_now else first or kernel_from
-        img.pointer_symbols = _pointer_symbols(img, types, symtab)
-        with index_errors(engine):
-            kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
-                                           kc.cached[0] if kc.cached else types.to_json(),
-                                           kc.cached[1] if kc.cached else symtab.to_bytes(),
-                                           source=kc.source, replace=kc.replace)
-            seconds = time.perf_counter() - t0
-            store.store_dump(engine, img, kernel_id, seconds)
+                kernel_id = store.store_kernel(engine, bid, info.osrelease or "",
+                                               kc.cached[0] if kc.cached else types.to_json(),
+                                               kc.cached[1] if kc.cached else symtab.to_bytes(),
+                                               source=kc.source, replace=kc.replace)
+                seconds = time.perf_counter() - t0
+                store.store_dump(engine, img, kernel_id, seconds)
+        finally:
+            img.page_runs.close()   # the walk's workers, when the store never read them
     return img, time.perf_counter() - t0
 
 

@@ -31,6 +31,22 @@ def _i64(a: np.ndarray) -> list[int]:
     return a.astype(np.uint64).view(np.int64).tolist()
 
 
+def _run_rows(dump_id: int, mm: int, r):
+    """page_runs rows of one chunk: the columns built whole (NULLs by mask), then zipped,
+    instead of a Python test per row and column."""
+    n = len(r)
+    swap = r.kind != 0
+    pa = np.array(_i64(r.pa), dtype=object)
+    pa[swap] = None
+    st = np.array(r.swap_type.tolist(), dtype=object)
+    so = np.array(r.swap_offset.tolist(), dtype=object)
+    st[~swap] = None
+    so[~swap] = None
+    return zip(itertools.repeat(dump_id, n), itertools.repeat(to_signed(mm), n),
+               r.vma_index.tolist(), _i64(r.va), r.npages.tolist(), r.level.tolist(),
+               r.kind.tolist(), pa.tolist(), st.tolist(), so.tolist(), _i64(r.pte))
+
+
 def kernel_row(conn: Connection, build_id: str):
     return conn.execute(select(S.kernels.c.id, S.kernels.c.types_json)
                         .where(S.kernels.c.build_id == build_id)).first()
@@ -205,15 +221,7 @@ def store_dump(engine: Engine, img: DumpImage, kernel_id: int, seconds: float) -
             img.run_count += len(r)
             if not len(r):
                 continue
-            present = (r.kind == 0).tolist()
-            cols = zip(r.vma_index.tolist(), _i64(r.va), r.npages.tolist(), r.level.tolist(),
-                       r.kind.tolist(), _i64(r.pa), r.swap_type.tolist(), r.swap_offset.tolist(),
-                       _i64(r.pte), present)
-            mm_s = to_signed(mm)
-            _bulk_tuples(conn, S.page_runs, RUN_COLUMNS, (
-                (dump_id, mm_s, vi, va, n, lv, kd, pa if pr else None, None if pr else st,
-                 None if pr else so, pte)
-                for vi, va, n, lv, kd, pa, st, so, pte, pr in cols))
+            _bulk_tuples(conn, S.page_runs, RUN_COLUMNS, _run_rows(dump_id, mm, r))
         words = p.table_words()
         _bulk(conn, S.page_table_faults, (dict(
             dump_id=dump_id, mm=to_signed(mm), va_start=to_signed(f.va_start),

@@ -89,23 +89,26 @@ class FlattenedReader:
 
         recs = _later_wins(recs)
         arr = np.array(recs, dtype=np.int64).reshape(-1, 3)
-        self._start, self._len, self._fpos = arr[:, 0], arr[:, 1], arr[:, 2]
+        # plain lists: pread runs twice per page read (descriptor, data) and numpy's
+        # per-call and per-scalar costs were most of its time
+        self._start, self._len, self._fpos = (arr[:, 0].tolist(), arr[:, 1].tolist(),
+                                              arr[:, 2].tolist())
         self.size = int((arr[:, 0] + arr[:, 1]).max())
         self.stored = int(arr[:, 1].sum())  # bytes records hold (the rest reads as zeros)
 
     def pread(self, offset: int, n: int) -> bytes:
         n = max(0, min(n, self.size - offset))
         start, length, fpos, mm = self._start, self._len, self._fpos, self._mm
-        i = int(np.searchsorted(start, offset, side="right")) - 1
+        i = bisect_right(start, offset) - 1
         parts = []
         while n > 0:
             if i >= 0 and offset < start[i] + length[i]:
-                rel = offset - int(start[i])
-                k = min(n, int(length[i]) - rel)
-                fp = int(fpos[i]) + rel
+                rel = offset - start[i]
+                k = min(n, length[i] - rel)
+                fp = fpos[i] + rel
                 parts.append(mm[fp:fp + k])
             else:  # a hole up to the next record
-                k = min(n, int(start[i + 1]) - offset) if i + 1 < len(start) else n
+                k = min(n, start[i + 1] - offset) if i + 1 < len(start) else n
                 parts.append(bytes(k))
             offset += k
             n -= k

@@ -7,6 +7,7 @@ Everything here is plain data (picklable), so the walk's worker processes can us
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,6 +220,30 @@ FACT_ANON, FACT_KSM, FACT_SWAPBACKED, FACT_DIRTY, FACT_REFERENCED = 1, 2, 4, 8, 
 FACT_ONE_REF, FACT_COMPOUND, FACT_HEAD, FACT_OK = 32, 64, 128, 256
 CHUNK_SHIFT = 12                 # 4096 frames a chunk (64 pages of struct page with 4 KiB pages)
 MAX_CHUNKS = 1 << 13             # 32M frames (128 GiB) of facts, ~7 bytes a frame, then reset
+FACT_FILLED = 1 << 15            # shared table only: this frame's word has been written
+SHARED_MAX_FRAMES = 1 << 27      # 512 GiB of 4 KiB frames: 1 GiB of address space, of which
+                                 # only the chunks of mapped frames are ever touched
+
+
+class SharedFacts:
+    """The packed facts of every frame in one anonymous shared mapping, made before the
+    walk's workers fork: a chunk is read from the vmemmap once, by whichever process meets
+    it first, instead of once per worker (each worker used to read nearly all of them,
+    the bulk pages of every mm being spread over all of RAM). Pages of the mapping no
+    process writes take no memory. Each word is written whole, FACT_FILLED with it: a word
+    without it is not there yet and its chunk is read again (two workers filling one chunk
+    at once write the same values; a half-written chunk is never read as zeros)."""
+
+    def __init__(self, highest_pfn: int):
+        n = ((highest_pfn >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT
+        self._map = mmap.mmap(-1, 8 * n)
+        self.packed = np.frombuffer(self._map, np.int64)
+
+    @classmethod
+    def for_layout(cls, lay: "FrameLayout | None") -> "SharedFacts | None":
+        if lay is None or lay.highest_pfn >= SHARED_MAX_FRAMES:
+            return None      # the per-process cache of chunks (bounded by MAX_CHUNKS)
+        return cls(lay.highest_pfn)
 
 
 class FrameFacts:
@@ -228,8 +253,9 @@ class FrameFacts:
     own mapcount and, for a head, its compound order. Read a chunk of frames at a time
     (struct pages come in whole pages anyway) and looked up with plain array gathers."""
 
-    def __init__(self, reader: FrameReader):
+    def __init__(self, reader: FrameReader, shared: SharedFacts | None = None):
         self.r, self.lay = reader, reader.lay
+        self.shared = shared
         self.slot_of: dict[int, int] = {}
         self.index = np.full(0, -1, np.int64)
         # one int64 a frame: FACT_* bits | order << 16 | (mapcount + 1) << 32
@@ -262,6 +288,9 @@ class FrameFacts:
             self._fill(slot, c)
 
     def _fill(self, slot: int, chunk: int) -> None:
+        self.packed[slot] = self._facts(chunk)
+
+    def _facts(self, chunk: int) -> np.ndarray:
         lay, r = self.lay, self.r
         pfn = np.arange(chunk << CHUNK_SHIFT, (chunk + 1) << CHUNK_SHIFT, dtype=np.uint64)
         own_addr = np.uint64(lay.vmemmap) + pfn * np.uint64(lay.size)
@@ -297,11 +326,22 @@ class FrameFacts:
                 | np.where(tail | own_head, FACT_COMPOUND, 0)
                 | np.where(own_head, FACT_HEAD, 0)
                 | np.where(ok, FACT_OK, 0))
-        self.packed[slot] = (bits.astype(np.int64) | (order.astype(np.int64) << 16)
-                             | ((own["mapcount"].astype(np.int64) + 1) << 32))
+        return (bits.astype(np.int64) | (order.astype(np.int64) << 16)
+                | ((own["mapcount"].astype(np.int64) + 1) << 32))
 
     def lookup(self, pfn: np.ndarray):
         """(FACT_* bits, own mapcount + 1, compound order) of each frame."""
+        sh = self.shared
+        if sh is not None and len(pfn) and int(pfn.max()) < len(sh.packed):
+            at = pfn.astype(np.int64)
+            v = sh.packed[at]
+            todo = (v & FACT_FILLED) == 0
+            if todo.any():
+                for c in np.unique(at[todo] >> CHUNK_SHIFT).tolist():
+                    sh.packed[c << CHUNK_SHIFT:(c + 1) << CHUNK_SHIFT] = \
+                        self._facts(c) | FACT_FILLED
+                v = sh.packed[at]
+            return v & 0x7FFF, v >> 32, (v >> 16) & 0xFF
         chunk = (pfn >> np.uint64(CHUNK_SHIFT)).astype(np.int64)
         top = int(chunk.max())
         if top >= len(self.index):

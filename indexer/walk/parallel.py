@@ -4,7 +4,8 @@ The address spaces are cut into pieces at VMA boundaries (runs never cross a VMA
 piece's runs are exactly the runs the single walk makes for those VMAs). Each worker opens
 the dump itself after the fork, walks its pieces and sends the runs in chunks through a
 bounded queue; the parent, the only database writer, stores them as they come (row order
-does not matter to the index). Memory: the queue holds at most QUEUE_CHUNKS chunks.
+does not matter to the index). Memory: the queue holds at most QUEUE_UNITS × QUEUE_UNIT
+bytes of results, plus the chunk each worker is putting.
 
 What only the whole walk of an mm can see is checked after the pieces: a page-table page
 reached from two different entries (a corrupt, cross-linked table), which the single walk
@@ -17,12 +18,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 from dataclasses import dataclass
-from queue import Empty, Full
+from queue import Empty
 
 from vmdex.indexer.walk.pages import RunBuilder
 from vmdex.indexer.arch.pagewalk import iter_user_leaves
 
-QUEUE_CHUNKS = 8
+QUEUE_UNIT = 1 << 16    # the results queue is bounded in bytes, these a unit:
+QUEUE_UNITS = 512       # 32 MiB in flight at most (plus one chunk per worker), so workers
+                        # started early run ahead while the parent does its other reading
+BUNDLE_UNITS = 16       # a worker sends its results in bundles of about 1 MiB
+BUNDLE_ITEMS = 64       # or this many items (the runs of small mms come by the dozen)
 PIECE_PAGES = 1 << 20   # aim: pieces of about 4 GiB of VMA each (balance, not a bound)
 MIN_PARALLEL_PAGES = 1 << 16   # below 256 MiB of VMAs in all, forking costs more than it saves
 
@@ -68,32 +73,66 @@ class DropMm:
     mm: int
 
 
-def _worker(todo, queue, dump_path: str | list[str], arch, user_top: int) -> None:
+def _units(item) -> int:
+    """The queue budget an item takes: its arrays' bytes in QUEUE_UNITs (at least one)."""
+    value = item[1]
+    if isinstance(value, tuple) and len(value) == 2 and hasattr(value[1], "va"):
+        runs = value[1]
+        size = sum(getattr(runs, f).nbytes for f in runs.__dataclass_fields__)
+        return max(1, min(QUEUE_UNITS, size // QUEUE_UNIT))
+    return 1
+
+
+def _worker(todo, queue, budget, gate, dump_path: str | list[str], arch,
+            user_top: int) -> None:
     import numpy as np
 
     from vmdex.indexer.dumpfile import open_dump
 
     parent = os.getppid()
 
-    class results:   # a parent killed mid-ingest (kill -9) must not leave workers behind
-        @staticmethod
-        def put(item):
-            while True:
+    def wait(sem) -> None:   # a parent killed mid-ingest (kill -9) must not leave workers
+        while not sem.acquire(timeout=1):
+            if os.getppid() != parent:
+                os._exit(1)
+
+    class results:
+        """Items go in bundles of BUNDLE_UNITS (one queue message, one pickle, one
+        semaphore round each, instead of three or four per mm of a few runs)."""
+        held: list = []
+        units = 0
+
+        @classmethod
+        def put(cls, item, flush: bool = False):
+            cls.held.append(item)
+            cls.units += _units(item)
+            if flush or cls.units >= BUNDLE_UNITS or len(cls.held) >= BUNDLE_ITEMS:
+                cls.send()
+
+        @classmethod
+        def send(cls):
+            units = min(cls.units, QUEUE_UNITS)
+            if units == 1:
+                wait(budget)
+            else:   # one worker at a time gathers several units: two half-served workers
+                wait(gate)      # could otherwise hold the whole budget between them
                 try:
-                    return queue.put(item, timeout=1)
-                except Full:
-                    if os.getppid() != parent:
-                        os._exit(1)
+                    for _ in range(units):
+                        wait(budget)
+                finally:
+                    gate.release()
+            queue.put((units, cls.held))
+            cls.held, cls.units = [], 0
 
     try:
         phys = open_dump(dump_path)   # its own file handle, opened after the fork
     except Exception:   # noqa: BLE001 - the parent walks what no worker took
-        results.put(("failed", os.getpid()))
+        results.put(("failed", os.getpid()), flush=True)
         return
     while True:
         n = todo.get()
         if n is None:
-            results.put(("done", os.getpid()))
+            results.put(("done", os.getpid()), flush=True)
             return
         p = _job["pieces"][n]
         faults: list = []
@@ -127,83 +166,125 @@ def _cross_linked(edge_arrays: list) -> bool:
     """Whether some table page is reached from two different entries."""
     import numpy as np
 
-    e = np.unique(np.concatenate(edge_arrays), axis=0)
+    e = np.concatenate(edge_arrays)
+    if len(np.unique(e[:, 0])) == len(e):   # no table page reached twice: the usual case
+        return False
+    e = np.unique(e, axis=0)    # the same entry read by two pieces is one edge
     return len(np.unique(e[:, 0])) < len(e)
+
+
+class ParallelWalk:
+    """The walk's worker processes, started at once (they walk while the parent reads what
+    else the dump holds); iterate it to receive the runs. close() stops workers whose
+    results will never be read (the ingest failed before the store)."""
+
+    def __init__(self, mms: dict, dump_path: str | list[str], arch, user_top: int,
+                 workers: int, smaps=None):
+        self.mms, self.smaps = mms, smaps
+        self.pieces = pieces(mms, arch)
+        _job["pieces"] = self.pieces       # inherited by the fork
+        _job["smaps"] = smaps              # indexer.walk.smaps_ingest.SmapsImage (its plan)
+        if smaps is not None:   # struct page facts read once for all workers, not once each
+            from vmdex.indexer.walk.frames import SharedFacts
+            smaps.plan.shared_facts = SharedFacts.for_layout(smaps.plan.frames)
+        ctx = multiprocessing.get_context("fork")
+        self.todo, self.results = ctx.Queue(), ctx.Queue()
+        self.budget = ctx.BoundedSemaphore(QUEUE_UNITS)
+        gate = ctx.Lock()
+        for i in range(len(self.pieces)):
+            self.todo.put(i)
+        self.workers = max(1, min(workers, len(self.pieces)))
+        for _ in range(self.workers):
+            self.todo.put(None)
+        self.procs = [ctx.Process(target=_worker, args=(self.todo, self.results, self.budget,
+                                                         gate, dump_path, arch, user_top),
+                                  daemon=True) for _ in range(self.workers)]
+        for p in self.procs:
+            p.start()
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for p in self.procs:
+            if self._draining:      # every worker said it is done: let it exit
+                p.join(timeout=5)
+            if p.is_alive():        # results nobody will read: no need to wait
+                p.kill()
+                p.join()
+        _job.clear()
+        if self.smaps is not None:
+            self.smaps.plan.shared_facts = None
+
+    _draining = False
+
+    def runs(self, walk_serially, faults_out: list, progress):
+        """Yield (mm, PageRuns) for every mm, appending the faults to faults_out as
+        (mm, fault). An mm the pieces cannot settle (a piece that failed, a cross-linked
+        table, a worker that could not open the dump) is walked again by
+        walk_serially(mm) — a generator of the same pairs, which records its own faults
+        and errors — after a DropMm(mm) telling the store to remove what it wrote for it."""
+        mms, todo_pieces, results, procs = self.mms, self.pieces, self.results, self.procs
+        faults: dict[int, dict] = {a: {} for a in mms}
+        edges: dict[int, list] = {a: [] for a in mms}
+        left = {a: 0 for a in mms}
+        for p in todo_pieces:
+            left[p.mm] += 1
+        rewalk: set[int] = set()
+        running, settled = self.workers, 0
+        ended: set[int] = set()   # workers that said they are done
+        try:
+            while running:
+                try:
+                    units, bundle = results.get(timeout=2)
+                except Empty:   # a worker that died without a word (killed, out of memory)
+                    for p in procs:
+                        if not p.is_alive() and p.pid not in ended:
+                            ended.add(p.pid)
+                            running -= 1   # its unsettled mms are walked again below
+                    continue
+                for _ in range(units):
+                    self.budget.release()
+                for kind, value in bundle:
+                    if kind == "runs":
+                        yield value
+                    elif kind == "piece":
+                        n, fs, es, error = value
+                        mm = todo_pieces[n].mm
+                        for f in fs:   # a table several pieces read is one fault
+                            faults[mm][(f.va_start, f.va_end, f.level, f.pa, f.reason)] = f
+                            if "points back" in f.reason or "more than" in f.reason:
+                                rewalk.add(mm)   # counted over the whole mm by the single walk
+                        if error is not None:
+                            rewalk.add(mm)
+                        edges[mm].append(es)
+                        left[mm] -= 1
+                        if left[mm] == 0:
+                            if _cross_linked(edges.pop(mm)):
+                                rewalk.add(mm)
+                            settled += 1
+                            progress("page tables", settled, len(mms))
+                    elif value not in ended:   # "done", or "failed" (that worker took no piece)
+                        ended.add(value)
+                        running -= 1
+            self._draining = True
+        finally:
+            self.close()
+        rewalk.update(a for a, n in left.items() if n)   # pieces no worker could take
+        for a in mms:
+            if a in rewalk:
+                yield DropMm(a)
+                yield from walk_serially(a)
+            else:
+                faults_out.extend((a, f) for f in faults[a].values())
 
 
 def parallel_runs(mms: dict, dump_path: str | list[str], arch, user_top: int, workers: int,
                   walk_serially, faults_out: list, progress, smaps=None):
-    """Yield (mm, PageRuns) for every mm, walked by `workers` processes, appending the
-    faults to faults_out as (mm, fault). An mm the pieces cannot settle (a piece that
-    failed, a cross-linked table, a worker that could not open the dump) is walked again by
-    walk_serially(mm) — a generator of the same pairs, which records its own faults and
-    errors — after a DropMm(mm) telling the store to remove what it wrote for it."""
-    todo_pieces = pieces(mms, arch)
-    _job["pieces"] = todo_pieces       # inherited by the fork
-    _job["smaps"] = smaps              # indexer.walk.smaps_ingest.SmapsImage (its plan)
-    ctx = multiprocessing.get_context("fork")
-    todo, results = ctx.Queue(), ctx.Queue(QUEUE_CHUNKS)
-    for i in range(len(todo_pieces)):
-        todo.put(i)
-    workers = max(1, min(workers, len(todo_pieces)))
-    for _ in range(workers):
-        todo.put(None)
-    procs = [ctx.Process(target=_worker, args=(todo, results, dump_path, arch, user_top),
-                         daemon=True) for _ in range(workers)]
-    for p in procs:
-        p.start()
-    faults: dict[int, dict] = {a: {} for a in mms}
-    edges: dict[int, list] = {a: [] for a in mms}
-    left = {a: 0 for a in mms}
-    for p in todo_pieces:
-        left[p.mm] += 1
-    rewalk: set[int] = set()
-    running, settled = workers, 0
-    ended: set[int] = set()   # workers that said they are done
-    try:
-        while running:
-            try:
-                kind, value = results.get(timeout=2)
-            except Empty:   # a worker that died without a word (killed, out of memory)
-                for p in procs:
-                    if not p.is_alive() and p.pid not in ended:
-                        ended.add(p.pid)
-                        running -= 1   # its unsettled mms are walked again below
-                continue
-            if kind == "runs":
-                yield value
-            elif kind == "piece":
-                n, fs, es, error = value
-                mm = todo_pieces[n].mm
-                for f in fs:   # a table several pieces read is one fault
-                    faults[mm][(f.va_start, f.va_end, f.level, f.pa, f.reason)] = f
-                    if "points back" in f.reason or "more than" in f.reason:
-                        rewalk.add(mm)   # counted over the whole mm by the single walk
-                if error is not None:
-                    rewalk.add(mm)
-                edges[mm].append(es)
-                left[mm] -= 1
-                if left[mm] == 0:
-                    if _cross_linked(edges.pop(mm)):
-                        rewalk.add(mm)
-                    settled += 1
-                    progress("page tables", settled, len(mms))
-            elif value not in ended:   # "done", or "failed" (that worker took no piece)
-                ended.add(value)
-                running -= 1
-    finally:
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-        _job.clear()
-    rewalk.update(a for a, n in left.items() if n)   # pieces no worker could take
-    for a in mms:
-        if a in rewalk:
-            yield DropMm(a)
-            yield from walk_serially(a)
-        else:
-            faults_out.extend((a, f) for f in faults[a].values())
+    """ParallelWalk(...).runs(...) in one call: the workers start when it is first asked."""
+    yield from ParallelWalk(mms, dump_path, arch, user_top, workers, smaps).runs(
+        walk_serially, faults_out, progress)
 
 
 def default_workers() -> int:

@@ -89,6 +89,7 @@ class SmapsPlan:
     why_no_frames: str = ""
     pmd_shared: tuple[int, int] | None = None  # hugetlb_pmd_shared(): (offset in the table
                                     # page's struct page, the value it must exceed), or None
+    shared_facts: object = None     # frames.SharedFacts while the parallel walk runs
 
 
 @dataclass
@@ -116,7 +117,8 @@ class MmGatherer:
             _READERS.clear()             # shared by its mms and pieces of mms
             mem = KernelMemory(phys, plan.paging)
             reader = FrameReader(mem, plan.frames) if plan.frames else None
-            _READERS[key] = (mem, reader, FrameFacts(reader) if reader else None)
+            _READERS[key] = (mem, reader,
+                             FrameFacts(reader, plan.shared_facts) if reader else None)
         self.mem, self.frames, self.facts = _READERS[key]
         self.starts = np.array([s for s, _ in ranges], np.uint64)
         self.ends = np.array([e for _, e in ranges], np.uint64)

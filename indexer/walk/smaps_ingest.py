@@ -28,12 +28,13 @@ class SmapsImage:
     texts: dict                                    # mm -> [VmaText]
     vmas: dict                                     # mm -> [(start, end)]
     sums: dict = field(default_factory=dict)      # mm -> (sums (n, NF), unknown (n,), reasons)
+    mnemonics: list | None = None                 # VmFlags names (vm_mnemonics)
 
     def gatherer(self, phys, mm: int, first_vma: int, ranges):
         return gatherer(self.plan, phys, mm, first_vma, ranges)
 
     def add(self, part: SmapsPart) -> None:
-        n = len(self.texts.get(part.mm, ()))
+        n = len(self.vmas.get(part.mm, ()))
         if part.mm not in self.sums:
             self.sums[part.mm] = (np.zeros((n, NF), np.int64), np.zeros(n, np.int64), {})
         s, u, r = self.sums[part.mm]
@@ -77,9 +78,11 @@ class SmapsImage:
                        t.thp_eligible, t.pkey, t.vmflags, *vals, unknown, reason)
 
 
-def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> SmapsImage | None:
+def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str],
+            texts: bool = True) -> SmapsImage | None:
     """The smaps plan and VMA texts, or None (with a line in `errors`) when this kernel's
-    vmlinux lacks what smaps needs."""
+    vmlinux lacks what smaps needs. With texts=False the texts are left to
+    read_texts(image, ...): the walk's workers need only the plan, so they can start first."""
     mn = vm_mnemonics(k)
     plan = make_plan(k, paging, kernel_pgd_pa, mms, mn)
     if plan is None:
@@ -90,7 +93,17 @@ def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> Sm
             errors.append("smaps: the vmlinux lacks show_smap_vma_flags()'s table or struct "
                           "mem_size_stats: no smaps figures for this dump")
         return None
-    vt = VmaTexts(k, mn, plan.vm, paging)
+    img = SmapsImage(plan, line_layout(k), {},
+                     {a: [(v.start, v.end) for v in m.vmas] for a, m in mms.items()})
+    img.mnemonics = mn
+    if texts:
+        read_texts(img, k, paging, tasks, mms, errors)
+    return img
+
+
+def read_texts(img: SmapsImage, k, paging, tasks, mms: dict, errors: list[str]) -> None:
+    """Each VMA's header line and the other per-VMA texts, into img.texts."""
+    vt = VmaTexts(k, img.mnemonics, img.plan.vm, paging)
     # d_path() is relative to the root of the task reading /proc/PID/smaps: the dump's
     # SMAPS lines were read by init (pid 1) in the initial mount namespace. A file in another
     # namespace (a container) never meets that root and is named from its namespace's root.
@@ -105,5 +118,4 @@ def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str]) -> Sm
                 errors.append(f"smaps: mm {a:x} VMA {v.addr:x}: {exc}")
                 out.append(VmaText(None, None, None, None, None, "", None))
         texts[a] = out
-    return SmapsImage(plan, line_layout(k), texts,
-                      {a: [(v.start, v.end) for v in m.vmas] for a, m in mms.items()})
+    img.texts = texts

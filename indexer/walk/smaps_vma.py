@@ -68,6 +68,7 @@ class VmaTexts:
 
     def __init__(self, k, mnemonics: list[str], vm: dict, arch):
         self.k, self.mn, self.vm = k, mnemonics, vm
+        self._names: dict[int, str] = {}     # vm_flags -> its VmFlags mnemonics
         self.sym_special = k.sym("special_mapping_name")
         self.sym_simple_dname = k.sym("simple_dname")
         self.backing_user_path = k.off("backing_file", "user_path") \
@@ -259,7 +260,10 @@ class VmaTexts:
             mask = vm.get("pkey", 0)
             low = (mask & -mask).bit_length() - 1 if mask else 0
             pkey = (flags & mask) >> low if mask else 0
-        names = "".join(m + " " for i, m in enumerate(self.mn) if m and flags >> i & 1)
+        names = self._names.get(flags)
+        if names is None:   # VmFlags: a few distinct flag words over thousands of VMAs
+            names = self._names[flags] = "".join(m + " " for i, m in enumerate(self.mn)
+                                                 if m and flags >> i & 1)
         return VmaText(header, kps, kps, thp, pkey if self.pkeys is not False else -1, names,
                        self._shmem_swap(vma, inode))
 

@@ -139,7 +139,7 @@ def _walk_dump(phys, info: VmcoreInfo, types, symbol_address, vmlinux_path: Path
     faults: list = []
     from vmdex.indexer.walk.smaps_ingest import prepare as smaps_prepare
     stage.what = "the smaps layouts"
-    smaps = smaps_prepare(k, arch, arch.kernel_pgd_pa, tasks, mms, errors, texts=False)
+    smaps = smaps_prepare(k, arch, arch.kernel_pgd_pa, mms, errors)
     stage.what = "the kernel"
 
     user_top = arch.user_top

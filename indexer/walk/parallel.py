@@ -202,13 +202,14 @@ class ParallelWalk:
         for p in self.procs:
             p.start()
         self.closed = False
+        self._draining = False      # every worker said it is done: close() lets them exit
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         for p in self.procs:
-            if self._draining:      # every worker said it is done: let it exit
+            if self._draining:
                 p.join(timeout=5)
             if p.is_alive():        # results nobody will read: no need to wait
                 p.kill()
@@ -216,8 +217,6 @@ class ParallelWalk:
         _job.clear()
         if self.smaps is not None:
             self.smaps.plan.shared_facts = None
-
-    _draining = False
 
     def runs(self, walk_serially, faults_out: list, progress):
         """Yield (mm, PageRuns) for every mm, appending the faults to faults_out as
@@ -278,13 +277,6 @@ class ParallelWalk:
                 yield from walk_serially(a)
             else:
                 faults_out.extend((a, f) for f in faults[a].values())
-
-
-def parallel_runs(mms: dict, dump_path: str | list[str], arch, user_top: int, workers: int,
-                  walk_serially, faults_out: list, progress, smaps=None):
-    """ParallelWalk(...).runs(...) in one call: the workers start when it is first asked."""
-    yield from ParallelWalk(mms, dump_path, arch, user_top, workers, smaps).runs(
-        walk_serially, faults_out, progress)
 
 
 def default_workers() -> int:

@@ -78,11 +78,10 @@ class SmapsImage:
                        t.thp_eligible, t.pkey, t.vmflags, *vals, unknown, reason)
 
 
-def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str],
-            texts: bool = True) -> SmapsImage | None:
-    """The smaps plan and VMA texts, or None (with a line in `errors`) when this kernel's
-    vmlinux lacks what smaps needs. With texts=False the texts are left to
-    read_texts(image, ...): the walk's workers need only the plan, so they can start first."""
+def prepare(k, paging, kernel_pgd_pa, mms: dict, errors: list[str]) -> SmapsImage | None:
+    """The smaps plan, or None (with a line in `errors`) when this kernel's vmlinux lacks
+    what smaps needs. The VMA texts are read_texts(image, ...)'s: the walk's workers need
+    only the plan, so they can start first."""
     mn = vm_mnemonics(k)
     plan = make_plan(k, paging, kernel_pgd_pa, mms, mn)
     if plan is None:
@@ -93,12 +92,9 @@ def prepare(k, paging, kernel_pgd_pa, tasks, mms: dict, errors: list[str],
             errors.append("smaps: the vmlinux lacks show_smap_vma_flags()'s table or struct "
                           "mem_size_stats: no smaps figures for this dump")
         return None
-    img = SmapsImage(plan, line_layout(k), {},
-                     {a: [(v.start, v.end) for v in m.vmas] for a, m in mms.items()})
-    img.mnemonics = mn
-    if texts:
-        read_texts(img, k, paging, tasks, mms, errors)
-    return img
+    return SmapsImage(plan, line_layout(k), {},
+                      {a: [(v.start, v.end) for v in m.vmas] for a, m in mms.items()},
+                      mnemonics=mn)
 
 
 def read_texts(img: SmapsImage, k, paging, tasks, mms: dict, errors: list[str]) -> None:

@@ -41,12 +41,6 @@ def _hex(vals: np.ndarray, width: int) -> np.ndarray:
     return _HEX2[big_endian].view(np.uint8)[:, 16 - width:]
 
 
-def render(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None,
-           width: int = 0, tail: bytes = b"") -> str:
-    return render_bytes(va, dv, mid, second, width, tail).tobytes().decode(
-        "utf-8", "surrogateescape")
-
-
 def render_bytes(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None = None,
                  width: int = 0, tail: bytes = b"") -> np.ndarray:
     """One line per element of `va` (uint64, all with dv hex digits). `second`, if given, is
@@ -64,28 +58,6 @@ def render_bytes(va: np.ndarray, dv: int, mid: bytes, second: np.ndarray | None 
         np.copyto(field, _SPACE, where=np.arange(width) < (width - ndigits)[:, None])
         buf[:, at:at + width] = field
     return buf.reshape(-1)
-
-
-def lines(va: int, n: int, mid: bytes, second: int | None = None, second_width: int = 0,
-          tail: bytes = b"", *, page: int) -> str:
-    """n lines for pages va, va+page, ...; the second number (if any) starts at `second`.
-    `mid` and `tail` are UTF-8 (surrogateescape) bytes, as the returned text decodes."""
-    cuts = set(digit_cuts(va, n, page))
-    if second is not None:
-        cuts.update(digit_cuts(second, n, page))
-    bounds = [0] + sorted(cuts) + [n]
-    steps = np.arange(n, dtype=np.uint64) * np.uint64(page)
-    out = []
-    for a, b in zip(bounds, bounds[1:]):
-        v0 = va + a * page
-        vals = steps[:b - a] + np.uint64(v0)
-        if second is None:
-            out.append(render(vals, digits(v0), mid, tail=tail))
-        else:
-            s0 = second + a * page
-            out.append(render(vals, digits(v0), mid, steps[:b - a] + np.uint64(s0),
-                              max(digits(s0), second_width), tail))
-    return "".join(out)
 
 
 class PresentBatch:
@@ -255,7 +227,7 @@ def chunks(va: int, n: int, page: int, mid: bytes, second: int | None = None,
            swidth: int = 0, tail: bytes = b"", *, pre: bytes = b"", vwidth: int = UVADDR_PRLEN):
     """The bytes of n lines `pre va mid second tail` for pages va, va+page, ... (second, if
     given, advancing with va, right-justified in swidth columns), as uint8 arrays of whole
-    lines; what lines() returns, without building one string per stretch. A chunk is
+    lines, without building one string per stretch. A chunk is
     valid until the next one is taken (the buffer is reused)."""
     cuts = set(digit_cuts(va, n, page))
     if second is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-UNSURE = "\0?"      # indexer.kernel.symtab.UNSURE (the query side does not import the indexer)
+UNSURE = "\0?"      # indexer.kernel.symtab.UNSURE (importing that module brings numpy)
 
 
 def render_structs(idx, struct: str, objects: list[tuple[bytes, int]], radix: int) -> str:

@@ -50,25 +50,64 @@ def make_engine(location: str | None = None, readonly: bool = False) -> Engine:
 
 def schema_version(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        try:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except Exception:
-            return None
+        return _version(conn)
+
+
+def _version(conn) -> str | None:
+    """The index's Alembic revision; None for an index without one (asked without an
+    error, which would abort a PostgreSQL transaction)."""
+    if not _table_names(conn) & {"alembic_version"}:
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _table_names(conn) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+    else:
+        sql = ("SELECT table_name FROM information_schema.tables "
+               "WHERE table_schema = current_schema()")
+    return {r[0] for r in conn.execute(text(sql))}
 
 
 def upgrade(engine: Engine) -> None:
-    """Create or migrate the schema with Alembic (only when it is not at HEAD already)."""
+    """Bring the schema to HEAD: a brand-new index is created at HEAD directly (the tables of
+    indexer/schema.py, the views of migrations/views.py, the revision stamped), an older one
+    is migrated by Alembic. Nothing is done when the index is at HEAD already."""
     if schema_version(engine) == HEAD:
         return
+    with engine.begin() as conn:
+        # Concurrent ingests on a fresh index: one creates or migrates, the others wait and
+        # then find the schema current (SQLite: BEGIN IMMEDIATE already serialises this).
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7236981)")
+        if not _table_names(conn):
+            create_at_head(conn)
+        else:
+            migrate(conn)
+
+
+def create_at_head(conn) -> None:
+    """The schema Alembic's migrations would build on an empty database, without Alembic
+    (its import and run cost a new index 0.2-0.3 s); tests/test_sql.py compares the two."""
+    from vmdex.indexer.schema import metadata
+    from vmdex.migrations.views import RUN_PAGES, head_views
+
+    metadata.create_all(conn)
+    conn.execute(metadata.tables["page_numbers"].insert(), [{"n": i} for i in range(RUN_PAGES)])
+    for name, sql in head_views(conn.dialect.name).items():
+        conn.execute(text(f"CREATE VIEW {name} AS {sql}"))  # as Alembic's op.execute does
+    conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                         "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+    conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD})
+
+
+def migrate(conn) -> None:
+    """Alembic's upgrade to HEAD on `conn` (inside the caller's transaction)."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        # Concurrent ingests on a fresh index: one migrates, the others wait and then find
-        # the schema current (SQLite: BEGIN IMMEDIATE already serialises this transaction).
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7236981)")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")

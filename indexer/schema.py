@@ -10,6 +10,8 @@ from __future__ import annotations
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, SmallInteger, String, Table, Text)
 
+from vmdex.migrations.views import FIGURES as SMAPS_FIGURES
+
 metadata = MetaData()
 I64 = BigInteger().with_variant(Integer, "sqlite")  # INTEGER in SQLite is already 64-bit
 
@@ -25,11 +27,11 @@ kernels = Table(
 
 dumps = Table(
     "dumps", metadata,
+    # in the order the migrations added them (0001 first), which create_at_head keeps
     Column("id", Integer, primary_key=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("kernel_id", Integer, ForeignKey("kernels.id"), nullable=False),
     Column("source_path", Text, nullable=False),
-    Column("source_size", I64),                              # bytes at ingest (migration 0005)
     Column("format", String(40), nullable=False),
     Column("compression", String(40), nullable=False),
     Column("release", String(200), nullable=False),
@@ -39,15 +41,8 @@ dumps = Table(
     Column("phys_base", I64, nullable=False),
     Column("page_offset", I64, nullable=False),
     Column("paging_levels", SmallInteger, nullable=False),
-    Column("arch", String(16), nullable=False, server_default="x86_64"),   # indexer.arch (0006)
-    Column("page_size", Integer, nullable=False, server_default="4096"),  # bytes (0006)
     Column("cpus", Integer, nullable=False),
     Column("paddr_prlen", SmallInteger, nullable=False),   # crash's PHYSICAL column width
-    Column("ram_end", I64),                                  # end of the highest node's span (bytes)
-    Column("ram_start", I64),                                # start of the lowest one (0006)
-    Column("task_state_names", Text),                        # task_state_array, one per line
-    Column("section_size_bits", SmallInteger),               # VMCOREINFO (sparsemem)
-    Column("max_physmem_bits", SmallInteger),                # VMCOREINFO (sparsemem)
     Column("default_task", I64, nullable=False),           # crash's startup context
     Column("init_mm", I64),
     Column("swap_lines", Boolean, nullable=False),         # nr_swapfiles + swap_info exist
@@ -58,6 +53,14 @@ dumps = Table(
     Column("vma_count", Integer, nullable=False),
     Column("page_run_count", Integer, nullable=False),
     Column("error_count", Integer, nullable=False),
+    Column("ram_end", I64),                                  # end of the highest node's span (bytes)
+    Column("task_state_names", Text),                        # task_state_array, one per line
+    Column("section_size_bits", SmallInteger),               # VMCOREINFO (sparsemem)
+    Column("max_physmem_bits", SmallInteger),                # VMCOREINFO (sparsemem)
+    Column("source_size", I64),                              # bytes at ingest (migration 0005)
+    Column("arch", String(16), nullable=False, server_default="x86_64"),   # indexer.arch (0006)
+    Column("page_size", Integer, nullable=False, server_default="4096"),  # bytes (0006)
+    Column("ram_start", I64),                                # start of the lowest node's span (0006)
     Column("kernel_source", String(16)),     # "vmlinux" or "dump": what it was ingested with (0010)
     Index("ix_dumps_source", "source_path", "source_size"),   # `vmdex ingest DIR` skips
 )
@@ -211,10 +214,7 @@ page_numbers = Table(
 # figures are the kernel's own sums: bytes, and the pss* / swap_pss ones in 1/4096 bytes
 # (bytes << PSS_SHIFT), so sums over VMAs round as the kernel's smaps_rollup does. `unknown`
 # has bit i set when FIELDS[i] (indexer.walk.smaps) depends on what the dump lacks.
-SMAPS_FIGURES = ("resident", "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem",
-                 "shared_clean", "shared_dirty", "private_clean", "private_dirty", "referenced",
-                 "anonymous", "ksm", "lazyfree", "anonymous_thp", "shmem_thp", "file_thp",
-                 "shared_hugetlb", "private_hugetlb", "swap", "swap_pss", "pss_locked")
+# SMAPS_FIGURES: the stored columns, as migration 0007 made them.
 vma_smaps = Table(
     "vma_smaps", metadata,
     Column("dump_id", Integer, ForeignKey("dumps.id", ondelete="CASCADE"), nullable=False),

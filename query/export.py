@@ -13,13 +13,13 @@ Needs the `export` extra (pyarrow).
 """
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shutil
 from pathlib import Path
 
 from vmdex.indexer.errors import VmdexError
+from vmdex.migrations.views import head_views
 from vmdex.query.conn import connect
 
 BATCH = 65536
@@ -147,14 +147,6 @@ def _partition(name: str) -> str:
                   lambda m: f"%{ord(m.group()):02X}", name)
 
 
-def _view_generators():
-    """{view: SQL} generator of the latest migration defining each v_* view."""
-    gens = []
-    for mod in ("0006_arch", "0007_smaps"):
-        gens.append(importlib.import_module(f"vmdex.migrations.versions.{mod}").view_sql)
-    return gens
-
-
 def views_sql(engine: str, dest: Path, tables: list[str]) -> str:
     """Statements that make DEST's tables and the v_* views queryable in `engine`."""
     lines = [f"-- vmdex export for {engine}: run in a session, then query the v_* views"]
@@ -166,10 +158,9 @@ def views_sql(engine: str, dest: Path, tables: list[str]) -> str:
         else:
             lines.append(f"CREATE OR REPLACE TEMPORARY VIEW {t} USING parquet "
                          f"OPTIONS (path '{dest}/{t}', recursiveFileLookup 'false');")
-    for gen in _view_generators():
-        for name, sql in gen("sqlite").items():
-            lines.append(f"CREATE OR REPLACE {'TEMPORARY ' if engine == 'spark' else ''}"
-                         f"VIEW {name} AS {_dialect(engine, sql.strip())};")
+    for name, sql in head_views("sqlite").items():
+        lines.append(f"CREATE OR REPLACE {'TEMPORARY ' if engine == 'spark' else ''}"
+                     f"VIEW {name} AS {_dialect(engine, sql.strip())};")
     return "\n".join(lines) + "\n"
 
 

@@ -485,3 +485,78 @@ def sa_inspect(conn):
     from sqlalchemy import inspect
 
     return inspect(conn)
+
+
+# --- a brand-new index is made without Alembic ----------------------------------------------
+def schema_description(engine) -> dict:
+    """Every table's columns (in order), indexes, constraints and foreign keys, every view's
+    SQL, and the rows Alembic writes (page_numbers, alembic_version): what must not depend
+    on whether the index was created at HEAD or migrated there."""
+    from sqlalchemy import text
+
+    out = {}
+    with engine.connect() as conn:
+        q = lambda sql: [tuple(r) for r in conn.execute(text(sql))]  # noqa: E731
+        if conn.dialect.name == "sqlite":
+            for typ, name, sql in q("SELECT type, name, sql FROM sqlite_master ORDER BY name"):
+                if typ == "table":
+                    indexes = sorted((i[1], i[2], tuple(q(f"PRAGMA index_info('{i[1]}')")))
+                                     for i in q(f"PRAGMA index_list('{name}')"))
+                    out[name] = (q(f"PRAGMA table_info('{name}')"),
+                                 sorted(q(f"PRAGMA foreign_key_list('{name}')")), indexes)
+                elif typ == "view":
+                    out[name] = sql
+        else:
+            out["columns"] = q(
+                "SELECT table_name, ordinal_position, column_name, data_type, is_nullable, "
+                "column_default, character_maximum_length FROM information_schema.columns "
+                "WHERE table_schema = current_schema() ORDER BY 1, 2")
+            out["indexes"] = q("SELECT indexname, indexdef FROM pg_indexes "
+                               "WHERE schemaname = current_schema() ORDER BY 1")
+            out["constraints"] = q(
+                "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) "
+                "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                "WHERE n.nspname = current_schema() ORDER BY 1, 2")
+            out["views"] = q("SELECT viewname, definition FROM pg_views "
+                             "WHERE schemaname = current_schema() ORDER BY 1")
+        out["page_numbers"] = q("SELECT count(*), min(n), max(n) FROM page_numbers")
+        out["alembic_version"] = q("SELECT version_num FROM alembic_version")
+    return out
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "pg"])
+def test_new_index_equals_migrated_index(engine_name, tmp_path, request):
+    """create_at_head (a new index, no Alembic) builds exactly the schema Alembic's
+    migrations build, on both engines; and a new index is made without importing Alembic."""
+    import subprocess
+    import sys
+
+    from vmdex.indexer.db import make_engine, migrate
+
+    if engine_name == "sqlite":
+        migrated, created = str(tmp_path / "migrated.db"), str(tmp_path / "created.db")
+    else:
+        from tests.pg import new_database
+
+        server = request.getfixturevalue("pg_server_url")
+        migrated, created = new_database(server, "migrated"), new_database(server, "created")
+    engine = make_engine(migrated)
+    with engine.begin() as conn:
+        migrate(conn)
+    engine.dispose()
+    # the way an ingest opens a new index, in a process of its own
+    code = ("import sys; from vmdex.indexer.db import make_engine, upgrade; "
+            f"upgrade(make_engine({created!r})); "
+            "sys.exit('alembic imported' if 'alembic' in sys.modules else 0)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    a, b = make_engine(migrated), make_engine(created)
+    try:
+        want, got = schema_description(a), schema_description(b)
+        assert want["alembic_version"] == [(__import__("vmdex.indexer.db").indexer.db.HEAD,)]
+        assert want["page_numbers"] == [(512, 0, 511)]
+        assert len(want) > 10 or len(want["columns"]) > 100
+        assert got == want
+    finally:
+        a.dispose()
+        b.dispose()

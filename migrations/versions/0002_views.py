@@ -12,72 +12,15 @@ page_numbers (a run never exceeds 512 pages). docs/schema.md documents every col
 from alembic import op
 import sqlalchemy as sa
 
+from vmdex.migrations.views import RUN_PAGES, VIEWS_0002, views_0002
 
 revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-VIEWS = ("v_pages", "v_task_vmas", "v_vmas", "v_tasks", "v_dumps")
-RUN_PAGES = 512  # indexer.walk.pages.MAX_RUN_PAGES
-
-
-def _hex(dialect: str, expr: str) -> str:
-    """Hex text of a stored int64, NULL stays NULL (SQLite's printf would print 0)."""
-    if dialect == "postgresql":
-        return f"to_hex({expr})"
-    return f"CASE WHEN {expr} IS NULL THEN NULL ELSE printf('%x', {expr}) END"
-
-
-def view_sql(dialect: str) -> dict[str, str]:
-    h = lambda e: _hex(dialect, e)  # noqa: E731
-    return {
-        "v_dumps": f"""
-SELECT d.id AS dump_id, d.name AS dump, d.release, k.build_id, d.source_path AS dump_file,
-       d.format, d.compression, d.ingested_at, d.ingest_seconds, d.cpus, d.paging_levels,
-       {h('d.kaslr_offset')} AS kaslr_offset, {h('d.phys_base')} AS phys_base,
-       {h('d.page_offset')} AS page_offset,
-       d.task_count, d.vma_count, d.page_run_count, d.error_count
-FROM dumps d JOIN kernels k ON k.id = d.kernel_id""",
-        "v_tasks": f"""
-SELECT t.dump_id, d.name AS dump, d.release, t.seq, t.pid, t.ppid, t.tgid, t.cpu, t.comm,
-       t.st, {h('t.task')} AS task, t.task AS task_i64, {h('t.mm')} AS mm, t.mm AS mm_i64,
-       t.rss_pages, t.rss_pages * 4 AS rss_kb, m.total_vm AS total_vm_pages,
-       m.total_vm * 4 AS total_vm_kb, m.map_count, {h('t.flags')} AS flags,
-       t.is_idle, t.is_active
-FROM tasks t
-JOIN dumps d ON d.id = t.dump_id
-LEFT JOIN mms m ON m.dump_id = t.dump_id AND m.mm = t.mm""",
-        "v_vmas": f"""
-SELECT v.dump_id, d.name AS dump, d.release, {h('v.mm')} AS mm, v.mm AS mm_i64, v.seq,
-       {h('v.vma')} AS vma, v.vma AS vma_i64,
-       {h('v.vm_start')} AS vm_start, {h('v.vm_end')} AS vm_end, {h('v.vm_flags')} AS vm_flags,
-       v.vm_start AS vm_start_i64, v.vm_end AS vm_end_i64, v.vm_flags AS vm_flags_i64,
-       v.vm_pgoff, (v.vm_end - v.vm_start) / 4096 AS pages,
-       (v.vm_end - v.vm_start) / 1024 AS size_kb, v.file_path
-FROM vmas v JOIN dumps d ON d.id = v.dump_id""",
-        "v_task_vmas": f"""
-SELECT t.dump_id, d.name AS dump, d.release, t.seq AS task_seq, t.pid, t.tgid, t.comm,
-       {h('t.task')} AS task, t.task AS task_i64, {h('v.mm')} AS mm, v.mm AS mm_i64,
-       v.seq AS vma_seq, {h('v.vma')} AS vma, v.vma AS vma_i64,
-       {h('v.vm_start')} AS vm_start, {h('v.vm_end')} AS vm_end, {h('v.vm_flags')} AS vm_flags,
-       v.vm_start AS vm_start_i64, v.vm_end AS vm_end_i64, v.vm_flags AS vm_flags_i64,
-       v.vm_pgoff, (v.vm_end - v.vm_start) / 4096 AS pages, v.file_path
-FROM tasks t
-JOIN dumps d ON d.id = t.dump_id
-JOIN vmas v ON v.dump_id = t.dump_id AND v.mm = t.mm""",
-        "v_pages": f"""
-SELECT r.dump_id, d.name AS dump, {h('r.mm')} AS mm, r.mm AS mm_i64, r.vma_seq,
-       {h('r.va + n.n * 4096')} AS va, r.va + n.n * 4096 AS va_i64,
-       CASE WHEN r.kind = 0 THEN 'present' ELSE 'swap' END AS kind,
-       {h('r.pa + n.n * 4096')} AS pa, r.pa + n.n * 4096 AS pa_i64,
-       r.swap_type, r.swap_offset + n.n AS swap_offset, s.path AS swap_device,
-       r.level
-FROM page_runs r
-JOIN page_numbers n ON n.n < r.npages
-JOIN dumps d ON d.id = r.dump_id
-LEFT JOIN swap_devices s ON r.kind = 1 AND s.dump_id = r.dump_id AND s.type = r.swap_type""",
-    }
+VIEWS = VIEWS_0002
+view_sql = views_0002
 
 
 def upgrade():

@@ -9,12 +9,12 @@ where RAM begins (arm64: PHYS_OFFSET), below it crash finds no struct page
 Revision ID: 0006
 Revises: 0005
 """
-import importlib.util
 import re
-from pathlib import Path
 
 from alembic import op
 import sqlalchemy as sa
+
+from vmdex.migrations.views import VIEWS_0002, views_0002, views_0006
 
 revision = '0006'
 down_revision = '0005'
@@ -23,14 +23,6 @@ depends_on = None
 
 I64 = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 _ZLIB = re.compile(r"zlib: uncompress failed: Error (-?\d+)")
-
-
-def _views_0002():
-    spec = importlib.util.spec_from_file_location(
-        "_vmdex_views_0002", Path(__file__).with_name("0002_views.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cause(reason: str) -> str:
@@ -45,27 +37,11 @@ def _cause(reason: str) -> str:
     return f"zlib:{m.group(1)}" if m else "unreadable"
 
 
-def view_sql(dialect: str) -> dict[str, str]:
-    """0002's views with the page size of each row's dump instead of 4096 (v_dumps also
-    shows arch and page_size)."""
-    views = _views_0002().view_sql(dialect)
-    out = {}
-    for name, sql in views.items():
-        sql = sql.replace("(v.vm_end - v.vm_start) / 4096",
-                          "(v.vm_end - v.vm_start) / d.page_size")
-        sql = sql.replace("n.n * 4096", "n.n * d.page_size")
-        sql = sql.replace("t.rss_pages * 4 AS rss_kb", "t.rss_pages * d.page_size / 1024 AS rss_kb")
-        sql = sql.replace("m.total_vm * 4 AS total_vm_kb",
-                          "m.total_vm * d.page_size / 1024 AS total_vm_kb")
-        sql = sql.replace("d.cpus, d.paging_levels,",
-                          "d.cpus, d.arch, d.page_size, d.paging_levels,")
-        assert "4096" not in sql and "* 4 " not in sql, name
-        out[name] = sql
-    return out
+view_sql = views_0006
 
 
 def _drop_views():
-    for name in _views_0002().VIEWS:
+    for name in VIEWS_0002:
         op.execute(f"DROP VIEW IF EXISTS {name}")
 
 
@@ -120,6 +96,5 @@ def downgrade():
                 op.execute(f'ALTER TABLE {table} DROP COLUMN {col}')   # SQLite >= 3.35
             else:
                 op.drop_column(table, col)
-    views = _views_0002()
-    for name, sql in views.view_sql(op.get_bind().dialect.name).items():
+    for name, sql in views_0002(op.get_bind().dialect.name).items():
         op.execute(f"CREATE VIEW {name} AS {sql}")

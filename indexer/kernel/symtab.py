@@ -19,6 +19,7 @@ import io
 import mmap
 import struct
 from bisect import bisect_right
+from itertools import compress
 
 import numpy as np
 
@@ -263,18 +264,17 @@ class Symtab:
         return self._by_name.get(name)
 
     def _build_name_index(self):
-        names = self.names.split(b"\0")[:-1]
-        local = np.isin(self.kind, (FILE_TEXT, FILE_DATA, FILE_BSS)).tolist()
+        # decoding the blob whole equals decoding each name ("\0" never ends a UTF-8
+        # sequence); dicts built in reverse keep the first of equal names, and the globals
+        # go in last so they overwrite the file-locals
+        names = self.names.decode("utf-8", "replace").split("\0")[:-1]
+        local = np.isin(self.kind, (FILE_TEXT, FILE_DATA, FILE_BSS))
         addrs = self.addr.tolist()
-        d = {}
-        # globals last so they overwrite locals; among equals the first one wins
-        for pass_local in (True, False):
-            seen = {}
-            for n, loc, a in zip(names, local, addrs):
-                if loc == pass_local and n not in seen:
-                    seen[n] = a
-            d.update(seen)
-        self._by_name = {k.decode("utf-8", "replace"): v for k, v in d.items()}
+        by_name = {}
+        for sel in (local.tolist(), (~local).tolist()):
+            by_name.update(zip(reversed(list(compress(names, sel))),
+                               reversed(list(compress(addrs, sel)))))
+        self._by_name = by_name
 
     def _section_of(self, a: int):
         i = bisect_right(self._sec_starts, a) - 1

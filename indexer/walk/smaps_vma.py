@@ -76,6 +76,12 @@ class VmaTexts:
         self.shmem_aops = k.sym("shmem_aops")
         self.thp_flags = None
         sym = k.sym("transparent_hugepage_flags")
+        self.has_thp = sym is not None
+        # the enum bits THPeligible reads, looked up once (None: the kernel lacks one)
+        self.thp_bit = {n: k.types.enum_value(n) for n in (
+            "TRANSPARENT_HUGEPAGE_FLAG", "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
+            "TRANSPARENT_HUGEPAGE_NEVER_DAX", "TRANSPARENT_HUGEPAGE_UNSUPPORTED")}
+        self._paths: dict[tuple, str | None] = {}   # (mnt, dentry, root) -> d_path()
         if sym is not None:
             try:
                 self.thp_flags = k.ptr(sym)
@@ -139,8 +145,15 @@ class VmaTexts:
         """The kernel's d_path() of a struct file's user path, relative to the reader's root
         (dentry, mnt); a path that never meets it is named from the global root of its
         mount tree."""
-        k = self.k
         mnt, dentry, _ = self.user_path(file)
+        # many files (every process's libc) share one path: read each dentry chain once
+        key = (mnt, dentry, root)
+        if key not in self._paths:
+            self._paths[key] = self._d_path(mnt, dentry, root)
+        return self._paths[key]
+
+    def _d_path(self, mnt: int, dentry: int, root: tuple[int, int] | None) -> str | None:
+        k = self.k
         parent_off = k.off("dentry", "d_parent")
         mnt_root_off = k.off("vfsmount", "mnt_root")
         d_op = k.ptr(dentry + k.off("dentry", "d_op")) if k.has("dentry", "d_op") else 0
@@ -318,14 +331,10 @@ class VmaTexts:
         kernels), hugepage_vma_check(smaps) (kernels that have it) or, on kernels with
         per-order settings, whether thp_vma_allowable_orders(TVA_SMAPS, THP_ORDERS_ALL)
         leaves any order."""
-        k = self.k
         vm, flags = self.vm, vma.flags
         f = self.thp_flags
-        bit = {n: k.types.enum_value(n) for n in ("TRANSPARENT_HUGEPAGE_FLAG",
-                                                  "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
-                                                  "TRANSPARENT_HUGEPAGE_NEVER_DAX",
-                                                  "TRANSPARENT_HUGEPAGE_UNSUPPORTED")}
-        if k.sym("transparent_hugepage_flags") is None:
+        bit = self.thp_bit
+        if not self.has_thp:
             return 0            # built without THP (PREEMPT_RT): the check is a stub
         if f is None or bit["TRANSPARENT_HUGEPAGE_FLAG"] is None:
             return None

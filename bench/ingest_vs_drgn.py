@@ -1,6 +1,7 @@
 """Ingest next to one reverse-map question (issue 21 item 5): in one run, on the benchmark
 dump, `vmdex ingest` (whole process, smaps included, default workers, a new index each
-time), drgn 0.3.0 answering `foreach vm -R PHYS` (bench/drgn_rmap.py, whole process) and
+time: the vmlinux's DWARF read, then with the kernel in the user's kernel cache, and into an
+index that already holds the kernel), drgn 0.3.0 answering `foreach vm -R PHYS` (bench/drgn_rmap.py, whole process) and
 crash 9.0.2's start-up + `foreach vm -R PHYS` (the dump's timings.txt); then where an
 ingest's time goes (py-spy samples of a one-worker ingest, sorted into phases).
 
@@ -28,12 +29,15 @@ from pathlib import Path
 from common import REPO, VMDEX, crash_timings, machine, today
 
 
-def timed_run(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
-    """(wall s, user+sys CPU s of the child and its descendants, result)."""
+def timed_run(cmd: list[str], cache: str = "off"
+              ) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall s, user+sys CPU s of the child and its descendants, result); `cache`: the
+    VMDEX_KERNEL_CACHE the child sees (default off: the vmlinux's DWARF is read)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         before = os.times()
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err,
+                             env=dict(os.environ, VMDEX_KERNEL_CACHE=cache))
         p.wait()
         wall = time.perf_counter() - t0
         after = os.times()
@@ -97,7 +101,8 @@ def profile(vmdex: str, vmlinux: Path, dump: Path, rate: int = 200) -> list[tupl
         cmd = [spy, "record", "-r", str(rate), "-f", "raw", "-o", str(raw), "--",
                str(bindir / "python"), "-m", "vmdex.query.main"] + \
             ingest_cmd(vmdex, str(Path(d) / "p.db"), vmlinux, dump, 1)[1:]
-        p = subprocess.run(cmd, capture_output=True)
+        p = subprocess.run(cmd, capture_output=True,   # DWARF read: the cache off
+                           env=dict(os.environ, VMDEX_KERNEL_CACHE="off"))
         if p.returncode or not raw.exists():
             print(f"py-spy failed: {p.stderr.decode()[-300:]}", file=sys.stderr)
             return []
@@ -159,20 +164,23 @@ def main() -> None:
     print(f"Dump `{d}` ({ct.get('tasks', '?')}); question `foreach vm -R {phys}`; "
           f"{a.runs} runs each, alternating.\n")
     base_col = " baseline ingest s min / median (CPU s) |" if a.baseline else ""
-    print("| dump file | vmdex ingest s min / median (CPU s median) | warm: the index holds the "
+    print("| dump file | vmdex ingest s min / median (CPU s median) | new index, kernel in the "
+          "user's kernel cache s min / median | warm: the index holds the "
           "kernel s min / median |" + base_col +
           " drgn 0.3.0 rmap s min / median (CPU s) | crash start-up + foreach vm -R s |"
           " ingest / drgn (median; min) |")
-    print("|---|---|---|---|---|---|" + ("---|" if a.baseline else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if a.baseline else ""))
     crash_start = min(float(ct[k]) for k in ct if k.startswith("startup_only_session_run"))
     crash_cmd = float(ct.get(f"foreach vm -R {phys} > /dev/null", "nan"))
     crash_file = ct.get("primary dump", "?").split()[0]
     for fmt in a.formats.split(","):
         dump = d / f"vmcore.{fmt}"
-        ing, warm, base, drg, drg_err = [], [], [], [], None
+        ing, kept, warm, base, drg, drg_err = [], [], [], [], [], None
         with tempfile.TemporaryDirectory() as tmp:
             warm_db = str(Path(tmp) / "warm.db")    # a first dump of the kernel: its types
-            if timed_run(ingest_cmd(a.vmdex, warm_db, vmlinux, dump, None, "seed"))[2].returncode:
+            cache = str(Path(tmp) / "kernels")      # ... and the user's kernel cache
+            if timed_run(ingest_cmd(a.vmdex, warm_db, vmlinux, dump, None, "seed"),
+                         cache)[2].returncode:
                 raise SystemExit("seed ingest failed")
             for i in range(a.runs):
                 w, c, p = timed_run(ingest_cmd(a.vmdex, warm_db, vmlinux, dump, None, f"w{i}"))
@@ -184,6 +192,11 @@ def main() -> None:
                 if p.returncode:
                     raise SystemExit(p.stderr.decode())
                 ing.append((w, c))
+                w, c, p = timed_run(ingest_cmd(a.vmdex, str(Path(tmp) / f"k{i}.db"), vmlinux,
+                                               dump, None), cache)
+                if p.returncode:
+                    raise SystemExit(p.stderr.decode())
+                kept.append(w)
                 if a.baseline:
                     w, c, p = timed_run(ingest_cmd(a.baseline, str(Path(tmp) / f"b{i}.db"),
                                                    vmlinux, dump, None))
@@ -200,6 +213,7 @@ def main() -> None:
         iw = [w for w, _ in ing]
         ic = statistics.median(c for _, c in ing)
         cell_i = f"{min(iw):.2f} / {statistics.median(iw):.2f} ({ic:.2f}) | " \
+                 f"{min(kept):.2f} / {statistics.median(kept):.2f} | " \
                  f"{min(warm):.2f} / {statistics.median(warm):.2f}"
         if base:
             bw = [w for w, _ in base]

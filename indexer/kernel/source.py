@@ -242,7 +242,7 @@ class KernelChoice:
     kernel_from: str                 # said by `vmdex ingest` when no --vmlinux was given
     label: str                       # names the kernel in error messages
     vmlinux: Path | None = None
-    cached: tuple | None = None      # the index's row used as is: (types_json, symtab)
+    cached: tuple | None = None      # (types_json, symtab) as stored: the index's row or the user cache's
     replace: bool = False            # the row is to be replaced by what was read now
 
 
@@ -311,7 +311,25 @@ def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, mode: str
         choice = _from_cache(row, bid)
         choice.vmlinux, choice.kernel_from = vmlinux, str(vmlinux)
         return choice
-    return _read(src, bid, row, replace=bool(row))
+    return _read_vmlinux(src, bid, row)
+
+
+def _read_vmlinux(src: VmlinuxSource, bid: str, row) -> KernelChoice:
+    """The vmlinux's types and symbols: from the user's kernel cache when an earlier ingest
+    read this build (indexer.kernel.usercache), else from its DWARF (and then cached)."""
+    from vmdex.indexer.kernel import usercache
+    from vmdex.indexer.kernel.symtab import Symtab
+    from vmdex.indexer.kernel.types import KernelTypes
+
+    kept = usercache.load(bid)
+    if kept is not None:
+        return KernelChoice(KernelTypes.from_json(kept[0]), Symtab.from_bytes(kept[1]), bid,
+                            VMLINUX, str(src.path), src.label, vmlinux=src.path,
+                            cached=kept, replace=bool(row))
+    choice = _read(src, bid, row, replace=bool(row))
+    choice.cached = (choice.types.to_json(), choice.symtab.to_bytes())
+    usercache.save(bid, *choice.cached)
+    return choice
 
 
 def _from_dump(engine, phys, info, not_found: KernelError | None = None) -> KernelChoice:

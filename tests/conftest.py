@@ -141,3 +141,12 @@ def fleet_pg_reader(fleet_pg):
 def pg_oracle_index(fleet_pg):
     """Like oracle_index, on PostgreSQL: {kernel: (url, name of its primary dump)}."""
     return {k: (fleet_pg, f"{k}/{primary_variant(k)}") for k in F.kernels()}
+
+
+@pytest.fixture(scope="session")
+def stripped_vmlinux(tmp_path_factory):
+    """The 6.1 fixture's vmlinux without DWARF (objcopy --strip-debug): same build id."""
+    out = tmp_path_factory.mktemp("strip") / "vmlinux.nodebug"
+    subprocess.run(["objcopy", "--strip-debug", str(F.vmlinux("linux-6.1.0-56-amd64")),
+                    str(out)], check=True)
+    return out

@@ -18,7 +18,6 @@ import json
 import os
 import sqlite3
 import struct
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -590,13 +589,6 @@ def test_damaged_vmlinux(tmp_path):
         assert "dump is damaged" not in line, line   # the vmlinux is to blame, not the dump
         outcomes.add("refused")
     assert "refused" in outcomes
-
-
-@pytest.fixture(scope="module")
-def stripped_vmlinux(tmp_path_factory):
-    out = tmp_path_factory.mktemp("strip") / "vmlinux.nodebug"
-    subprocess.run(["objcopy", "--strip-debug", str(fd.vmlinux(K61)), str(out)], check=True)
-    return out
 
 
 def test_vmlinux_without_debug_info(tmp_path, stripped_vmlinux):

@@ -9,8 +9,6 @@ import os
 import sqlite3
 import subprocess
 
-import pytest
-
 from tests import fixturedata as F
 from tests.conftest import VMDEX
 
@@ -43,14 +41,7 @@ def answers(db, cache) -> list[bytes]:
             for q in QUESTIONS]
 
 
-@pytest.fixture(scope="module")
-def stripped(tmp_path_factory):
-    out = tmp_path_factory.mktemp("strip") / "vmlinux.nodebug"
-    subprocess.run(["objcopy", "--strip-debug", str(F.vmlinux(K61)), str(out)], check=True)
-    return out
-
-
-def test_new_index_takes_the_cached_kernel(tmp_path, stripped):
+def test_new_index_takes_the_cached_kernel(tmp_path, stripped_vmlinux):
     cache = tmp_path / "kernels"
     dump = F.dump(K61, DUMP)
     first = tmp_path / "first.db"
@@ -61,19 +52,20 @@ def test_new_index_takes_the_cached_kernel(tmp_path, stripped):
 
     # a new index, a vmlinux without DWARF: only the cache can give its kernel
     second = tmp_path / "second.db"
-    run(second, "ingest", "--vmlinux", str(stripped), str(dump), cache=cache)
+    run(second, "ingest", "--vmlinux", str(stripped_vmlinux), str(dump), cache=cache)
     assert kernel_row(second) == kernel_row(first)
     assert answers(second, cache) == answers(first, cache)
     assert all(answers(first, cache))
 
     # without the cache the same stripped vmlinux is refused in one line, nothing stored
     off = tmp_path / "off.db"
-    p = run(off, "ingest", "--vmlinux", str(stripped), str(dump), cache="off", check=False)
+    p = run(off, "ingest", "--vmlinux", str(stripped_vmlinux), str(dump), cache="off",
+            check=False)
     err = p.stderr.decode()
     assert p.returncode != 0 and err.count("\n") == 1 and "no debug info" in err, err
 
 
-def test_damaged_cache_file_is_ignored_and_replaced(tmp_path, stripped):
+def test_damaged_cache_file_is_ignored_and_replaced(tmp_path, stripped_vmlinux):
     cache = tmp_path / "kernels"
     dump = F.dump(K61, DUMP)
     good = tmp_path / "good.db"
@@ -84,7 +76,7 @@ def test_damaged_cache_file_is_ignored_and_replaced(tmp_path, stripped):
                    whole[:-100] + bytes(100),                        # bytes changed
                    b"not a kernel cache file"):
         path.write_bytes(damage)
-        p = run(tmp_path / "x.db", "ingest", "--vmlinux", str(stripped), str(dump),
+        p = run(tmp_path / "x.db", "ingest", "--vmlinux", str(stripped_vmlinux), str(dump),
                 cache=cache, check=False)
         assert p.returncode != 0 and b"no debug info" in p.stderr, p.stderr
         # the next ingest with the real vmlinux reads its DWARF and mends the file

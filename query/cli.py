@@ -73,31 +73,45 @@ def ingest(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Walk each "
                                           "dump's page tables in N processes (default: one "
                                           "per core, up to 4, shared by --jobs)."),
+    to: Optional[str] = typer.Option(None, "--to", metavar="DEST", help="Write each dump "
+                                     "to the warehouse folder DEST as Parquet "
+                                     "(<table>/dump=<name>/, as `export` does, ids from "
+                                     "names) instead of into an index."),
 ):
     """Read a dump once and index every task's address space."""
-    from vmdex.indexer.walk.parallel import default_workers
-    from vmdex.query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
-
     if from_dump + required + bool(vmlinux) > 1:
-        from vmdex.indexer.errors import VmdexError
         raise VmdexError("--vmlinux, --vmlinux-from-dump and --vmlinux-required exclude "
                          "each other")
     if from_dump or required:
         from vmdex.indexer.kernel.source import FROM_DUMP, VMLINUX_REQUIRED
         vmlinux = FROM_DUMP if from_dump else VMLINUX_REQUIRED
-    todo, walked = collect_dumps(State.db, dumps, name)   # a --split set's files: one dump
+    if to is None:
+        return _ingest(State.db, dumps, vmlinux, name, jobs, workers)
+    if State.db is not None:
+        raise VmdexError("--to writes Parquet instead of an index: --db does not apply")
+    from vmdex.query.warehouse import ingest_to
+
+    ingest_to(to, lambda staging: _ingest(staging, dumps, vmlinux, name, jobs, workers))
+
+
+def _ingest(db: Optional[str], dumps: List[str], vmlinux: Optional[str], name: Optional[str],
+            jobs: int, workers: Optional[int]) -> None:
+    from vmdex.indexer.walk.parallel import default_workers
+    from vmdex.query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
+
+    todo, walked = collect_dumps(db, dumps, name)   # a --split set's files: one dump
     if jobs > 1 and len(todo) > 1:
         from vmdex.query.ingest_cli import run_ingest_many
 
         per_dump = workers or max(1, default_workers() // min(jobs, len(todo)))
-        run_ingest_many(State.db, todo, vmlinux, jobs, per_dump)
+        run_ingest_many(db, todo, vmlinux, jobs, per_dump)
         return
     workers = workers or default_workers()
     if walked:   # a crash directory: one bad dump must not keep the others out
-        run_ingest_each(State.db, todo, vmlinux, workers)
+        run_ingest_each(db, todo, vmlinux, workers)
         return
     for d, n in todo:
-        run_ingest(State.db, d, vmlinux, n, workers=workers)
+        run_ingest(db, d, vmlinux, n, workers=workers)
 
 
 @app.command()

@@ -85,22 +85,27 @@ def test_export_from_postgresql(fleet_pg, fleet_sqlite, tmp_path):
             sql_rows(fleet_sqlite, sql), name
 
 
-def test_spark_doc_examples(exported, fleet_sqlite):
-    """Spark SQL in local mode over the same files (Java from Debian's packages)."""
+def spark_rows(dest: Path, queries: dict[str, str]) -> dict[str, list[tuple]]:
+    """Each query's rows from Spark SQL in local mode over the warehouse at `dest`."""
     from pyspark.sql import SparkSession
 
     spark = (SparkSession.builder.master("local[1]").appName("vmdex-export")
              .config("spark.ui.enabled", "false")
              .config("spark.sql.session.timeZone", "UTC").getOrCreate())
     try:
-        for stmt in (exported / "views.spark.sql").read_text().split(";\n"):
+        for stmt in (dest / "views.spark.sql").read_text().split(";\n"):
             if stmt.strip() and not stmt.strip().startswith("--"):
                 spark.sql(stmt)
-        for name, sql in doc_examples().items():
-            got = [tuple(r) for r in spark.sql(sql).collect()]
-            assert got == sql_rows(fleet_sqlite, sql), name
+        return {name: [tuple(r) for r in spark.sql(sql).collect()]
+                for name, sql in queries.items()}
     finally:
         spark.stop()
+
+
+def test_spark_doc_examples(exported, fleet_sqlite):
+    """Spark SQL in local mode over the same files (Java from Debian's packages)."""
+    for name, got in spark_rows(exported, doc_examples()).items():
+        assert got == sql_rows(fleet_sqlite, doc_examples()[name]), name
 
 
 def test_refuses_a_non_empty_dest_and_unknown_dump(fleet_sqlite, tmp_path):
@@ -112,3 +117,60 @@ def test_refuses_a_non_empty_dest_and_unknown_dump(fleet_sqlite, tmp_path):
     p = vmdex("export", "--dump-name", "nope", str(tmp_path / "y"), db=fleet_sqlite)
     assert p.returncode == 2 and b"no dump named 'nope'" in p.stderr
     assert not (tmp_path / "y").exists() and not list(tmp_path.glob("y.partial-*"))
+
+
+# --- ingest --to DEST: dumps added to a warehouse one ingest at a time ----------------------
+K61, K510, MDF = "linux-6.1.0-56-amd64", "linux-5.10.0-32-cloud-amd64", "vmcore.mdf-c-d31"
+
+
+def listing(dest: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(dest)): p.read_bytes() for p in sorted(dest.rglob("*"))
+            if p.is_file()}
+
+
+def test_ingest_to_warehouse(tmp_path):
+    """Each `ingest --to` process adds its dump to DEST; DuckDB and Spark over DEST give
+    docs/schema.md's examples the rows of an index holding the same dumps, DuckDB every
+    v_* view's rows (ids aside: in DEST they come from names); a dump ingested again is
+    replaced, not doubled; a failed ingest leaves DEST as it was."""
+    import duckdb
+
+    from tests import fixturedata as F
+    from vmdex.query.warehouse import stable_id
+
+    dest, db = tmp_path / "warehouse", tmp_path / "same.db"
+    for i, (name, k) in enumerate((("a", K61), ("b/5.10", K510), ("a", K61))):
+        args = ("ingest", "--vmlinux", str(F.vmlinux(k)), "--name", name, str(F.dump(k, MDF)))
+        p = vmdex(args[0], "--to", str(dest), *args[1:], check=True)
+        assert p.stderr.decode().splitlines()[-1] == f"wrote {name} to {dest}", p.stderr
+        if i < 2:                           # the third: "a" again, to be replaced in DEST
+            vmdex(*args, db=db, check=True)
+    assert sorted(p.name for p in (dest / "dumps").iterdir()) == ["dump=a", "dump=b%2F5.10"]
+
+    con = duckdb.connect()
+    con.execute((dest / "views.duckdb.sql").read_text())
+    for name, sql in doc_examples().items():
+        assert [tuple(r) for r in con.execute(sql).fetchall()] == sql_rows(db, sql), name
+    assert con.execute("SELECT name, id FROM dumps ORDER BY name").fetchall() == \
+        [("a", stable_id("dump", "a")), ("b/5.10", stable_id("dump", "b/5.10"))]
+    lite = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    for view in VIEWS:
+        # ids come from names; when the dump was ingested is not the dump
+        cols = [r[1] for r in lite.execute(f"PRAGMA table_info({view})")
+                if r[1] not in ("dump_id", "ingested_at", "ingest_seconds")]
+        order = ", ".join(f'"{c}"' for c in cols)
+        sel = f"SELECT {order} FROM {view} ORDER BY {order}"
+        want = lite.execute(sel).fetchall()
+        assert want and [tuple(r) for r in con.execute(sel).fetchall()] == want, view
+    lite.close()
+    for name, got in spark_rows(dest, doc_examples()).items():
+        assert got == sql_rows(db, doc_examples()[name]), name
+
+    before = listing(dest)
+    p = vmdex("ingest", "--to", str(dest), "--vmlinux", str(F.vmlinux(K61)), "--name", "c",
+              str(F.vmlinux(K61)))                                   # not a dump
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1, p.stderr
+    assert listing(dest) == before
+    p = vmdex("ingest", "--to", str(dest), str(F.dump(K61, MDF)), db=db)
+    assert p.returncode == 2 and b"--db does not apply" in p.stderr
+    assert listing(dest) == before

@@ -39,7 +39,8 @@ def stable_id(kind: str, key: str) -> int:
 def ingest_to(dest: str, ingest: Callable[[str], None]) -> None:
     """`vmdex ingest --to DEST`: `ingest` fills a temporary SQLite index, whose dumps then
     go to DEST. When some dumps of a crash directory fail, the others still go."""
-    _arrow()                              # no pyarrow: say so before reading any dump
+    _arrow()                    # no pyarrow, or no place for the files: said before any
+    _check_dest(Path(dest))     # dump is read
     with tempfile.TemporaryDirectory(prefix="vmdex-to-") as tmp:
         staging = os.path.join(tmp, "staging.db")
         failed = None
@@ -60,10 +61,7 @@ def add_dumps(location: str, dest: str, names: list[str] | None = None) -> list[
     folder `dest`; returns the names added."""
     pa, pq = _arrow()
     out = Path(dest)
-    if (out / "dumps" / PART).exists():
-        raise VmdexError(f"{dest}: written by `vmdex export` (one file per table): "
-                         "`ingest --to` needs a folder of its own")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_dest(out)
     conn = connect(location)
     stage = out / f".staging-{uuid.uuid4().hex}"
     try:
@@ -80,6 +78,17 @@ def add_dumps(location: str, dest: str, names: list[str] | None = None) -> list[
     finally:
         conn.close()
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _check_dest(out: Path) -> None:
+    """DEST is a warehouse folder of this layout, or can be made one."""
+    if (out / "dumps" / PART).exists():
+        raise VmdexError(f"{out}: written by `vmdex export` (one file per table): "
+                         "`ingest --to` needs a folder of its own")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VmdexError(f"{out}: cannot be the warehouse folder: {exc.strerror}") from None
 
 
 def _add_one(pa, pq, conn, out: Path, stage: Path, schemas: dict, dump_id: int, name: str,

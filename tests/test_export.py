@@ -174,3 +174,11 @@ def test_ingest_to_warehouse(tmp_path):
     p = vmdex("ingest", "--to", str(dest), str(F.dump(K61, MDF)), db=db)
     assert p.returncode == 2 and b"--db does not apply" in p.stderr
     assert listing(dest) == before
+    # not a folder for it: a file, or a folder `vmdex export` wrote (one dumps file)
+    vmdex("export", str(tmp_path / "exported"), db=db, check=True)
+    (tmp_path / "file").write_text("mine")
+    for where, why in (("file", b"cannot be the warehouse folder"),
+                       ("exported", b"written by `vmdex export`")):
+        p = vmdex("ingest", "--to", str(tmp_path / where), str(F.dump(K61, MDF)))
+        assert p.returncode == 2 and why in p.stderr and p.stderr.count(b"\n") == 1, p.stderr
+    assert (tmp_path / "file").read_text() == "mine"

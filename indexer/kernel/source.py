@@ -322,10 +322,10 @@ def _read_vmlinux(src: VmlinuxSource, bid: str, row) -> KernelChoice:
     from vmdex.indexer.kernel.types import KernelTypes
 
     kept = usercache.load(bid)
-    if kept is not None:
-        return KernelChoice(KernelTypes.from_json(kept[0]), Symtab.from_bytes(kept[1]), bid,
-                            VMLINUX, str(src.path), src.label, vmlinux=src.path,
-                            cached=kept, replace=bool(row))
+    types = KernelTypes.from_json(kept[0]) if kept is not None else None
+    if types is not None and types.complete:
+        return KernelChoice(types, Symtab.from_bytes(kept[1]), bid, VMLINUX, str(src.path),
+                            src.label, vmlinux=src.path, cached=kept, replace=bool(row))
     choice = _read(src, bid, row, replace=bool(row))
     choice.cached = (choice.types.to_json(), choice.symtab.to_bytes())
     usercache.save(bid, *choice.cached)

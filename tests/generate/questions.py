@@ -77,6 +77,15 @@ class _Gen:
             return str(t.pid)
         return f"{t.task:x}"
 
+    def who_one(self, t) -> str:
+        """who(), but naming one task where PID 0 names each CPU's idle task. For vm -M:
+        crash gives the mm to every task with no mm that the argument names and takes it
+        back from the last one only (memory.c: vm_cleanup keeps one task_context), so the
+        other idle tasks would keep it for the rest of the session and answer later
+        questions with it."""
+        name = self.who(t)
+        return f"{t.task:x}" if t.pid == 0 else name
+
     def any_task(self):
         return self.pick(self.tasks)
 
@@ -114,7 +123,7 @@ class _Gen:
         other = self.pick(self.tasks)
         mm = self.r.choice((t.mm, t.mm, t.pgd, t.task, 0x1000, t.mm + 0x40))
         opt = self.r.choice(("", "", "-p ")) if other.mm == 0 or len(other.vmas) < 100 else ""
-        return f"vm {opt}-M {_hex(self.r, mm)} {self.who(self.r.choice((t, other)))}"
+        return f"vm {opt}-M {_hex(self.r, mm)} {self.who_one(self.r.choice((t, other)))}"
 
     def q_vaddr(self):
         """*** vm -R user-address task: mapped, unmapped, PROT_NONE, swapped, file"""
@@ -195,7 +204,8 @@ class _Gen:
         ref = self.r.choice((t.task, u.mm, u.pgd, 0xffffffff81000000, (1 << 64) - 1))
         form = self.r.choice(("vm -R {r} {t}", "foreach vm -R {r}", "vm -P {r} {t}",
                               "vm -M {r} {t}"))
-        return form.format(r=_hex(self.r, ref), t=self.who(self.r.choice((t, u))))
+        who = self.who_one if "-M" in form else self.who
+        return form.format(r=_hex(self.r, ref), t=who(self.r.choice((t, u))))
 
     def q_foreach(self):
         """**** foreach SELECTORS vm [opts]"""

@@ -131,6 +131,14 @@ def _add_one(pa, pq, conn, out: Path, stage: Path, schemas: dict, dump_id: int, 
             target.mkdir(parents=True, exist_ok=True)
             os.replace(stage / where / PART, target / PART)
             continue
+        if where.startswith("kernels/"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(stage / where, target)
+            except OSError:
+                if not target.exists():
+                    raise             # else another ingest wrote this build's kernel first
+            continue
         _move(target, old / where)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(stage / where, target)

@@ -182,3 +182,31 @@ def test_ingest_to_warehouse(tmp_path):
         p = vmdex("ingest", "--to", str(tmp_path / where), str(F.dump(K61, MDF)))
         assert p.returncode == 2 and why in p.stderr and p.stderr.count(b"\n") == 1, p.stderr
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_ingest_to_from_processes_at_once(tmp_path):
+    """Four `ingest --to` processes at once into one folder, two builds (as a fleet's ingest
+    machines write a shared warehouse): every dump is there whole, each build's kernel once."""
+    import subprocess
+
+    import duckdb
+
+    from tests import fixturedata as F
+    from tests.conftest import VMDEX
+
+    dest = tmp_path / "warehouse"
+    runs = [(f"n{i}", k) for i, k in enumerate((K61, K61, K510, K510))]
+    procs = [subprocess.Popen([VMDEX, "ingest", "--to", str(dest), "--workers", "1",
+                               "--vmlinux", str(F.vmlinux(k)), "--name", name,
+                               str(F.dump(k, MDF))], stderr=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL) for name, k in runs]
+    for p in procs:
+        assert p.wait() == 0, p.stderr.read()
+    assert len(list((dest / "kernels").iterdir())) == 2
+    assert not list(dest.glob(".staging-*"))
+    con = duckdb.connect()
+    con.execute((dest / "views.duckdb.sql").read_text())
+    got = dict(con.execute("SELECT dump, count(*) FROM v_tasks GROUP BY dump").fetchall())
+    assert sorted(got) == ["n0", "n1", "n2", "n3"]
+    assert got["n0"] == got["n1"] > 0 and got["n2"] == got["n3"] > 0     # each dump whole
+    assert con.execute("SELECT count(DISTINCT build_id) FROM v_dumps").fetchone() == (2,)

@@ -79,39 +79,9 @@ def ingest(
                                      "names) instead of into an index."),
 ):
     """Read a dump once and index every task's address space."""
-    if from_dump + required + bool(vmlinux) > 1:
-        raise VmdexError("--vmlinux, --vmlinux-from-dump and --vmlinux-required exclude "
-                         "each other")
-    if from_dump or required:
-        from vmdex.indexer.kernel.source import FROM_DUMP, VMLINUX_REQUIRED
-        vmlinux = FROM_DUMP if from_dump else VMLINUX_REQUIRED
-    if to is None:
-        return _ingest(State.db, dumps, vmlinux, name, jobs, workers)
-    if State.db is not None:
-        raise VmdexError("--to writes Parquet instead of an index: --db does not apply")
-    from vmdex.query.warehouse import ingest_to
+    from vmdex.query.ingest_cli import ingest_command
 
-    ingest_to(to, lambda staging: _ingest(staging, dumps, vmlinux, name, jobs, workers))
-
-
-def _ingest(db: Optional[str], dumps: List[str], vmlinux: Optional[str], name: Optional[str],
-            jobs: int, workers: Optional[int]) -> None:
-    from vmdex.indexer.walk.parallel import default_workers
-    from vmdex.query.ingest_cli import collect_dumps, run_ingest, run_ingest_each
-
-    todo, walked = collect_dumps(db, dumps, name)   # a --split set's files: one dump
-    if jobs > 1 and len(todo) > 1:
-        from vmdex.query.ingest_cli import run_ingest_many
-
-        per_dump = workers or max(1, default_workers() // min(jobs, len(todo)))
-        run_ingest_many(db, todo, vmlinux, jobs, per_dump)
-        return
-    workers = workers or default_workers()
-    if walked:   # a crash directory: one bad dump must not keep the others out
-        run_ingest_each(db, todo, vmlinux, workers)
-        return
-    for d, n in todo:
-        run_ingest(db, d, vmlinux, n, workers=workers)
+    ingest_command(State.db, dumps, vmlinux, name, from_dump, required, jobs, workers, to)
 
 
 @app.command()

@@ -25,6 +25,100 @@ class _Bar:
         self.p.stop()
 
 
+# `vmdex ingest`'s options as the Typer app declares them (query/cli.py): name -> takes a value
+_OPTIONS = {"--vmlinux": True, "--name": True, "--to": True, "--jobs": True, "-j": True,
+            "--workers": True, "-w": True, "--vmlinux-from-dump": False,
+            "--vmlinux-required": False}
+_SAME = {"-j": "--jobs", "-w": "--workers"}
+
+
+def ingest_words(argv: list[str]) -> dict | None:
+    """ingest_command's arguments for a plain `vmdex [--db DB] ingest ...` line, or None for
+    anything else, which the Typer app then parses (and says what is wrong): the app's
+    parser and the TypeAdapters it builds cost an ingest 0.15-0.2 s of CPU."""
+    from vmdex.query.answer import _global_options
+
+    parsed = _global_options(argv)
+    if parsed is None or not parsed[3] or parsed[3][0] != "ingest":
+        return None
+    seen: dict[str, str | bool] = {}
+    dumps: list[str] = []
+    words = parsed[3][1:]
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w == "--":
+            dumps += words[i + 1:]
+            break
+        if not w.startswith("-") or w == "-":
+            dumps.append(w)
+            i += 1
+            continue
+        key, eq, val = w.partition("=")
+        takes = _OPTIONS.get(key)
+        key = _SAME.get(key, key)
+        if takes is None or key in seen or (eq and not takes):
+            return None                  # unknown, repeated, --help...: the app's to say
+        if takes and not eq:
+            if i + 1 >= len(words) or words[i + 1].startswith("-"):
+                return None
+            i += 1
+            val = words[i]
+        seen[key] = val if takes else True
+        i += 1
+    counts = {}
+    for key in ("--jobs", "--workers"):
+        if key in seen:
+            v = seen[key]
+            if not (v.isascii() and v.isdigit()) or int(v) < 1:
+                return None
+            counts[key] = int(v)
+    if not dumps:
+        return None
+    return dict(db=parsed[0], dumps=dumps, vmlinux=seen.get("--vmlinux"),
+                name=seen.get("--name"), from_dump="--vmlinux-from-dump" in seen,
+                required="--vmlinux-required" in seen, jobs=counts.get("--jobs", 1),
+                workers=counts.get("--workers"), to=seen.get("--to"))
+
+
+def ingest_command(db: str | None, dumps: list[str], vmlinux: str | None, name: str | None,
+                   from_dump: bool, required: bool, jobs: int, workers: int | None,
+                   to: str | None) -> None:
+    """`vmdex ingest`, its options parsed (by ingest_words or by the Typer app)."""
+    from vmdex.indexer.errors import VmdexError
+
+    if from_dump + required + bool(vmlinux) > 1:
+        raise VmdexError("--vmlinux, --vmlinux-from-dump and --vmlinux-required exclude "
+                         "each other")
+    if from_dump or required:
+        from vmdex.indexer.kernel.source import FROM_DUMP, VMLINUX_REQUIRED
+        vmlinux = FROM_DUMP if from_dump else VMLINUX_REQUIRED
+    if to is None:
+        return _ingest(db, dumps, vmlinux, name, jobs, workers)
+    if db is not None:
+        raise VmdexError("--to writes Parquet instead of an index: --db does not apply")
+    from vmdex.query.warehouse import ingest_to
+
+    ingest_to(to, lambda staging: _ingest(staging, dumps, vmlinux, name, jobs, workers))
+
+
+def _ingest(db: str | None, dumps: list[str], vmlinux: str | None, name: str | None,
+            jobs: int, workers: int | None) -> None:
+    from vmdex.indexer.walk.parallel import default_workers
+
+    todo, walked = collect_dumps(db, dumps, name)   # a --split set's files: one dump
+    if jobs > 1 and len(todo) > 1:
+        per_dump = workers or max(1, default_workers() // min(jobs, len(todo)))
+        run_ingest_many(db, todo, vmlinux, jobs, per_dump)
+        return
+    workers = workers or default_workers()
+    if walked:   # a crash directory: one bad dump must not keep the others out
+        run_ingest_each(db, todo, vmlinux, workers)
+        return
+    for d, n in todo:
+        run_ingest(db, d, vmlinux, n, workers=workers)
+
+
 def run_ingest(db: str | None, dump: str | tuple[str, ...], vmlinux: str | None,
                name: str | None,
                show_progress: bool = True, workers: int = 1) -> None:

@@ -2,8 +2,8 @@
 
 Exit status: 0 ok, 1 crash-level command error, 2 vmdex error (bad input, no index),
 3 internal error, 130 interrupted (docs/errors.md). `vm`/`foreach` lines, and the shell
-(`vmdex` with no command), are answered without importing the Typer app, to keep each
-answer's start-up short.
+(`vmdex` with no command), and plain `ingest` lines are run without importing the Typer
+app, to keep each start-up short.
 """
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def _run() -> int:
         from vmdex.query.shell import run_shell
 
         return run_shell(*shell)
+    from vmdex.query.ingest_cli import ingest_command, ingest_words
+
+    ingest = ingest_words(sys.argv[1:])
+    if ingest is not None:
+        ingest_command(**ingest)
+        return 0
     from vmdex.query.cli import run_app
 
     return run_app()

@@ -26,7 +26,7 @@ from typing import Callable
 
 from vmdex.indexer.errors import VmdexError
 from vmdex.query.conn import connect
-from vmdex.query.export import (PART, SKIP, _arrow, _arrow_type, _columns, _partition,
+from vmdex.query.export import (PART, _arrow, _arrow_type, _columns, _partition,
                                 _tables, _write, q, views_sql)
 
 
@@ -56,9 +56,9 @@ def ingest_to(dest: str, ingest: Callable[[str], None]) -> None:
             raise failed
 
 
-def add_dumps(location: str, dest: str, names: list[str] | None = None) -> list[str]:
-    """Add the dumps `names` (default: all) of the index at `location` to the warehouse
-    folder `dest`; returns the names added."""
+def add_dumps(location: str, dest: str) -> list[str]:
+    """Add every dump of the index at `location` to the warehouse folder `dest`; returns
+    their names."""
     pa, pq = _arrow()
     out = Path(dest)
     _check_dest(out)
@@ -67,8 +67,6 @@ def add_dumps(location: str, dest: str, names: list[str] | None = None) -> list[
     try:
         dumps = conn.all("SELECT d.id, d.name, k.id, k.build_id FROM dumps d "
                          "JOIN kernels k ON k.id = d.kernel_id ORDER BY d.name")
-        if names is not None:
-            dumps = [d for d in dumps if d[1] in names]
         tables = _tables(conn)
         schemas = {t: _columns(conn, t) for t in tables}
         for dump_id, name, kernel_id, build_id in dumps:
@@ -155,5 +153,5 @@ def _write_views(out: Path, stage: Path, tables: list[str]) -> None:
     stage.mkdir(parents=True, exist_ok=True)
     for engine in ("duckdb", "spark"):
         tmp = stage / f"views.{engine}.sql"
-        tmp.write_text(views_sql(engine, out.resolve(), [t for t in tables if t not in SKIP]))
+        tmp.write_text(views_sql(engine, out.resolve(), tables))   # _tables(): SKIP left out
         os.replace(tmp, out / f"views.{engine}.sql")

@@ -19,9 +19,6 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-VIEWS = VIEWS_0002
-view_sql = views_0002
-
 
 def upgrade():
     dialect = op.get_bind().dialect.name
@@ -30,11 +27,11 @@ def upgrade():
                     sa.PrimaryKeyConstraint('n'))
     op.bulk_insert(sa.table('page_numbers', sa.column('n', sa.Integer())),
                    [{"n": i} for i in range(RUN_PAGES)])
-    for name, sql in view_sql(dialect).items():
+    for name, sql in views_0002(dialect).items():
         op.execute(f"CREATE VIEW {name} AS {sql}")
 
 
 def downgrade():
-    for name in VIEWS:
+    for name in VIEWS_0002:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     op.drop_table('page_numbers')

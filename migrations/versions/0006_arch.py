@@ -37,9 +37,6 @@ def _cause(reason: str) -> str:
     return f"zlib:{m.group(1)}" if m else "unreadable"
 
 
-view_sql = views_0006
-
-
 def _drop_views():
     for name in VIEWS_0002:
         op.execute(f"DROP VIEW IF EXISTS {name}")
@@ -80,7 +77,7 @@ def upgrade():
         sa.ForeignKeyConstraint(['dump_id'], ['dumps.id'], ondelete='CASCADE'),
     )
     op.create_index('ix_kernel_maps', 'kernel_maps', ['dump_id', 'va'])
-    for name, sql in view_sql(bind.dialect.name).items():
+    for name, sql in views_0006(bind.dialect.name).items():
         op.execute(f"CREATE VIEW {name} AS {sql}")
 
 

@@ -16,8 +16,6 @@ branch_labels = None
 depends_on = None
 
 I64 = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-VIEWS = VIEWS_0007
-view_sql = views_0007
 
 
 def upgrade():
@@ -46,12 +44,12 @@ def upgrade():
         sa.ForeignKeyConstraint(['dump_id'], ['dumps.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('dump_id'),
     )
-    for name, sql in view_sql(dialect).items():
+    for name, sql in views_0007(dialect).items():
         op.execute(f"CREATE VIEW {name} AS {sql}")
 
 
 def downgrade():
-    for name in VIEWS:
+    for name in VIEWS_0007:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     op.drop_table('smaps_layouts')
     op.drop_index('ix_vma_smaps_pk', table_name='vma_smaps')

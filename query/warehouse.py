@@ -40,7 +40,8 @@ def ingest_to(dest: str, ingest: Callable[[str], None]) -> None:
     """`vmdex ingest --to DEST`: `ingest` fills a temporary SQLite index, whose dumps then
     go to DEST. When some dumps of a crash directory fail, the others still go."""
     _arrow()                    # no pyarrow, or no place for the files: said before any
-    _check_dest(Path(dest))     # dump is read
+    made = not os.path.exists(dest)     # dump is read
+    _check_dest(Path(dest))
     with tempfile.TemporaryDirectory(prefix="vmdex-to-") as tmp:
         staging = os.path.join(tmp, "staging.db")
         failed = None
@@ -48,10 +49,14 @@ def ingest_to(dest: str, ingest: Callable[[str], None]) -> None:
             ingest(staging)
         except VmdexError as exc:
             failed = exc
-        if os.path.exists(staging):
-            added = add_dumps(staging, dest)
-            if added:
-                print(f"wrote {', '.join(added)} to {dest}", file=sys.stderr)
+        added = add_dumps(staging, dest) if os.path.exists(staging) else []
+        if added:
+            print(f"wrote {', '.join(added)} to {dest}", file=sys.stderr)
+        elif made:      # nothing went in: a DEST this ingest made is not left behind
+            try:        # (only if empty: another ingest may be writing into it already)
+                os.rmdir(dest)
+            except OSError:
+                pass
         if failed is not None:
             raise failed
 
@@ -71,7 +76,8 @@ def add_dumps(location: str, dest: str) -> list[str]:
         schemas = {t: _columns(conn, t) for t in tables}
         for dump_id, name, kernel_id, build_id in dumps:
             _add_one(pa, pq, conn, out, stage, schemas, dump_id, name, kernel_id, build_id)
-        _write_views(out, stage, tables)
+        if dumps:
+            _write_views(out, stage, tables)
         return [d[1] for d in dumps]
     finally:
         conn.close()

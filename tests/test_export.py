@@ -182,6 +182,11 @@ def test_ingest_to_warehouse(tmp_path):
         p = vmdex("ingest", "--to", str(tmp_path / where), str(F.dump(K61, MDF)))
         assert p.returncode == 2 and why in p.stderr and p.stderr.count(b"\n") == 1, p.stderr
     assert (tmp_path / "file").read_text() == "mine"
+    # a failed ingest into a DEST that did not exist leaves no DEST behind
+    p = vmdex("ingest", "--to", str(tmp_path / "new" / "wh"), "--vmlinux",
+              str(F.vmlinux(K61)), str(F.vmlinux(K61)))
+    assert p.returncode == 2 and p.stderr.count(b"\n") == 1, p.stderr
+    assert not (tmp_path / "new" / "wh").exists()
 
 
 def test_ingest_to_from_processes_at_once(tmp_path):

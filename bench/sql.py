@@ -95,8 +95,8 @@ def walked(location: str, kernel: str, variant: str):
     from sqlalchemy import select
 
     from vmdex.indexer import schema as S
-    from vmdex.indexer.db import make_engine
     from vmdex.indexer.ingest import ingest
+    from vmdex.indexer.target import IndexTarget
 
     from vmdex.indexer.dumpfile import open_dump
     from vmdex.indexer.ingest import walk_dump
@@ -104,14 +104,14 @@ def walked(location: str, kernel: str, variant: str):
     from vmdex.indexer.kernel.types import load_kernel_types
     from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
 
-    engine = make_engine(location)
+    index = IndexTarget(location)
     try:
-        ingest(engine, F.dump(kernel, variant), F.vmlinux(kernel), "walked")  # schema, kernel
-        with engine.connect() as conn:
+        ingest(index, F.dump(kernel, variant), F.vmlinux(kernel), "walked")  # schema, kernel
+        with index.engine.connect() as conn:
             kid = conn.execute(select(S.dumps.c.kernel_id)
                                .where(S.dumps.c.name == "walked")).scalar()
     finally:
-        engine.dispose()
+        index.dispose()
     vmlinux = F.vmlinux(kernel)
     types, symtab = load_kernel_types(vmlinux)
     with open_dump(F.dump(kernel, variant)) as phys:

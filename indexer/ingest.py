@@ -20,6 +20,7 @@ from vmdex.indexer.arch.pagewalk import iter_user_leaves, kernel_map_runs
 from vmdex.indexer.errors import DumpError, KernelError, MemoryReadError, VmdexError, WalkError
 from vmdex.indexer.image import DumpImage
 from vmdex.indexer.kernel.vmcoreinfo import VmcoreInfo
+from vmdex.indexer.target import IndexTarget
 from vmdex.indexer.walk import procinfo
 from vmdex.indexer.walk.kernel import Kernel
 from vmdex.indexer.walk.mm import Mm, crash_rss, read_mm
@@ -377,17 +378,17 @@ def index_errors(engine):
         raise VmdexError(f"index {where}: {first or type(orig).__name__}") from None
 
 
-def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None = None,
-           progress: Progress = _noop, workers: int = 1) -> tuple[DumpImage, float]:
-    """Read a dump once and store it under `name`; returns what was stored and the time.
-    `workers` > 1 walks the page tables in that many processes (indexer.walk.parallel).
+def ingest(index: IndexTarget, dump_path: Path, vmlinux_path: Path | None,
+           name: str | None = None, progress: Progress = _noop, workers: int = 1
+           ) -> tuple[DumpImage, float]:
+    """Read a dump once and store it under `name` in `index`; returns what was stored and
+    the time. `workers` > 1 walks the page tables in that many processes
+    (indexer.walk.parallel). A new SQLite index is created after the walk has started.
 
     Without `vmlinux_path` the kernel comes from the index when it already holds the dump's
     build (nothing is read from any vmlinux then), else from indexer.kernel.locate, else
     from the dump itself (indexer.kernel.source); `vmlinux_path` may also be one of
     source.MODES (read the kernel from the dump at once; never from the dump)."""
-    from vmdex.indexer import store
-    from vmdex.indexer.db import upgrade
     from vmdex.indexer.dumpfile import open_dump
     from vmdex.indexer.errors import DumpError
     from vmdex.indexer.kernel.source import MODES, choose_kernel
@@ -404,21 +405,30 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         vmlinux_path = Path(vmlinux_path)
         if not vmlinux_path.is_file():
             raise KernelError(f"{vmlinux_path}: no such vmlinux")
-    with index_errors(engine):
-        upgrade(engine)
+    new_index = index.is_new()
+    if not new_index:
+        _upgrade(index.engine)
     with open_dump(paths if len(paths) > 1 else dump_path) as phys:
         if not phys.vmcoreinfo:
             raise DumpError(f"{dump_path}: no VMCOREINFO in the dump: cannot locate the kernel")
         info = VmcoreInfo.parse(phys.vmcoreinfo)
-        with index_errors(engine):
-            kc = choose_kernel(engine, phys, info, str(dump_path), vmlinux_path, mode,
-                               progress)
+        if new_index:
+            kc = choose_kernel(None, phys, info, str(dump_path), vmlinux_path, mode, progress)
+        else:
+            with index_errors(index.engine):
+                kc = choose_kernel(index.engine, phys, info, str(dump_path), vmlinux_path,
+                                   mode, progress)
         types, symtab, bid = kc.types, kc.symtab, kc.build_id
         vmlinux_path, kernel_from = kc.vmlinux, kc.kernel_from
         progress("types", 1, 1)
         img = walk_dump(phys, info, types, symtab.address, vmlinux_path or kc.label, bid,
                         name or set_name(paths), progress, workers)
         try:
+            from vmdex.indexer import store     # SQLAlchemy: while the workers walk
+
+            engine = index.engine
+            if new_index:
+                _upgrade(engine)
             img.source_path = os.path.abspath(dump_path)
             img.source_size = _file_size(dump_path)
             img.kernel_from = kernel_from
@@ -446,6 +456,13 @@ def ingest(engine, dump_path: Path, vmlinux_path: Path | None, name: str | None 
         finally:
             img.page_runs.close()   # the walk's workers, when the store never read them
     return img, time.perf_counter() - t0
+
+
+def _upgrade(engine) -> None:
+    from vmdex.indexer.db import upgrade
+
+    with index_errors(engine):
+        upgrade(engine)
 
 
 def set_name(paths: list[Path]) -> str:

@@ -122,20 +122,20 @@ def _ingest(db: str | None, dumps: list[str], vmlinux: str | None, name: str | N
 def run_ingest(db: str | None, dump: str | tuple[str, ...], vmlinux: str | None,
                name: str | None,
                show_progress: bool = True, workers: int = 1) -> None:
-    from vmdex.indexer.db import make_engine
     from vmdex.indexer.ingest import ingest
     from vmdex.indexer.kernel.source import MODES
+    from vmdex.indexer.target import IndexTarget
 
-    engine = make_engine(db)
+    index = IndexTarget(db)
     bar = _Bar() if show_progress and sys.stderr.isatty() else None
     try:
-        img, secs = ingest(engine, dump if isinstance(dump, tuple) else Path(dump),
+        img, secs = ingest(index, dump if isinstance(dump, tuple) else Path(dump),
                            vmlinux if vmlinux in (None, *MODES) else Path(vmlinux), name,
                            bar or (lambda *a: None), workers)
     finally:
         if bar:
             bar.stop()
-        engine.dispose()
+        index.dispose()
     runs = img.run_count
     vmas = sum(len(m.vmas) for m in img.mms.values())
     # say where the kernel came from
@@ -153,13 +153,8 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
     given; directories are walked for crash dumps (indexer.crashdir), each named after its
     own directory, and a dump the index already holds from the same file with the same
     size is skipped with one line."""
-    from vmdex.indexer.crashdir import find_dumps
-    from vmdex.indexer.db import make_engine, upgrade
-    from vmdex.indexer.errors import VmdexError
-    from vmdex.indexer.ingest import index_errors
-    from vmdex.indexer.store import dump_from_source
-
     from vmdex.indexer.dumpfile.split import group_split_files
+    from vmdex.indexer.errors import VmdexError
 
     dirs = [p for p in paths if os.path.isdir(p)]
     if not dirs:
@@ -170,6 +165,11 @@ def collect_dumps(db: str | None, paths: list[str], name: str | None
     if name:
         raise VmdexError(f"{dirs[0]}: is a directory (the dumps under it are named after "
                          "their directories): --name applies to a single dump file")
+    from vmdex.indexer.crashdir import find_dumps
+    from vmdex.indexer.db import make_engine, upgrade
+    from vmdex.indexer.ingest import index_errors
+    from vmdex.indexer.store import dump_from_source
+
     engine = make_engine(db)
     todo: list[tuple[str, str | None]] = []
     try:

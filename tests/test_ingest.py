@@ -203,6 +203,47 @@ def test_second_dump_of_a_kernel_reads_no_dwarf(tmp_path):
     assert err.count("\n") == 1 and "Traceback" not in err and "debug info" in err, err
 
 
+NEW_INDEX_PROBE = """
+import os, sys
+import vmdex.indexer.ingest as ingest
+from vmdex.query.main import main
+walk, db = ingest.walk_dump, sys.argv[1]
+def watched(*a, **k):
+    print("at the walk:", "sqlalchemy" in sys.modules, os.path.exists(db), file=sys.stderr)
+    return walk(*a, **k)
+ingest.walk_dump = watched
+sys.argv[1:2] = ["--db", db]
+main()
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_new_index_is_made_after_the_walk_starts(tmp_path, existing):
+    """A new SQLite index holds nothing to read before the walk: SQLAlchemy's import and the
+    file wait until the walk is under way (the workers are not delayed by them); an index
+    that exists is opened first (its kernel row may spare the vmlinux). Either way the
+    same dump is stored, with every index the schema declares."""
+    import sys
+
+    kernel = KERNELS[-1]
+    db = tmp_path / "i.db"
+    ref = db if existing else tmp_path / "ref.db"
+    ingest(ref, kernel, primary_variant(kernel), name="first")
+    p = subprocess.run([sys.executable, "-c", NEW_INDEX_PROBE, str(db), "ingest", "--vmlinux",
+                        str(F.vmlinux(kernel)), "--name", "probe",
+                        str(F.dump(kernel, primary_variant(kernel)))],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    seen = f"at the walk: {existing} {existing}"
+    assert seen in p.stderr.splitlines(), p.stderr
+    assert content(db, "probe") == content(ref, "first")
+    # the first dump's page_runs indexes are built after its runs (store): all are there
+    from vmdex.indexer.schema import metadata
+    declared = sorted(ix.name for t in metadata.tables.values() for ix in t.indexes)
+    assert sorted(r[0] for r in rows(db, "SELECT name FROM sqlite_master WHERE type = "
+                                         "'index' AND sql IS NOT NULL")) == declared
+
+
 def test_kernel_cached_by_an_older_vmdex_is_read_again(tmp_path):
     """A kernels row cached before vmdex asked DWARF for more (here: without the smaps
     structs and the digest of what was asked) is read again from the vmlinux given with the

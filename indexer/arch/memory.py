@@ -31,8 +31,14 @@ class KernelMemory:
         return pa
 
     def read(self, va: int, size: int) -> bytes:
-        out = bytearray()
         page = self.page
+        if 0 < size <= page - (va & (page - 1)):    # within one page: most reads
+            try:
+                return self.phys.read(self.vtop(va), size)
+            except MemoryReadError as exc:
+                exc.vaddr = va
+                raise
+        out = bytearray()
         while size > 0:
             n = min(size, page - (va & (page - 1)))
             try:

@@ -270,14 +270,30 @@ def _usable(row) -> bool:
     return bool(row) and row[2] == VMLINUX and KernelTypes.from_json(row[0]).complete
 
 
+def _known_kernel(engine, build_id: str | None, release: str | None) -> str | None:
+    """The build the index holds for this dump (store.known_kernel); engine None: a new
+    index (indexer.target), which holds none."""
+    if engine is None:
+        return None
+    from vmdex.indexer import store
+    return store.known_kernel(engine, build_id, release)
+
+
+def _index_row(engine, build_id: str):
+    """The index's kernel row for this build (store.cached_kernel), None in a new index."""
+    if engine is None:
+        return None
+    from vmdex.indexer import store
+    return store.cached_kernel(engine, build_id)
+
+
 def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, mode: str | None,
                   progress) -> KernelChoice:
     """Where this dump's kernel comes from, in order: --vmlinux; the index's row for its
     build; a vmlinux in the debug dirs or from debuginfod (indexer.kernel.locate); the dump
     itself (BTF and kallsyms). `mode` FROM_DUMP goes to the dump at once, VMLINUX_REQUIRED
-    never goes there. A row read from a
+    never goes there. `engine` None: a new index, nothing in it. A row read from a
     dump, or by an older vmdex, is replaced when a vmlinux turns up."""
-    from vmdex.indexer import store
     from vmdex.indexer.kernel.locate import find_vmlinux
     from vmdex.indexer.kernel.types import KernelTypes
 
@@ -285,8 +301,8 @@ def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, mode: str
     if mode == FROM_DUMP:
         return _from_dump(engine, phys, info)
     if vmlinux is None:
-        bid = store.known_kernel(engine, dump_bid, info.osrelease)
-        row = store.cached_kernel(engine, bid) if bid else None
+        bid = _known_kernel(engine, dump_bid, info.osrelease)
+        row = _index_row(engine, bid) if bid else None
         if row and _usable(row):
             return _from_cache(row, bid)
         try:
@@ -306,7 +322,7 @@ def choose_kernel(engine, phys, info, dump: str, vmlinux: Path | None, mode: str
     if dump_bid and not bid.lower().startswith(dump_bid):
         raise KernelError(f"{vmlinux}: build id {bid} is not the dump's {dump_bid} "
                           f"(dump kernel {info.osrelease}): wrong vmlinux")
-    row = store.cached_kernel(engine, bid)
+    row = _index_row(engine, bid)
     if _usable(row):
         choice = _from_cache(row, bid)
         choice.vmlinux, choice.kernel_from = vmlinux, str(vmlinux)
@@ -335,13 +351,12 @@ def _read_vmlinux(src: VmlinuxSource, bid: str, row) -> KernelChoice:
 def _from_dump(engine, phys, info, not_found: KernelError | None = None) -> KernelChoice:
     """The kernel read from the dump (never from the index's cache). A refusal says where
     vmdex looked for a vmlinux first (`not_found`, indexer.kernel.locate's message)."""
-    from vmdex.indexer import store
     try:
         src = DumpSource(phys, info)
         bid = src.build_id()
         if not bid:
             raise src.refuse("no build id in VMCOREINFO or in the kernel's notes")
-        row = store.cached_kernel(engine, bid)
+        row = _index_row(engine, bid)
         # a row read from a vmlinux stays: it is never replaced by what a dump holds
         return _read(src, bid, row, replace=bool(row) and row[2] == DUMP)
     except KernelError as refused:

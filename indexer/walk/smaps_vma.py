@@ -82,6 +82,8 @@ class VmaTexts:
             "TRANSPARENT_HUGEPAGE_FLAG", "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
             "TRANSPARENT_HUGEPAGE_NEVER_DAX", "TRANSPARENT_HUGEPAGE_UNSUPPORTED")}
         self._paths: dict[tuple, str | None] = {}   # (mnt, dentry, root) -> d_path()
+        self._files: dict[tuple, tuple] = {}     # (struct file, root) -> _file_facts()
+        self._shmem: dict[int, bool | None] = {}    # struct file -> _is_shmem()
         if sym is not None:
             try:
                 self.thp_flags = k.ptr(sym)
@@ -223,17 +225,12 @@ class VmaTexts:
         inode = 0
         try:
             if vma.file:
-                inode = k.ptr(vma.file + k.off("file", "f_inode"))
-                # dev and ino of file_user_inode(): the overlay's for a backing file
-                _, udentry, backing = self.user_path(vma.file)
-                shown = k.ptr(udentry + k.off("dentry", "d_inode")) if backing else inode
-                sb = k.ptr(shown + k.off("inode", "i_sb"))
-                dev = k.mem.u32(sb + k.off("super_block", "s_dev"))
-                ino = k.ptr(shown + k.off("inode", "i_ino"))
+                key = (vma.file, root)     # a library's 4-5 VMAs share one struct file
+                facts = self._files.get(key)
+                if facts is None:
+                    facts = self._files[key] = self._file_facts(vma.file, root)
+                inode, dev, ino, name, header_ok = facts
                 pgoff = vma.pgoff << self.page_shift
-                name = self.d_path(vma.file, root)
-                if name is None:
-                    header_ok = False
             else:
                 if vm_ops:
                     fn = k.ptr(vm_ops + k.off("vm_operations_struct", "name")) \
@@ -280,6 +277,24 @@ class VmaTexts:
         return VmaText(header, kps, kps, thp, pkey if self.pkeys is not False else -1, names,
                        self._shmem_swap(vma, inode))
 
+    def _file_facts(self, file: int, root) -> tuple[int, int, int, str | None, bool]:
+        """(inode, dev, ino, path, all read) of a mapped struct file, for the header line;
+        what could be read before a failure stays (KernelPageSize reads the inode)."""
+        k = self.k
+        inode = dev = ino = 0
+        try:
+            inode = k.ptr(file + k.off("file", "f_inode"))
+            # dev and ino of file_user_inode(): the overlay's for a backing file
+            _, udentry, backing = self.user_path(file)
+            shown = k.ptr(udentry + k.off("dentry", "d_inode")) if backing else inode
+            sb = k.ptr(shown + k.off("inode", "i_sb"))
+            dev = k.mem.u32(sb + k.off("super_block", "s_dev"))
+            ino = k.ptr(shown + k.off("inode", "i_ino"))
+            name = self.d_path(file, root)
+        except (MemoryReadError, WalkError, UnicodeDecodeError):
+            return inode, dev, ino, None, False
+        return inode, dev, ino, name, name is not None
+
     def _shmem_swap(self, vma, inode: int) -> int | None:
         """shmem_swap_usage() as smap_gather_stats() adds it; None when the kernel would
         look the swapped pages up one by one (a partial mapping of a swapped file)."""
@@ -316,15 +331,19 @@ class VmaTexts:
             return None
 
     def _is_shmem(self, vma) -> bool | None:
-        k = self.k
         if not vma.file:
             return False
+        if vma.file in self._shmem:
+            return self._shmem[vma.file]
+        k = self.k
         try:
             mapping = k.ptr(vma.file + k.off("file", "f_mapping"))
             aops = k.ptr(mapping + k.off("address_space", "a_ops"))
+            shmem = self.shmem_aops is not None and aops == self.shmem_aops
         except (MemoryReadError, WalkError):
-            return None
-        return self.shmem_aops is not None and aops == self.shmem_aops
+            shmem = None
+        self._shmem[vma.file] = shmem
+        return shmem
 
     def _thp_eligible(self, vma, vm_ops: int, mm_flags: int) -> int | None:
         """What show_smap() prints for THPeligible: transparent_hugepage_enabled() (oldest

@@ -12,10 +12,15 @@ import pytest
 from tests import fixturedata as F
 
 VMDEX = shutil.which("vmdex", path=str(Path(sys.executable).parent)) or "vmdex"
-# Every index a test makes starts without the kernels of earlier ingests, as the refusal
-# tests expect of a fresh index: the per-user kernel cache is off, except where
-# tests/test_kernel_cache.py turns it on for its own ingests.
-os.environ["VMDEX_KERNEL_CACHE"] = "off"
+
+
+def pytest_configure(config) -> None:
+    """Every index a test makes starts without the kernels of earlier ingests, as the
+    refusal tests expect of a fresh index: the per-user kernel cache is off, except where
+    tests/test_kernel_cache.py turns it on for its own ingests. (Set here, not on import:
+    the benchmarks import this module's helpers and keep the user's cache.)"""
+    os.environ["VMDEX_KERNEL_CACHE"] = "off"
+
 
 def primary_variant(kernel: str) -> str:
     """The dump the folder's oracle was recorded from: make-dumps.sh's PRIMARY

@@ -521,9 +521,30 @@ def _start_ingest(db, name: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _left_running(victim: str) -> list[int]:
+    """Processes still running an ingest of `victim` (its walk's workers carry the killed
+    process's command line)."""
+    left = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    words = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(victim.encode() in w for w in words) and b"ingest" in b" ".join(words):
+                left.append(int(entry))
+    return left
+
+
 def _after_kill(db, snap, victim: str, proc: subprocess.Popen) -> str:
     proc.wait(timeout=60)
     proc.stderr.close()
+    # the killed ingest's workers notice within a second or two and exit
+    deadline = time.monotonic() + 15
+    while _left_running(victim) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _left_running(victim), f"workers left running: {_left_running(victim)}"
     assert _integrity(db) == "ok"
     for n, (fp, out) in snap.items():
         assert D.dump_fingerprint(db, n) == fp, n

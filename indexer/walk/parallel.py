@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from dataclasses import dataclass
 from queue import Empty
 
@@ -96,6 +97,26 @@ def _worker(todo, queue, budget, gate, dump_path: str | list[str], arch,
             if os.getppid() != parent:
                 os._exit(1)
 
+    def next_piece() -> int | None:
+        while True:
+            try:
+                return todo.get(timeout=1)
+            except Empty:
+                if os.getppid() != parent:
+                    os._exit(1)
+
+    def flushed() -> None:
+        """Wait until the queue's thread has written everything to the pipe, but not for a
+        parent that is gone: the other workers hold the pipe's read end too, so a write
+        into a full pipe never fails, and the exit's own join would wait forever."""
+        queue.close()
+        joiner = threading.Thread(target=queue.join_thread, daemon=True)
+        joiner.start()
+        while joiner.is_alive():
+            joiner.join(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
     class results:
         """Items go in bundles of BUNDLE_UNITS (one queue message, one pickle, one
         semaphore round each, instead of three or four per mm of a few runs)."""
@@ -128,11 +149,13 @@ def _worker(todo, queue, budget, gate, dump_path: str | list[str], arch,
         phys = open_dump(dump_path)   # its own file handle, opened after the fork
     except Exception:   # noqa: BLE001 - the parent walks what no worker took
         results.put(("failed", os.getpid()), flush=True)
+        flushed()
         return
     while True:
-        n = todo.get()
+        n = next_piece()
         if n is None:
             results.put(("done", os.getpid()), flush=True)
+            flushed()
             return
         p = _job["pieces"][n]
         faults: list = []

@@ -14,6 +14,9 @@ LINE = re.compile(r"^SMAPS (\d+) (\S+) (rollup|full): (.*)$")
 # a kernel message the serial console wrote into the middle of a line ("[   13.159814] ...")
 PRINTK = re.compile(r"\[ *\d+\.\d{6}\] .*$")
 STAMP = re.compile(r"\[ *\d+\.\d{6}\]")        # a kernel message's own line
+# what a whole smaps line looks like: a figure, VmFlags, or a VMA's header
+SMAPS_TEXT = re.compile(r"^(?:[A-Za-z_]+: +-?\d+(?: kB)?|VmFlags:(?: [a-z0-9]{2})* ?"
+                        r"|[0-9a-f]+-[0-9a-f]+ [-rwxsp]{4} [0-9a-f]+ [0-9a-f]+:[0-9a-f]+ \d+.*)$")
 
 
 def expected(console: Path) -> dict[tuple[int, str], tuple[str, str]]:
@@ -35,7 +38,9 @@ def expected(console: Path) -> dict[tuple[int, str], tuple[str, str]]:
 def _rejoined(lines: list[str]) -> list[str]:
     """The console's lines with an SMAPS line that a kernel message cut in two made whole
     again: "SMAPS 180 wl_man[   18.75] irq 4: nobody cared ...", the message's own lines,
-    then "yvma full: Shared_Dirty: ..." (the rest of the SMAPS line)."""
+    then "yvma full: Shared_Dirty: ..." (the rest of the SMAPS line). A one-line message
+    has no lines of its own ("SMAPS 130 wl_manyvma full: Priv[    7.52] clocksource: ...",
+    then "ate_Dirty:  4 kB"): the next line is taken when the two make a whole smaps line."""
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -45,10 +50,13 @@ def _rejoined(lines: list[str]) -> list[str]:
             j = i + 1
             while j < len(lines) and STAMP.match(lines[j]):
                 j += 1
-            if j < len(lines) and j > i + 1 and not lines[j].startswith("SMAPS "):
-                out.append(line[:cut.start()] + lines[j].rstrip("\r"))
-                i = j + 1
-                continue
+            if j < len(lines) and not lines[j].startswith("SMAPS "):
+                joined = line[:cut.start()] + lines[j].rstrip("\r")
+                m = LINE.match(joined)
+                if j > i + 1 or (m and SMAPS_TEXT.match(m[4])):
+                    out.append(joined)
+                    i = j + 1
+                    continue
         out.append(line)
         i += 1
     return out

@@ -39,9 +39,9 @@ def stable_id(kind: str, key: str) -> int:
 def ingest_to(dest: str, ingest: Callable[[str], None]) -> None:
     """`vmdex ingest --to DEST`: `ingest` fills a temporary SQLite index, whose dumps then
     go to DEST. When some dumps of a crash directory fail, the others still go."""
+    made = not os.path.exists(dest)
     _arrow()                    # no pyarrow, or no place for the files: said before any
-    made = not os.path.exists(dest)     # dump is read
-    _check_dest(Path(dest))
+    _check_dest(Path(dest))     # dump is read
     with tempfile.TemporaryDirectory(prefix="vmdex-to-") as tmp:
         staging = os.path.join(tmp, "staging.db")
         failed = None
